@@ -1,0 +1,165 @@
+/**
+ * The composition root: builds the Deckhand server from a Config. Everything is wired here and nowhere else.
+ */
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Config } from "./config/config.ts";
+import { type Database, migrate, openDatabase } from "./db/database.ts";
+import { createLogger, type Logger } from "./log/logger.ts";
+import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
+import type { ResultPublisher } from "./runs/deliver.ts";
+import { Reconciler } from "./runs/reconciler.ts";
+import { RepoRegistry } from "./runs/repos.ts";
+import { RunBus } from "./runs/run-bus.ts";
+import { RunService } from "./runs/run-service.ts";
+import { RunStore } from "./runs/run-store.ts";
+import { createSandboxProvider } from "./sandbox/index.ts";
+import type { SandboxProvider } from "./sandbox/provider.ts";
+import { resolveApiToken } from "./server/auth.ts";
+import { HttpError } from "./server/http-errors.ts";
+import { apiRoutes } from "./server/routes/api.ts";
+import { pageRoutes } from "./server/routes/pages.ts";
+import { relayRoutes } from "./server/routes/relay.ts";
+
+/** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
+export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+export interface Deckhand {
+  config: Config;
+  log: Logger;
+  database: Database;
+  store: RunStore;
+  service: RunService;
+  bus: RunBus;
+  provider: SandboxProvider;
+  repos: RepoRegistry;
+  reconciler: Reconciler;
+  http: FastifyInstance;
+  apiToken: string;
+  /** Mount a raw handler at an exact path (before Fastify's routing). */
+  mountRaw(pathname: string, handler: RawHandler): void;
+  /** Add a result publisher (GitHub pull requests, ...). */
+  addPublisher(p: ResultPublisher): void;
+  /** Run something when the server closes. */
+  onClose(fn: () => Promise<void> | void): void;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface CreateOptions {
+  log?: Logger;
+  provider?: SandboxProvider;
+  /** Reconciler tick interval override (tests). */
+  reconcileIntervalMs?: number;
+  /** Don't start the reconciler (a process that only serves HTTP). */
+  noReconciler?: boolean;
+}
+
+let relayBundleCache: Promise<Buffer> | null = null;
+async function relayBundle(dataDir: string): Promise<Buffer> {
+  relayBundleCache ??= (async () => {
+    const { buildRelayBundle } = await import("./relay/agent/build.ts");
+    const out = path.join(dataDir, "relay", "relay.mjs");
+    await buildRelayBundle(out);
+    return fs.readFileSync(out);
+  })().catch((e) => {
+    relayBundleCache = null;
+    throw e;
+  });
+  return relayBundleCache;
+}
+
+export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
+  const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
+  fs.mkdirSync(config.DATA_DIR, { recursive: true });
+  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  await migrate(database);
+  const bus = new RunBus(database);
+  await bus.start();
+  const store = new RunStore(database.db, bus);
+  const repos = new RepoRegistry(config.REPOS);
+  const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log);
+  const provider = opts.provider ?? (await createSandboxProvider(config, log));
+  const receiver = new RelayReceiver(database.db, store, bus, log);
+  const apiToken = resolveApiToken(config)!;
+  const publishers: ResultPublisher[] = [];
+  const closers: (() => Promise<void> | void)[] = [];
+
+  const reconciler = new Reconciler({
+    db: database.db,
+    config,
+    store,
+    bus,
+    provider,
+    provision: { config, store, provider, repos, relayBundle: () => relayBundle(config.DATA_DIR) },
+    deliver: { store, repos, dataDir: config.DATA_DIR, publishers, runPageUrl: (r) => service.runPageUrl(r) },
+    log,
+    intervalMs: opts.reconcileIntervalMs,
+  });
+
+  const raw = new Map<string, RawHandler>();
+  const app = Fastify({
+    loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // Relay long polls would hold a shutdown for up to 25 s; the relay reconnects to whichever process is up.
+    forceCloseConnections: true,
+    bodyLimit: config.MAX_BODY_BYTES,
+    serverFactory: (handler) =>
+      http.createServer((req, res) => {
+        const pathname = (req.url ?? "/").split("?")[0]!;
+        const h = raw.get(pathname);
+        if (h) return h(req, res);
+        handler(req, res);
+      }),
+  }) as unknown as FastifyInstance;
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    const status = err instanceof HttpError ? err.statusCode : err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ err }, "request failed");
+    const message = status >= 500 ? "internal error" : err.message;
+    reply.code(status).send({ error: message, ...(err instanceof HttpError && err.details ? { details: err.details } : {}) });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route for ${req.method} ${req.url.split("?")[0]}` }));
+  app.get("/healthz", async () => {
+    await database.db.execute("select 1" as never).catch(() => {
+      throw new HttpError(503, "database unavailable");
+    });
+    return { ok: true, database: database.kind, sandbox: provider.name, isolated: provider.isolated, model: config.model?.id ?? null };
+  });
+  apiRoutes(app, { service, bus, apiToken });
+  relayRoutes(app, receiver);
+  pageRoutes(app, service);
+
+  const deckhand: Deckhand = {
+    config,
+    log,
+    database,
+    store,
+    service,
+    bus,
+    provider,
+    repos,
+    reconciler,
+    http: app,
+    apiToken,
+    mountRaw: (p, h) => void raw.set(p, h),
+    addPublisher: (p) => void publishers.push(p),
+    onClose: (fn) => void closers.push(fn),
+    async listen() {
+      await app.listen({ port: config.PORT, host: config.HOST });
+      if (!opts.noReconciler) reconciler.start();
+      const addr = app.server.address();
+      return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
+    },
+    async close() {
+      await reconciler.stop();
+      for (const c of closers.reverse()) await c();
+      await app.close();
+      await bus.stop();
+      await provider.close?.();
+      await database.close();
+    },
+  };
+  return deckhand;
+}

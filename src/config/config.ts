@@ -1,0 +1,176 @@
+/**
+ * The one configuration module. Every variable is read here, validated with zod, and documented in
+ * `.env.example`. A bad or missing variable is reported all at once, by name, with what is expected.
+ */
+import path from "node:path";
+import { z } from "zod";
+
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
+
+/** `name=value,name2=value2` */
+export function parsePairs(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const part of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    if (eq <= 0 || eq === part.length - 1) throw new Error(`"${part}" is not name=value`);
+    out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+const pairs = (what: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      try {
+        return parsePairs(raw);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: `expected ${what} as name=value pairs separated by commas: ${(e as Error).message}` });
+        return z.NEVER;
+      }
+    });
+
+const schema = z
+  .object({
+    NODE_ENV: z.string().default("development"),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    HOST: z.string().default("0.0.0.0"),
+    PUBLIC_URL: z.string().url().optional(),
+    DATA_DIR: z.string().default("./.deckhand"),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://")
+      .optional(),
+    API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    SANDBOX_PROVIDER: z.enum(["local", "e2b"]).default("local"),
+    /** Require bubblewrap: refuse to run unisolated (production default is to warn). */
+    LOCAL_SANDBOX_REQUIRE_ISOLATION: bool.default(false),
+    REPOS: pairs("REPOS (name=cloneURL)"),
+    DEFAULT_REPO: z.string().optional(),
+    MODEL: z
+      .string()
+      .regex(/^[^/\s]+\/\S+$/, "must be an OpenCode provider/model id such as anthropic/claude-sonnet-4-5")
+      .optional(),
+    LLM_BASE_URL: z.string().url().optional(),
+    LLM_API_KEY: z.string().optional(),
+    LLM_MODEL: z.string().optional(),
+    MAX_CONCURRENT_RUNS: positiveInt(4),
+    /** How long an idle run keeps its sandbox for follow-ups. */
+    RUN_KEEPALIVE_SECONDS: positiveInt(30 * 60),
+    RUN_MAX_DURATION_SECONDS: positiveInt(4 * 60 * 60),
+    PROVISION_TIMEOUT_SECONDS: positiveInt(10 * 60),
+    PROVISION_MAX_ATTEMPTS: positiveInt(3),
+    HEARTBEAT_INTERVAL_SECONDS: positiveInt(15),
+    HEARTBEAT_TIMEOUT_SECONDS: positiveInt(90),
+    WATCHDOG_INTERVAL_SECONDS: positiveInt(30),
+    LEASE_SECONDS: positiveInt(60),
+    MAX_BODY_BYTES: positiveInt(1024 * 1024),
+    OPENCODE_BIN: z.string().optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.DEFAULT_REPO && !(c.DEFAULT_REPO in c.REPOS)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["DEFAULT_REPO"],
+        message: `"${c.DEFAULT_REPO}" is not one of REPOS (${Object.keys(c.REPOS).join(", ") || "none configured"})`,
+      });
+    }
+    const llm = [c.LLM_BASE_URL, c.LLM_MODEL].filter(Boolean).length;
+    if (llm === 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: [c.LLM_BASE_URL ? "LLM_MODEL" : "LLM_BASE_URL"],
+        message: "LLM_BASE_URL and LLM_MODEL go together (an OpenAI-compatible endpoint and its model name)",
+      });
+    }
+    if (llm === 2 && c.MODEL) {
+      ctx.addIssue({ code: "custom", path: ["MODEL"], message: "set either MODEL or LLM_BASE_URL + LLM_MODEL, not both" });
+    }
+  });
+
+export type RawConfig = z.infer<typeof schema>;
+
+export interface ModelConfig {
+  /** OpenCode model id, e.g. "anthropic/claude-sonnet-4-5" or "deckhand-llm/<LLM_MODEL>" */
+  id: string;
+  /** Provider block for OpenCode's config, when the model is an OpenAI-compatible endpoint. */
+  openaiCompatible?: { baseURL: string; apiKey: string; model: string };
+  /** Environment variables the model's provider needs inside the sandbox (its key). */
+  env: Record<string, string>;
+}
+
+export interface Config extends RawConfig {
+  PUBLIC_URL: string;
+  DATA_DIR: string;
+  model: ModelConfig | null;
+  /** What is set up and what is missing, in plain words, for the start-up log. */
+  summary: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Known provider → key variable, so MODEL=anthropic/... forwards only ANTHROPIC_API_KEY into the sandbox. */
+const PROVIDER_KEYS: Record<string, string[]> = {
+  anthropic: ["ANTHROPIC_API_KEY"],
+  openai: ["OPENAI_API_KEY"],
+  google: ["GOOGLE_GENERATIVE_AI_API_KEY", "GEMINI_API_KEY"],
+  openrouter: ["OPENROUTER_API_KEY"],
+  groq: ["GROQ_API_KEY"],
+  mistral: ["MISTRAL_API_KEY"],
+  deepseek: ["DEEPSEEK_API_KEY"],
+  xai: ["XAI_API_KEY"],
+};
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const cleaned: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== "") cleaned[k] = v;
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}${"received" in i && i.received ? "" : ""}`),
+    );
+  }
+  const c = parsed.data;
+  const problems: string[] = [];
+  let model: ModelConfig | null = null;
+  if (c.LLM_BASE_URL && c.LLM_MODEL) {
+    model = {
+      id: `deckhand-llm/${c.LLM_MODEL}`,
+      openaiCompatible: { baseURL: c.LLM_BASE_URL, apiKey: c.LLM_API_KEY ?? "none", model: c.LLM_MODEL },
+      env: {},
+    };
+  } else if (c.MODEL) {
+    const provider = c.MODEL.split("/")[0]!;
+    const keys = PROVIDER_KEYS[provider] ?? [];
+    const present = keys.filter((k) => cleaned[k]);
+    if (keys.length && !present.length) problems.push(`MODEL: ${c.MODEL} needs ${keys.join(" or ")} to be set`);
+    model = { id: c.MODEL, env: Object.fromEntries(present.map((k) => [k, cleaned[k]!])) };
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const publicUrl = (c.PUBLIC_URL ?? `http://127.0.0.1:${c.PORT}`).replace(/\/+$/, "");
+  const summary: string[] = [];
+  summary.push(c.DATABASE_URL ? "database: Postgres (DATABASE_URL)" : `database: embedded PGlite in ${path.resolve(cwd, c.DATA_DIR, "pglite")}`);
+  summary.push(`sandboxes: ${c.SANDBOX_PROVIDER}`);
+  summary.push(
+    model
+      ? `model: ${model.openaiCompatible ? `${model.openaiCompatible.model} at ${model.openaiCompatible.baseURL}` : model.id}`
+      : "model: none configured — runs will fail until MODEL (with its API key) or LLM_BASE_URL + LLM_MODEL is set",
+  );
+  const repoNames = Object.keys(c.REPOS);
+  summary.push(repoNames.length ? `repos: ${repoNames.join(", ")}${c.DEFAULT_REPO ? ` (default ${c.DEFAULT_REPO})` : ""}` : "repos: none — set REPOS=name=cloneURL to allow runs");
+  summary.push(c.API_TOKEN ? "API: enabled (bearer API_TOKEN)" : "API: open to loopback only — set API_TOKEN to allow remote clients");
+  return { ...c, PUBLIC_URL: publicUrl, DATA_DIR: path.resolve(cwd, c.DATA_DIR), model, summary };
+}

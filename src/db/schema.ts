@@ -1,0 +1,186 @@
+/**
+ * Drizzle schema: the one description of what Deckhand stores. `npm run db:generate` turns changes into SQL
+ * migrations in `migrations/`, applied at start-up on Postgres and PGlite alike.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const runs = pgTable(
+  "runs",
+  {
+    id: text("id").primaryKey(),
+    status: text("status").notNull(),
+    statusReason: text("status_reason"),
+    statusChangedAt: ts("status_changed_at").notNull().defaultNow(),
+    /** Machine-readable failure class (e.g. "model_auth", "sandbox_silent"), for notifiers. */
+    failureCode: text("failure_code"),
+    repo: text("repo").notNull(),
+    ref: text("ref"),
+    branch: text("branch").notNull(),
+    /** The commit the run started from (the diff's base). */
+    baseCommit: text("base_commit"),
+    prompt: text("prompt").notNull(),
+    title: text("title").notNull(),
+    /** cli | api | slack | linear | web */
+    source: text("source").notNull(),
+    /** Where the run came from and where to answer: Slack channel+thread, Linear session, ... */
+    sourceRef: jsonb("source_ref").$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+    createdBy: text("created_by"),
+    /** Secret part of the run page URL: unguessable, per run, revocable. */
+    pageToken: text("page_token").notNull(),
+    relayTokenHash: text("relay_token_hash"),
+    sandboxProvider: text("sandbox_provider"),
+    sandboxId: text("sandbox_id"),
+    sandboxDestroyedAt: ts("sandbox_destroyed_at"),
+    opencodeSessionId: text("opencode_session_id"),
+    phases: jsonb("phases").$type<{ phase: string; at: string }[]>().notNull().default(sql`'[]'::jsonb`),
+    attempts: integer("attempts").notNull().default(0),
+    leaseOwner: text("lease_owner"),
+    leaseExpiresAt: ts("lease_expires_at"),
+    lastHeartbeatAt: ts("last_heartbeat_at"),
+    lastActivityAt: ts("last_activity_at"),
+    opencodeAlive: boolean("opencode_alive"),
+    /** Highest contiguous event sequence stored. */
+    lastEventSeq: integer("last_event_seq").notNull().default(0),
+    /** Set when the relay reports the agent idle for all prompts up to this input seq: the result is owed. */
+    idleInputSeq: integer("idle_input_seq"),
+    /** Input seq covered by the last delivered result. */
+    deliveredInputSeq: integer("delivered_input_seq").notNull().default(0),
+    keepaliveUntil: ts("keepalive_until"),
+    result: jsonb("result").$type<Record<string, unknown>>(),
+    diff: text("diff"),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+    startedAt: ts("started_at"),
+    finishedAt: ts("finished_at"),
+  },
+  (t) => [
+    index("runs_status_idx").on(t.status),
+    uniqueIndex("runs_page_token_idx").on(t.pageToken),
+    index("runs_created_at_idx").on(t.createdAt),
+  ],
+);
+
+export const runEvents = pgTable(
+  "run_events",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    type: text("type").notNull(),
+    /** When it happened in the sandbox. */
+    at: ts("at").notNull(),
+    receivedAt: ts("received_at").notNull().defaultNow(),
+    data: jsonb("data").$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
+);
+
+/** Prompts and commands queued for a run: the first prompt, follow-ups, stop. */
+export const runInputs = pgTable(
+  "run_inputs",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    /** prompt | stop */
+    kind: text("kind").notNull(),
+    text: text("text"),
+    author: text("author"),
+    source: text("source").notNull(),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    /** When the relay acknowledged it. */
+    deliveredAt: ts("delivered_at"),
+  },
+  (t) => [uniqueIndex("run_inputs_run_seq_idx").on(t.runId, t.seq)],
+);
+
+/** Inbound webhook deliveries already seen (Slack event ids, Linear delivery ids, ...). */
+export const deliveries = pgTable("deliveries", {
+  key: text("key").primaryKey(),
+  source: text("source").notNull(),
+  runId: text("run_id"),
+  receivedAt: ts("received_at").notNull().defaultNow(),
+});
+
+/** Outbox of messages owed to a surface (Slack, Linear, GitHub): sent once, in order, surviving restarts. */
+export const notifications = pgTable(
+  "notifications",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id"),
+    surface: text("surface").notNull(),
+    /** Unique per message owed, so the same message is never queued twice. */
+    dedupeKey: text("dedupe_key").notNull(),
+    /** Messages of one ordering key are sent strictly in id order. */
+    orderingKey: text("ordering_key").notNull(),
+    kind: text("kind").notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+    /** pending | sent | dead */
+    state: text("state").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: ts("next_attempt_at").notNull().defaultNow(),
+    lockedUntil: ts("locked_until"),
+    lockedBy: text("locked_by"),
+    sentAt: ts("sent_at"),
+    response: jsonb("response").$type<Record<string, unknown>>(),
+    lastError: text("last_error"),
+    createdAt: ts("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("notifications_dedupe_idx").on(t.dedupeKey),
+    index("notifications_pending_idx").on(t.state, t.nextAttemptAt),
+    index("notifications_ordering_idx").on(t.orderingKey, t.id),
+  ],
+);
+
+/** Per run and surface: what a notifier remembers (Slack status message ts, last rendered seq, ...). */
+export const surfaceState = pgTable(
+  "surface_state",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id, { onDelete: "cascade" }),
+    surface: text("surface").notNull(),
+    state: jsonb("state").$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.surface] })],
+);
+
+/** Installed workspaces of an integration (e.g. Linear OAuth installs): token and app user per workspace. */
+export const installations = pgTable(
+  "installations",
+  {
+    surface: text("surface").notNull(),
+    workspaceId: text("workspace_id").notNull(),
+    accessToken: text("access_token").notNull(),
+    appUserId: text("app_user_id"),
+    data: jsonb("data").$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.surface, t.workspaceId] })],
+);
+
+export type Run = typeof runs.$inferSelect;
+export type NewRun = typeof runs.$inferInsert;
+export type RunEventRow = typeof runEvents.$inferSelect;
+export type RunInput = typeof runInputs.$inferSelect;
+export type Notification = typeof notifications.$inferSelect;

@@ -1,0 +1,24 @@
+/** Structured stderr logging: one JSON object per line. Callers never pass secrets (tokens, passwords). */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+let minLevel: LogLevel = (process.env.DECKHAND_RELAY_LOG_LEVEL as LogLevel) in ORDER ? (process.env.DECKHAND_RELAY_LOG_LEVEL as LogLevel) : "info";
+
+export function setLogLevel(level: LogLevel): void {
+  minLevel = level;
+}
+
+export function log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
+  if (ORDER[level] < ORDER[minLevel]) return;
+  const line: Record<string, unknown> = { t: new Date().toISOString(), level, msg, ...fields };
+  try {
+    process.stderr.write(JSON.stringify(line) + "\n");
+  } catch {
+    /* stderr gone: nothing to do */
+  }
+}
+
+export function errMsg(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

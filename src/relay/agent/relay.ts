@@ -1,0 +1,527 @@
+/**
+ * The relay: wires OpenCode's event stream to the outbox and the backend, applies the backend's commands, decides
+ * when the agent is idle and heartbeats. Independent loops, each forgiving of the others' failures:
+ *
+ *   startup    wait for OpenCode (log line + health), create/reuse the session, then start the loops below
+ *   events     GET /event → filter → outbox (reconnects with backoff; confirms status after each reconnect)
+ *   sender     outbox → POST events (one request in flight; whatever piled up meanwhile is the next batch)
+ *   commands   long-poll commands → prompt / abort / shutdown, each applied once, in order
+ *   status     while a turn is open, GET /session/status every 5 s (a lost session.idle must not hang a run)
+ *   heartbeat  every DECKHAND_HEARTBEAT_MS
+ *   pid watch  every second: OpenCode's process gone → deckhand.opencode_exited (once)
+ */
+import { RELAY_EVENT, RELAY_PROTOCOL_VERSION, type RelayCommand } from "../protocol.ts";
+import { BackendClient, RunOverError } from "./backend-client.ts";
+import { Backoff, sleep } from "./backoff.ts";
+import type { RelayConfig } from "./config.ts";
+import { isAssistantMessageDone, sessionErrorMessage, sessionIdOf, shouldForward, TextTracker, type OpencodeEvent } from "./events.ts";
+import { errMsg, log } from "./log.ts";
+import { fileSize, logSaysListening, OpencodeClient, pidAlive, readPid } from "./opencode.ts";
+import { Outbox } from "./outbox.ts";
+import { StateStore } from "./state.ts";
+import { awaitingIdle, shouldEmitIdle, statusOf, type TurnState } from "./turn.ts";
+
+export interface RelayExit {
+  code: number;
+  reason: string;
+}
+
+export interface RelayTimings {
+  statusPollMs: number;
+  pidCheckMs: number;
+  commandWaitMs: number;
+  readyWarnMs: number;
+  shutdownFlushMs: number;
+}
+
+const DEFAULT_TIMINGS: RelayTimings = {
+  statusPollMs: 5_000,
+  pidCheckMs: 1_000,
+  commandWaitMs: 25_000,
+  readyWarnMs: 120_000,
+  shutdownFlushMs: 5_000,
+};
+
+export class Relay {
+  private readonly outbox: Outbox;
+  private readonly state: StateStore;
+  private readonly backend: BackendClient;
+  private readonly oc: OpencodeClient;
+  private readonly t: RelayTimings;
+
+  /** Stops every loop but the sender; the sender stops last so a shutdown can flush. */
+  private readonly stop = new AbortController();
+  private readonly stopSender = new AbortController();
+  private finished = false;
+  private resolveDone!: (e: RelayExit) => void;
+  private readonly done = new Promise<RelayExit>((r) => (this.resolveDone = r));
+
+  private sessionId?: string;
+  private ready = false;
+  private eventsConnected = false;
+  private pid?: number;
+  private opencodeExited = false;
+  private readonly eventsAbort = new AbortController();
+
+  private sessionBusy = false;
+  private sawBusySinceDelivery = false;
+  private deliveryEpoch = 0;
+  private turnError?: string;
+  private idleChecking = false;
+  private idleCheckAgain = false;
+  private readonly text = new TextTracker();
+
+  private lastActivityAt?: number;
+  private logSize = 0;
+
+  constructor(
+    private readonly cfg: RelayConfig,
+    timings: Partial<RelayTimings> = {},
+  ) {
+    this.t = { ...DEFAULT_TIMINGS, ...timings };
+    this.outbox = Outbox.open(cfg.stateDir);
+    this.state = new StateStore(cfg.stateDir);
+    this.backend = new BackendClient(cfg.backendUrl, cfg.runId, cfg.relayToken);
+    this.oc = new OpencodeClient({ baseUrl: cfg.opencodeUrl, password: cfg.opencodePassword, directory: cfg.opencodeDirectory });
+  }
+
+  /** Runs until the run is over (401), a shutdown command, or stopNow(). */
+  run(): Promise<RelayExit> {
+    const resumed = this.outbox.lastSeq > 0;
+    log("info", "relay starting", {
+      runId: this.cfg.runId,
+      resumedAfterSeq: this.outbox.lastSeq,
+      pendingEvents: this.outbox.pendingCount,
+      lastAppliedSeq: this.state.value.lastAppliedSeq,
+    });
+    this.emit(RELAY_EVENT.started, { relayVersion: RELAY_PROTOCOL_VERSION, pid: process.pid, restarted: resumed });
+    this.loop("sender", () => this.senderLoop());
+    this.loop("heartbeat", () => this.heartbeatLoop());
+    this.loop("pid-watch", () => this.pidWatchLoop());
+    this.loop("startup", () => this.startup());
+    this.loop("commands", () => this.commandLoop());
+    return this.done;
+  }
+
+  /** Stops at once (signal): the outbox is fsync'd, unsent events stay on disk for the next relay. */
+  stopNow(reason: string): Promise<RelayExit> {
+    void this.finish(0, reason, false);
+    return this.done;
+  }
+
+  /* ------------------------------------------------------------ events in */
+
+  private emit(type: string, data: Record<string, unknown>): void {
+    if (this.finished) return;
+    const ev = this.outbox.append(type, data);
+    log("debug", "event", { seq: ev.seq, type });
+  }
+
+  private async startup(): Promise<void> {
+    const t0 = Date.now();
+    let warned = false;
+    for (;;) {
+      if (this.stop.signal.aborted || this.opencodeExited) return;
+      if (this.pid === undefined) this.pid = readPid(this.cfg.opencodePidFile);
+      if (logSaysListening(this.cfg.opencodeLogFile) && (await this.oc.healthy(2_000))) break;
+      if (!warned && Date.now() - t0 > this.t.readyWarnMs) {
+        warned = true;
+        this.emit(RELAY_EVENT.error, { message: `OpenCode not ready after ${Math.round(this.t.readyWarnMs / 1000)} s; still waiting` });
+      }
+      await sleep(200, this.stop.signal);
+    }
+    log("info", "opencode is up", { ms: Date.now() - t0, pid: this.pid });
+
+    const backoff = new Backoff(200, 5_000);
+    let reused = false;
+    for (;;) {
+      if (this.stop.signal.aborted || this.opencodeExited) return;
+      try {
+        const saved = this.state.value.sessionId;
+        if (saved && (await this.oc.sessionExists(saved))) {
+          this.sessionId = saved;
+          reused = true;
+        } else {
+          this.sessionId = (await this.oc.createSession()).id;
+          this.state.update({ sessionId: this.sessionId });
+        }
+        break;
+      } catch (err) {
+        log("warn", "session setup failed", { error: errMsg(err) });
+        await sleep(backoff.next(), this.stop.signal);
+      }
+    }
+    this.loop("events", () => this.eventLoop());
+    // Prompts wait until the stream is connected, so the first events of a turn are not missed.
+    for (let i = 0; i < 50 && !this.eventsConnected && !this.stop.signal.aborted; i++) await sleep(100, this.stop.signal);
+    this.ready = true;
+    this.emit(RELAY_EVENT.opencodeReady, { sessionId: this.sessionId, reused });
+    log("info", "session ready", { sessionId: this.sessionId, reused });
+    this.loop("status", () => this.statusLoop());
+    this.scheduleIdleCheck("startup");
+  }
+
+  private async eventLoop(): Promise<void> {
+    const backoff = new Backoff();
+    let connections = 0;
+    while (!this.stop.signal.aborted && !this.opencodeExited) {
+      try {
+        let first = true;
+        for await (const ev of this.oc.events(this.eventsAbort.signal)) {
+          if (first) {
+            first = false;
+            connections++;
+            this.eventsConnected = true;
+            backoff.reset();
+            if (connections > 1) {
+              log("info", "event stream reconnected", { connections });
+              this.scheduleIdleCheck("reconnect", true);
+            }
+          }
+          this.onEvent(ev);
+        }
+        if (!this.stop.signal.aborted) log("warn", "event stream ended");
+      } catch (err) {
+        if (!this.stop.signal.aborted) log("warn", "event stream failed", { error: errMsg(err) });
+      }
+      if (this.stop.signal.aborted) return;
+      this.checkPid();
+      await sleep(backoff.next(), this.stop.signal);
+    }
+  }
+
+  private onEvent(ev: OpencodeEvent): void {
+    this.lastActivityAt = Date.now();
+    const sid = sessionIdOf(ev);
+    if (sid !== undefined && sid !== this.sessionId) return;
+    this.text.observe(ev);
+    if (!shouldForward(ev, this.sessionId)) return;
+    const p = ev.properties ?? {};
+    switch (ev.type) {
+      case "session.status": {
+        const type = p.status?.type;
+        this.sessionBusy = type === "busy" || type === "retry";
+        if (this.sessionBusy) this.sawBusySinceDelivery = true;
+        break;
+      }
+      case "session.error":
+        this.flushText();
+        if (sid !== undefined && awaitingIdle(this.turnState())) this.turnError = sessionErrorMessage(ev);
+        break;
+      case "session.idle":
+        this.flushText();
+        this.sessionBusy = false;
+        break;
+      case "message.updated":
+        if (isAssistantMessageDone(ev)) this.flushText(p.info.id);
+        break;
+    }
+    this.emit(ev.type, p);
+    if (ev.type === "session.idle" || (ev.type === "session.status" && !this.sessionBusy)) this.scheduleIdleCheck(ev.type);
+    if (ev.type === "permission.asked" && typeof p.id === "string") {
+      void this.answer("permission", p.id, () => this.oc.replyPermission(p.id, "once"));
+    }
+    if (ev.type === "question.asked" && typeof p.id === "string") {
+      void this.answer("question", p.id, () => this.oc.rejectQuestion(p.id));
+    }
+  }
+
+  /** Forwards the full text of parts whose final update never came (see TextTracker). */
+  private flushText(messageId?: string): void {
+    for (const data of this.text.flush(messageId)) this.emit("message.part.updated", data);
+  }
+
+  /** Permissions and questions must never hang a headless run: allow once / reject, with a few retries. */
+  private async answer(kind: string, id: string, fn: () => Promise<void>): Promise<void> {
+    const backoff = new Backoff(200, 2_000);
+    for (let attempt = 1; attempt <= 5 && !this.stop.signal.aborted; attempt++) {
+      try {
+        await fn();
+        log("info", `${kind} answered`, { id, answer: kind === "permission" ? "once" : "reject" });
+        return;
+      } catch (err) {
+        log("warn", `${kind} answer failed`, { id, attempt, error: errMsg(err) });
+        await sleep(backoff.next(), this.stop.signal);
+      }
+    }
+  }
+
+  /* ------------------------------------------------------------ idle */
+
+  private turnState(): TurnState {
+    const s = this.state.value;
+    return {
+      deliveredSeq: s.deliveredSeq,
+      deliveredAt: s.deliveredAt,
+      idleEmittedSeq: s.idleEmittedSeq,
+      sawBusySinceDelivery: this.sawBusySinceDelivery,
+    };
+  }
+
+  /** Confirms with GET /session/status and emits agent_idle when due. Serialized; `always` also refreshes `busy`. */
+  private scheduleIdleCheck(why: string, always = false): void {
+    if (!this.sessionId || (!always && !awaitingIdle(this.turnState()) && !this.sessionBusy)) return;
+    if (this.idleChecking) {
+      this.idleCheckAgain = true;
+      return;
+    }
+    this.idleChecking = true;
+    void (async () => {
+      try {
+        do {
+          this.idleCheckAgain = false;
+          await this.checkIdleOnce(why);
+        } while (this.idleCheckAgain && !this.stop.signal.aborted);
+      } finally {
+        this.idleChecking = false;
+      }
+    })();
+  }
+
+  private async checkIdleOnce(why: string): Promise<void> {
+    if (!this.sessionId || this.opencodeExited) return;
+    const epoch = this.deliveryEpoch;
+    let status;
+    try {
+      status = statusOf(await this.oc.status(), this.sessionId);
+    } catch (err) {
+      log("warn", "status check failed", { why, error: errMsg(err) });
+      return; // the status loop tries again
+    }
+    if (epoch !== this.deliveryEpoch) {
+      this.idleCheckAgain = true; // a prompt was delivered meanwhile: that answer may predate it
+      return;
+    }
+    this.sessionBusy = status !== "idle";
+    if (this.sessionBusy) this.sawBusySinceDelivery = true;
+    if (!shouldEmitIdle(this.turnState(), status, Date.now())) return;
+    const inputSeq = this.state.value.deliveredSeq;
+    this.state.update({ idleEmittedSeq: inputSeq });
+    const error = this.turnError;
+    this.turnError = undefined;
+    this.emit(RELAY_EVENT.agentIdle, { inputSeq, ...(error ? { error } : {}) });
+    log("info", "agent idle", { inputSeq, why, error });
+  }
+
+  private async statusLoop(): Promise<void> {
+    while (!this.stop.signal.aborted && !this.opencodeExited) {
+      await sleep(this.t.statusPollMs, this.stop.signal);
+      if (awaitingIdle(this.turnState()) || this.sessionBusy) this.scheduleIdleCheck("poll");
+    }
+  }
+
+  /* ------------------------------------------------------------ events out */
+
+  private async senderLoop(): Promise<void> {
+    const backoff = new Backoff();
+    const signal = this.stopSender.signal;
+    while (!signal.aborted) {
+      if (this.outbox.pendingCount === 0) {
+        const more = this.outbox.compactIfIdle();
+        await (more ? Promise.race([this.outbox.waitForEvents(signal), sleep(1_000, signal)]) : this.outbox.waitForEvents(signal));
+        if (signal.aborted) return;
+        if (this.outbox.pendingCount === 0) continue;
+      }
+      const batch = this.outbox.peek();
+      try {
+        this.outbox.sync();
+        const acked = await this.backend.postEvents(batch);
+        this.outbox.ack(acked);
+        backoff.reset();
+        if (acked < batch[batch.length - 1]!.seq) {
+          log("warn", "backend acknowledged less than sent", { acked, sentUpTo: batch[batch.length - 1]!.seq });
+          await sleep(backoff.next(), signal);
+        }
+      } catch (err) {
+        if (err instanceof RunOverError) return this.runOver(err);
+        if (signal.aborted) return;
+        const delay = backoff.next();
+        log("warn", "sending events failed", { error: errMsg(err), pending: this.outbox.pendingCount, retryInMs: delay });
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /* ------------------------------------------------------------ commands */
+
+  private async commandLoop(): Promise<void> {
+    const backoff = new Backoff();
+    while (!this.stop.signal.aborted) {
+      let commands: RelayCommand[];
+      try {
+        commands = await this.backend.commands(this.state.value.lastAppliedSeq, this.t.commandWaitMs, this.stop.signal);
+        backoff.reset();
+      } catch (err) {
+        if (err instanceof RunOverError) return this.runOver(err);
+        if (this.stop.signal.aborted) return;
+        log("warn", "polling commands failed", { error: errMsg(err) });
+        await sleep(backoff.next(), this.stop.signal);
+        continue;
+      }
+      const todo = commands.filter((c) => c.seq > this.state.value.lastAppliedSeq).sort((a, b) => a.seq - b.seq);
+      for (let i = 0; i < todo.length && !this.stop.signal.aborted; i++) {
+        try {
+          await this.apply(todo[i]!);
+        } catch (err) {
+          if (err instanceof RunOverError) return this.runOver(err);
+          log("warn", "command failed; will retry", { seq: todo[i]!.seq, kind: todo[i]!.kind, error: errMsg(err) });
+          const shutdown = todo.slice(i + 1).find((c) => c.kind === "shutdown");
+          if (shutdown) return this.apply(shutdown); // a later shutdown must not wait behind an undeliverable prompt
+          await sleep(backoff.next(), this.stop.signal);
+          break; // poll again: the backend resends everything after lastAppliedSeq
+        }
+      }
+    }
+  }
+
+  private async apply(cmd: RelayCommand): Promise<void> {
+    log("info", "applying command", { seq: cmd.seq, kind: cmd.kind });
+    switch (cmd.kind) {
+      case "prompt": {
+        if (!(await this.waitUntilReady())) throw new Error("OpenCode is not available");
+        this.sawBusySinceDelivery = false;
+        this.deliveryEpoch++;
+        await this.oc.promptAsync(this.sessionId!, cmd.text ?? "");
+        this.state.update({ lastAppliedSeq: cmd.seq, deliveredSeq: cmd.seq, deliveredAt: Date.now() });
+        this.emit(RELAY_EVENT.promptDelivered, { inputSeq: cmd.seq });
+        await this.ackCommand(cmd.seq);
+        return;
+      }
+      case "abort": {
+        if (this.sessionId && !this.opencodeExited) await this.oc.abort(this.sessionId);
+        this.state.update({ lastAppliedSeq: cmd.seq });
+        await this.ackCommand(cmd.seq);
+        return;
+      }
+      case "shutdown": {
+        this.state.update({ lastAppliedSeq: cmd.seq });
+        await this.ackCommand(cmd.seq);
+        if (this.sessionId && !this.opencodeExited) {
+          await this.oc.abort(this.sessionId).catch((err) => log("warn", "abort on shutdown failed", { error: errMsg(err) }));
+        }
+        await this.finish(0, "shutdown command", true);
+        return;
+      }
+      default:
+        log("warn", "unknown command kind; skipped", { seq: cmd.seq, kind: (cmd as RelayCommand).kind });
+        this.state.update({ lastAppliedSeq: cmd.seq });
+    }
+  }
+
+  private async ackCommand(seq: number): Promise<void> {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        return await this.backend.ackCommand(seq);
+      } catch (err) {
+        if (err instanceof RunOverError) throw err;
+        log("warn", "command ack failed", { seq, attempt, error: errMsg(err) });
+        await sleep(200 * attempt, this.stop.signal);
+      }
+    }
+  }
+
+  /** Resolves true once the session exists and the stream is on; false if OpenCode died or we are stopping. */
+  private async waitUntilReady(): Promise<boolean> {
+    while (!this.ready) {
+      if (this.opencodeExited || this.stop.signal.aborted) return false;
+      await sleep(100, this.stop.signal);
+    }
+    return !this.opencodeExited;
+  }
+
+  /* ------------------------------------------------------------ liveness */
+
+  private async pidWatchLoop(): Promise<void> {
+    while (!this.stop.signal.aborted) {
+      this.checkPid();
+      await sleep(this.t.pidCheckMs, this.stop.signal);
+    }
+  }
+
+  /** Reports OpenCode's exit once (per pid, across relay restarts). */
+  private checkPid(): void {
+    const pid = readPid(this.cfg.opencodePidFile) ?? this.pid;
+    if (pid === undefined) return;
+    if (pid !== this.pid) this.pid = pid;
+    if (this.opencodeExited) return;
+    const { alive, reason } = pidAlive(pid);
+    if (alive) return;
+    this.opencodeExited = true;
+    this.sessionBusy = false;
+    this.eventsAbort.abort();
+    log("warn", "opencode exited", { pid, reason });
+    if (this.state.value.exitedPid === pid) return;
+    this.state.update({ exitedPid: pid });
+    this.emit(RELAY_EVENT.opencodeExited, { reason: reason ?? "exited", pid });
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    while (!this.stop.signal.aborted) {
+      try {
+        await this.heartbeat();
+      } catch (err) {
+        if (err instanceof RunOverError) return this.runOver(err);
+        if (!this.stop.signal.aborted) log("warn", "heartbeat failed", { error: errMsg(err) });
+      }
+      await sleep(this.cfg.heartbeatMs, this.stop.signal);
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    this.checkPid();
+    const size = fileSize(this.cfg.opencodeLogFile);
+    if (size !== this.logSize) {
+      this.logSize = size;
+      this.lastActivityAt = Date.now();
+    }
+    const opencodeAlive = this.pid !== undefined && !this.opencodeExited && pidAlive(this.pid).alive && (await this.oc.healthy(3_000));
+    if (this.stop.signal.aborted) return;
+    await this.backend.heartbeat({
+      at: new Date().toISOString(),
+      opencodeAlive,
+      ...(this.lastActivityAt ? { lastActivityAt: new Date(this.lastActivityAt).toISOString() } : {}),
+      busy: this.sessionBusy || (awaitingIdle(this.turnState()) && !this.opencodeExited),
+      outboxPending: this.outbox.pendingCount,
+      relayVersion: RELAY_PROTOCOL_VERSION,
+    });
+  }
+
+  /* ------------------------------------------------------------ ending */
+
+  private loop(name: string, fn: () => Promise<void>): void {
+    fn().catch((err) => {
+      log("error", "relay loop crashed", { loop: name, error: errMsg(err), stack: err instanceof Error ? err.stack : undefined });
+      try {
+        this.emit(RELAY_EVENT.error, { message: `${name}: ${errMsg(err)}` });
+      } catch {
+        /* the outbox itself may be what failed */
+      }
+      void this.finish(1, `${name} loop crashed`, true);
+    });
+  }
+
+  private runOver(err: RunOverError): void {
+    log("info", "run is over; exiting", { error: err.message });
+    this.stopSender.abort(); // flush nothing more
+    void this.finish(0, "run over (401)", false);
+  }
+
+  private async finish(code: number, reason: string, flush: boolean): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.stop.abort();
+    this.eventsAbort.abort();
+    if (flush) {
+      const end = Date.now() + this.t.shutdownFlushMs;
+      while (this.outbox.pendingCount > 0 && Date.now() < end && !this.stopSender.signal.aborted) await sleep(20);
+    }
+    this.stopSender.abort();
+    try {
+      this.outbox.close();
+    } catch (err) {
+      log("warn", "closing the outbox failed", { error: errMsg(err) });
+    }
+    log("info", "relay exiting", { code, reason, pending: this.outbox.pendingCount });
+    this.resolveDone({ code, reason });
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The backend end of the relay protocol: checks the per-run token, stores events idempotently and in order,
+ * records heartbeats, and hands the relay its commands (prompts) by long poll. HTTP-free: routes call it.
+ */
+import { and, asc, eq, gt, sql } from "drizzle-orm";
+import type { Db } from "../../db/database.ts";
+import { type Run, runEvents, runs } from "../../db/schema.ts";
+import type { Logger } from "../../log/logger.ts";
+import type { RunBus } from "../../runs/run-bus.ts";
+import type { RunStore } from "../../runs/run-store.ts";
+import { tokenMatches } from "../../runs/tokens.ts";
+import { type CommandBatch, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
+
+const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
+
+export class RelayAuthError extends Error {
+  constructor() {
+    super("invalid relay token");
+    this.name = "RelayAuthError";
+  }
+}
+
+export class RelayReceiver {
+  constructor(
+    private readonly db: Db,
+    private readonly store: RunStore,
+    private readonly bus: RunBus,
+    private readonly log: Logger,
+  ) {}
+
+  /** The run, if `token` is its relay token and the run still has a live sandbox; otherwise RelayAuthError. */
+  async authenticate(runId: string, token: string | undefined): Promise<Run> {
+    if (!token) throw new RelayAuthError();
+    const run = await this.store.get(runId);
+    if (!run || !RELAY_STATUSES.has(run.status) || !tokenMatches(token, run.relayTokenHash)) throw new RelayAuthError();
+    return run;
+  }
+
+  async ingest(run: Run, batch: EventBatch): Promise<EventAck> {
+    if (batch.events.length) {
+      await this.db
+        .insert(runEvents)
+        .values(batch.events.map((e) => ({ runId: run.id, seq: e.seq, type: e.type, at: new Date(e.at), data: e.data })))
+        .onConflictDoNothing();
+    }
+    const ackedSeq = await this.advanceContiguous(run.id);
+    // Effects are idempotent and applied for every event of the batch, so a batch redelivered after a crash
+    // (stored, but never acknowledged) still has its effects.
+    for (const e of batch.events) await this.applyEffect(run, e.type, e.data ?? {});
+    await this.bus.changed(run.id);
+    return { ackedSeq };
+  }
+
+  /** Move runs.last_event_seq to the highest seq with no gap before it. */
+  private async advanceContiguous(runId: string): Promise<number> {
+    const [row] = await this.db.select({ last: runs.lastEventSeq }).from(runs).where(eq(runs.id, runId));
+    let last = row?.last ?? 0;
+    const later = await this.db
+      .select({ seq: runEvents.seq })
+      .from(runEvents)
+      .where(and(eq(runEvents.runId, runId), gt(runEvents.seq, last)))
+      .orderBy(asc(runEvents.seq));
+    for (const { seq } of later) {
+      if (seq !== last + 1) break;
+      last = seq;
+    }
+    await this.db
+      .update(runs)
+      .set({ lastEventSeq: sql`greatest(${runs.lastEventSeq}, ${last})`, lastActivityAt: new Date() })
+      .where(eq(runs.id, runId));
+    return last;
+  }
+
+  private async applyEffect(run: Run, type: string, data: Record<string, any>) {
+    switch (type) {
+      case RELAY_EVENT.opencodeReady: {
+        await this.store.patch(run.id, { opencodeSessionId: String(data.sessionId ?? ""), opencodeAlive: true, lastHeartbeatAt: new Date() });
+        const fresh = await this.store.get(run.id);
+        if (fresh?.status === "provisioning") {
+          await this.store.phase(run.id, "opencode_ready");
+          await this.store.transition(run.id, { type: "sandbox_ready" }, { startedAt: fresh.startedAt ?? new Date() });
+          this.log.info({ runId: run.id }, "agent ready; run is running");
+        }
+        break;
+      }
+      case RELAY_EVENT.promptDelivered: {
+        const seq = Number(data.inputSeq);
+        await this.store.markInputDelivered(run.id, seq);
+        if (seq === 1) {
+          const fresh = await this.store.get(run.id);
+          if (fresh && !fresh.phases.some((p) => p.phase === "prompt_delivered")) await this.store.phase(run.id, "prompt_delivered");
+        }
+        break;
+      }
+      case RELAY_EVENT.agentIdle: {
+        const seq = Number(data.inputSeq);
+        const lastPrompt = await this.store.lastPromptSeq(run.id);
+        // Idle counts only when the agent has seen every prompt queued so far; a newer prompt keeps it running.
+        if (seq >= lastPrompt) {
+          await this.db
+            .update(runs)
+            .set({ idleInputSeq: sql`greatest(coalesce(${runs.idleInputSeq}, 0), ${seq})` })
+            .where(and(eq(runs.id, run.id), gt(sql`${seq}`, runs.deliveredInputSeq)));
+          await this.bus.wakeReconciler();
+        }
+        break;
+      }
+      case RELAY_EVENT.opencodeExited:
+        await this.store.patch(run.id, { opencodeAlive: false });
+        await this.store.transition(run.id, {
+          type: "fail",
+          code: "agent_died",
+          reason: `The agent process (OpenCode) stopped unexpectedly${data.reason ? ` (${String(data.reason)})` : ""}`,
+        });
+        break;
+    }
+  }
+
+  async heartbeat(run: Run, hb: Heartbeat): Promise<void> {
+    // Liveness only moves forward while OpenCode is alive and answering.
+    await this.store.patch(run.id, hb.opencodeAlive ? { lastHeartbeatAt: new Date(), opencodeAlive: true } : { opencodeAlive: false });
+  }
+
+  /** Prompts after `after`, waiting up to `waitMs` for one to appear. */
+  async commands(run: Run, after: number, waitMs: number, signal?: AbortSignal): Promise<CommandBatch> {
+    const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
+    for (;;) {
+      const prompts = await this.store.promptsAfter(run.id, after);
+      if (prompts.length) return { commands: prompts.map((p) => ({ seq: p.seq, kind: "prompt" as const, text: p.text ?? "" })) };
+      const current = await this.store.get(run.id);
+      if (!current || !RELAY_STATUSES.has(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted) return { commands: [] };
+      await this.bus.waitForRun(run.id, Math.min(left, 5_000), signal);
+    }
+  }
+
+  async ack(run: Run, seq: number): Promise<void> {
+    await this.store.markInputDelivered(run.id, seq);
+  }
+}

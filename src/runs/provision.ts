@@ -1,0 +1,155 @@
+/**
+ * Provisioning: from a claimed run to a sandbox where OpenCode and the relay run. Everything long-lived starts in
+ * the background. The run becomes `running` when the relay reports OpenCode ready (see the receiver).
+ */
+import net from "node:net";
+import type { Config } from "../config/config.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Run } from "../db/schema.ts";
+import { RELAY_PROTOCOL_VERSION, type RelayEnv } from "../relay/protocol.ts";
+import { OPENCODE_PORT, opencodeEnv } from "../sandbox/opencode-config.ts";
+import { RUN_LABEL, type Sandbox, SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
+import type { RepoRegistry } from "./repos.ts";
+import type { RunStore } from "./run-store.ts";
+import { hashToken, randomToken } from "./tokens.ts";
+
+export class ProvisionError extends Error {
+  constructor(
+    message: string,
+    public readonly code: string,
+    public readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = "ProvisionError";
+  }
+}
+
+export interface ProvisionDeps {
+  config: Config;
+  store: RunStore;
+  provider: SandboxProvider;
+  repos: RepoRegistry;
+  /** The relay program, bundled to one file. */
+  relayBundle: () => Promise<Buffer>;
+  log: Logger;
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const tail = (s: string, n = 600) => (s.length > n ? `…${s.slice(-n)}` : s).trim();
+
+async function must(sb: Sandbox, argv: string[], what: string, code: string, opts: Parameters<Sandbox["exec"]>[1] = {}) {
+  const r = await sb.exec(argv, opts);
+  if (r.exitCode !== 0) throw new ProvisionError(`${what} failed: ${tail(r.stderr || r.stdout) || `exit ${r.exitCode}`}`, code, false);
+  return r.stdout.trim();
+}
+
+/** Remove anything left by an earlier attempt of this run (a crashed server, a failed try). */
+export async function destroyRunSandboxes(provider: SandboxProvider, runId: string, log: Logger): Promise<number> {
+  let n = 0;
+  for (const s of await provider.list({ [RUN_LABEL]: runId })) {
+    if (await provider.destroy(s.id)) {
+      n++;
+      log.info({ sandboxId: s.id }, "destroyed sandbox");
+    }
+  }
+  return n;
+}
+
+export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
+  const { config, store, provider, repos, log } = deps;
+  if (!config.model) {
+    throw new ProvisionError(
+      "No model is configured: set MODEL (with its provider's API key) or LLM_BASE_URL and LLM_MODEL",
+      "no_model",
+      false,
+    );
+  }
+  await destroyRunSandboxes(provider, run.id, log);
+
+  const relayToken = randomToken();
+  await store.patch(run.id, { relayTokenHash: hashToken(relayToken), sandboxProvider: provider.name, sandboxId: null, sandboxDestroyedAt: null });
+
+  let access;
+  try {
+    access = await repos.cloneAccess(run.repo, run.id);
+  } catch (e) {
+    throw new ProvisionError((e as Error).message, "repo", false);
+  }
+
+  let sandbox: Sandbox;
+  try {
+    sandbox = await provider.create({
+      runId: run.id,
+      labels: { [RUN_LABEL]: run.id },
+      timeoutMs: (config.RUN_MAX_DURATION_SECONDS + config.RUN_KEEPALIVE_SECONDS) * 1000,
+      readOnlyPaths: access.readOnlyPaths,
+    });
+  } catch (e) {
+    const se = e as SandboxError;
+    throw new ProvisionError(`Could not start a sandbox: ${se.message}`, `sandbox_${se.code ?? "error"}`, se.retryable ?? true);
+  }
+  await store.phase(run.id, "sandbox_created", { sandboxId: sandbox.id });
+  const p = sandbox.paths;
+  log.info({ sandboxId: sandbox.id }, "sandbox created");
+
+  // Clone with credentials passed through the environment of this one command: nothing lands in .git/config.
+  const cloneArgs = ["git", "clone", "--quiet", "--no-tags", ...(run.ref ? ["--branch", run.ref] : []), access.url, p.repo];
+  await must(sandbox, cloneArgs, `Cloning ${run.repo}`, "clone_failed", { env: { ...access.env, GIT_TERMINAL_PROMPT: "0" }, cwd: p.home, timeoutMs: 10 * 60_000 });
+  await must(sandbox, ["git", "checkout", "--quiet", "-B", run.branch], "Creating the run branch", "clone_failed", { cwd: p.repo });
+  const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
+  await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
+  await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
+  await store.phase(run.id, "repo_cloned", { baseCommit: base });
+
+  const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
+  const password = randomToken(18);
+  const pidFile = `${p.control}/opencode.pid`;
+  const ocLog = `${p.control}/opencode.log`;
+  await sandbox.startBackground(
+    ["/bin/sh", "-c", 'echo $$ > "$DECKHAND_PID_FILE"; exec "$DECKHAND_OPENCODE" serve --port "$DECKHAND_PORT" --hostname 127.0.0.1 --pure'],
+    {
+      cwd: p.repo,
+      logFile: ocLog,
+      env: {
+        ...opencodeEnv({ model: config.model, home: p.home, password }),
+        DECKHAND_PID_FILE: pidFile,
+        DECKHAND_OPENCODE: p.opencodeBin,
+        DECKHAND_PORT: String(port),
+      },
+    },
+  );
+  await store.phase(run.id, "opencode_started");
+
+  const relayFile = `${p.control}/relay.mjs`;
+  await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
+  const relayEnv: RelayEnv = {
+    DECKHAND_RUN_ID: run.id,
+    DECKHAND_BACKEND_URL: config.PUBLIC_URL,
+    DECKHAND_RELAY_TOKEN: relayToken,
+    OPENCODE_URL: `http://127.0.0.1:${port}`,
+    OPENCODE_SERVER_PASSWORD: password,
+    OPENCODE_DIRECTORY: p.repo,
+    OPENCODE_PID_FILE: pidFile,
+    OPENCODE_LOG_FILE: ocLog,
+    DECKHAND_STATE_DIR: `${p.control}/relay`,
+    DECKHAND_HEARTBEAT_MS: String(config.HEARTBEAT_INTERVAL_SECONDS * 1000),
+  };
+  await sandbox.startBackground([p.nodeBin, relayFile], {
+    cwd: p.control,
+    logFile: `${p.control}/relay.log`,
+    env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION) } as unknown as Record<string, string>,
+  });
+  await store.phase(run.id, "relay_started");
+  log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
+}

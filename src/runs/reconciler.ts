@@ -1,0 +1,254 @@
+/**
+ * The reconciler: each server process runs this loop. It wakes on NOTIFY (a new run, an input, an idle agent)
+ * and on a timer (the watchdog), asks `decideNext` what each run needs, takes the run's lease, and acts.
+ * Leases expire, so work held by a dead process is taken over.
+ */
+import crypto from "node:crypto";
+import os from "node:os";
+import { and, asc, eq, inArray, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
+import type { Config } from "../config/config.ts";
+import type { Db } from "../db/database.ts";
+import { type Run, runInputs, runs } from "../db/schema.ts";
+import { type Logger, runLog } from "../log/logger.ts";
+import type { SandboxProvider } from "../sandbox/provider.ts";
+import { type Action, decideNext } from "./decide.ts";
+import { collectAndPush, type DeliverDeps } from "./deliver.ts";
+import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
+import type { RunBus } from "./run-bus.ts";
+import type { RunStore } from "./run-store.ts";
+import { transition } from "./state-machine.ts";
+
+const CLAIM_LOCK = 7_406_222;
+
+export interface ReconcilerDeps {
+  db: Db;
+  config: Config;
+  store: RunStore;
+  bus: RunBus;
+  provider: SandboxProvider;
+  provision: Omit<ProvisionDeps, "log">;
+  deliver: Omit<DeliverDeps, "log">;
+  log: Logger;
+  /** Override the tick interval (tests). */
+  intervalMs?: number;
+}
+
+export class Reconciler {
+  readonly owner = `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString("hex")}`;
+  private timer: NodeJS.Timeout | null = null;
+  private unsub: (() => void) | null = null;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  start(): void {
+    const every = this.deps.intervalMs ?? this.deps.config.WATCHDOG_INTERVAL_SECONDS * 1000;
+    this.timer = setInterval(() => this.kick(), every);
+    this.unsub = this.deps.bus.onReconcile(() => this.kick());
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsub?.();
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  /** Run a tick now, or right after the current one. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    this.tick()
+      .catch((e) => this.deps.log.error({ err: e }, "reconciler tick failed"))
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private get limits() {
+    const c = this.deps.config;
+    return {
+      heartbeatTimeoutMs: c.HEARTBEAT_TIMEOUT_SECONDS * 1000,
+      provisionTimeoutMs: c.PROVISION_TIMEOUT_SECONDS * 1000,
+      maxDurationMs: c.RUN_MAX_DURATION_SECONDS * 1000,
+      relayConnectTimeoutMs: Math.max(60_000, c.HEARTBEAT_INTERVAL_SECONDS * 4000),
+      maxProvisionAttempts: c.PROVISION_MAX_ATTEMPTS,
+    };
+  }
+
+  async tick(): Promise<void> {
+    const { db } = this.deps;
+    while (!this.stopped && (await this.claimQueued())) {
+      /* claimed one; try the next */
+    }
+    const candidates = await db
+      .select()
+      .from(runs)
+      .where(
+        or(
+          inArray(runs.status, ["provisioning", "running", "idle"]),
+          and(inArray(runs.status, ["closed", "failed", "cancelled"]), isNotNull(runs.sandboxProvider), isNull(runs.sandboxDestroyedAt)),
+        ),
+      );
+    if (!candidates.length) return;
+    const lastPrompt = await db
+      .select({ runId: runInputs.runId, seq: sql<number>`max(${runInputs.seq})` })
+      .from(runInputs)
+      .where(and(eq(runInputs.kind, "prompt"), inArray(runInputs.runId, candidates.map((r) => r.id))))
+      .groupBy(runInputs.runId);
+    const lastBy = new Map(lastPrompt.map((r) => [r.runId, Number(r.seq)]));
+    const now = new Date();
+    for (const run of candidates) {
+      if (this.inFlight.has(run.id)) continue;
+      const action = decideNext(run, { now, limits: this.limits, lastPromptSeq: lastBy.get(run.id) ?? 0, publicUrl: this.deps.config.PUBLIC_URL });
+      if (action.kind === "none") continue;
+      this.launch(run, action);
+    }
+  }
+
+  /** Claim the oldest queued run if there is capacity: serialised across processes by an advisory lock. */
+  private async claimQueued(): Promise<boolean> {
+    const { db, config } = this.deps;
+    const claimed = await db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
+      const [{ n }] = (await tx
+        .select({ n: sql<number>`count(*)::int` })
+        .from(runs)
+        .where(inArray(runs.status, ["provisioning", "running"]))) as [{ n: number }];
+      if (n >= config.MAX_CONCURRENT_RUNS) return null;
+      const [next] = await tx.select().from(runs).where(eq(runs.status, "queued")).orderBy(asc(runs.createdAt)).limit(1).for("update", { skipLocked: true });
+      if (!next) return null;
+      const out = transition("queued", { type: "claim" });
+      if (!out.ok) return null;
+      const now = new Date();
+      const [row] = await tx
+        .update(runs)
+        .set({
+          status: out.to,
+          statusChangedAt: now,
+          updatedAt: now,
+          leaseOwner: this.owner,
+          leaseExpiresAt: new Date(now.getTime() + config.LEASE_SECONDS * 1000),
+          phases: sql`${runs.phases} || ${JSON.stringify([{ phase: out.to, at: now.toISOString() }])}::jsonb`,
+        })
+        .where(and(eq(runs.id, next.id), eq(runs.status, "queued")))
+        .returning();
+      return row ?? null;
+    });
+    if (!claimed) return false;
+    await this.deps.bus.changed(claimed.id);
+    this.launch(claimed, { kind: "provision" }, true);
+    return true;
+  }
+
+  private async takeLease(runId: string): Promise<boolean> {
+    const now = new Date();
+    const rows = await this.deps.db
+      .update(runs)
+      .set({ leaseOwner: this.owner, leaseExpiresAt: new Date(now.getTime() + this.deps.config.LEASE_SECONDS * 1000) })
+      .where(and(eq(runs.id, runId), or(isNull(runs.leaseExpiresAt), lt(runs.leaseExpiresAt, now), eq(runs.leaseOwner, this.owner))))
+      .returning({ id: runs.id });
+    return rows.length > 0;
+  }
+
+  private async releaseLease(runId: string, holdMs = 0): Promise<void> {
+    await this.deps.db
+      .update(runs)
+      .set({ leaseOwner: null, leaseExpiresAt: holdMs ? new Date(Date.now() + holdMs) : null })
+      .where(and(eq(runs.id, runId), eq(runs.leaseOwner, this.owner)));
+  }
+
+  private launch(run: Run, action: Action, leased = false): void {
+    const job = (async () => {
+      if (!leased && !(await this.takeLease(run.id))) return;
+      const renew = setInterval(() => void this.takeLease(run.id).catch(() => {}), (this.deps.config.LEASE_SECONDS * 1000) / 3);
+      let holdMs = 0;
+      try {
+        holdMs = await this.act(run, action);
+      } catch (e) {
+        runLog(this.deps.log, run.id).error({ err: e, action: action.kind }, "reconciler action failed");
+      } finally {
+        clearInterval(renew);
+        await this.releaseLease(run.id, holdMs).catch(() => {});
+      }
+    })().finally(() => {
+      this.inFlight.delete(run.id);
+      this.kick();
+    });
+    this.inFlight.set(run.id, job);
+  }
+
+  /** Do one action. Returns how long to hold the lease afterwards (a retry backoff). */
+  private async act(run: Run, action: Action): Promise<number> {
+    const { store, provider } = this.deps;
+    const log = runLog(this.deps.log, run.id);
+    const fresh = (await store.get(run.id))!;
+    switch (action.kind) {
+      case "provision": {
+        const attempts = fresh.attempts + 1;
+        await store.phase(run.id, "provision_attempt", { attempts });
+        log.info({ attempt: attempts, repo: run.repo }, "provisioning");
+        try {
+          await provision(fresh, { ...this.deps.provision, log });
+          return 0;
+        } catch (e) {
+          const pe = e instanceof ProvisionError ? e : new ProvisionError((e as Error).message, "provision_error", true);
+          log.warn({ code: pe.code, retryable: pe.retryable, attempt: attempts, err: pe.message }, "provisioning failed");
+          if (pe.retryable && attempts < this.deps.config.PROVISION_MAX_ATTEMPTS) {
+            await destroyRunSandboxes(provider, run.id, log).catch(() => 0);
+            return Math.min(30_000, 1000 * 2 ** attempts);
+          }
+          await store.transition(run.id, { type: "fail", reason: pe.message, code: pe.code });
+          return 0;
+        }
+      }
+      case "deliver": {
+        const sandbox = fresh.sandboxId ? await provider.get(fresh.sandboxId) : null;
+        if (!sandbox) {
+          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped before the result could be collected" });
+          return 0;
+        }
+        const idleSeq = fresh.idleInputSeq ?? 0;
+        const { result, diff } = await collectAndPush(fresh, sandbox, { ...this.deps.deliver, log });
+        if (result.error && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
+          await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code }, { result, diff });
+          return 0;
+        }
+        const keepaliveUntil = new Date(Date.now() + this.deps.config.RUN_KEEPALIVE_SECONDS * 1000);
+        await store.transition(run.id, { type: "result_delivered" }, { result, diff, keepaliveUntil, deliveredInputSeq: idleSeq });
+        log.info({ files: result.filesChanged.length, pushed: result.pushed, url: result.url }, "result delivered; run is idle");
+        return 0;
+      }
+      case "resume":
+        await store.transition(run.id, { type: "follow_up" }, { idleInputSeq: null, keepaliveUntil: null });
+        return 0;
+      case "close":
+        await store.transition(run.id, { type: "keepalive_expired" });
+        return 0;
+      case "fail":
+        log.warn({ code: action.code, reason: action.reason }, "failing run");
+        await store.transition(run.id, { type: "fail", reason: action.reason, code: action.code });
+        return 0;
+      case "destroy": {
+        const n = await destroyRunSandboxes(provider, run.id, log);
+        await store.patch(run.id, { sandboxDestroyedAt: new Date() });
+        log.info({ destroyed: n }, "sandbox released");
+        return 0;
+      }
+      case "none":
+        return 0;
+    }
+  }
+}

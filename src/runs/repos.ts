@@ -1,0 +1,91 @@
+/**
+ * The repository allowlist (REPOS): a run may only touch a repo configured here. Turns a name into what a clone
+ * and a push need. Local paths and file:// URLs work for local development; credentials for hosted remotes
+ * come from a `GitCredentials` source (GitHub App tokens, ...), never written into the clone's `.git/config`.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+export interface GitAccess {
+  url: string;
+  /** Environment for git carrying credentials for this one command (GIT_CONFIG_* http.extraHeader). */
+  env: Record<string, string>;
+  /** Host paths a local sandbox must be able to read (a local repository). */
+  readOnlyPaths: string[];
+}
+
+export interface GitCredentials {
+  /** Does this source serve this clone URL? */
+  handles(url: string): boolean;
+  /** Read-only credentials for the sandbox's clone, scoped to the repo. */
+  cloneToken(url: string, runId: string): Promise<string | null>;
+  /** Write credentials for the backend's push. */
+  pushToken(url: string, runId: string): Promise<string | null>;
+}
+
+export class UnknownRepoError extends Error {
+  constructor(
+    public readonly repo: string,
+    public readonly allowed: string[],
+  ) {
+    super(`Unknown repo "${repo}". Allowed: ${allowed.length ? allowed.join(", ") : "none (set REPOS)"}`);
+    this.name = "UnknownRepoError";
+  }
+}
+
+/** `http.extraHeader` for one git command through the environment: nothing lands in .git/config. */
+export function gitAuthEnv(token: string, user = "x-access-token"): Record<string, string> {
+  const basic = Buffer.from(`${user}:${token}`).toString("base64");
+  return { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` };
+}
+
+export class RepoRegistry {
+  private readonly credentials: GitCredentials[] = [];
+
+  constructor(
+    private readonly repos: Record<string, string>,
+    private readonly baseDir = process.cwd(),
+  ) {}
+
+  addCredentials(c: GitCredentials): void {
+    this.credentials.push(c);
+  }
+
+  names(): string[] {
+    return Object.keys(this.repos);
+  }
+
+  has(name: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.repos, name);
+  }
+
+  /** Throws UnknownRepoError for anything not on the allowlist. */
+  url(name: string): string {
+    if (!this.has(name)) throw new UnknownRepoError(name, this.names());
+    const raw = this.repos[name]!;
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) || /^[\w.-]+@[\w.-]+:/.test(raw)) return raw;
+    if (/^[\w.-]+\/[\w.-]+$/.test(raw) && !fs.existsSync(path.resolve(this.baseDir, raw))) return `https://github.com/${raw}.git`;
+    return pathToFileURL(path.resolve(this.baseDir, raw)).href;
+  }
+
+  private localPath(url: string): string | null {
+    return url.startsWith("file://") ? decodeURIComponent(new URL(url).pathname) : null;
+  }
+
+  private async access(name: string, runId: string, kind: "clone" | "push"): Promise<GitAccess> {
+    const url = this.url(name);
+    const local = this.localPath(url);
+    const cred = this.credentials.find((c) => c.handles(url));
+    const token = cred ? await (kind === "clone" ? cred.cloneToken(url, runId) : cred.pushToken(url, runId)) : null;
+    return { url, env: token ? gitAuthEnv(token) : {}, readOnlyPaths: local ? [local] : [] };
+  }
+
+  cloneAccess(name: string, runId: string): Promise<GitAccess> {
+    return this.access(name, runId, "clone");
+  }
+
+  pushAccess(name: string, runId: string): Promise<GitAccess> {
+    return this.access(name, runId, "push");
+  }
+}

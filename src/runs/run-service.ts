@@ -1,0 +1,78 @@
+/**
+ * Starting, steering and stopping runs: the one entry point every trigger source uses (CLI/API, Slack, Linear,
+ * the web page), so a reply in Slack and a follow-up from the API behave the same.
+ */
+import type { Run } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
+import type { CreateRunInput, RunStore } from "./run-store.ts";
+import { isTerminal } from "./state-machine.ts";
+
+export class RunInputError extends Error {
+  constructor(
+    message: string,
+    public readonly statusCode = 400,
+  ) {
+    super(message);
+    this.name = "RunInputError";
+  }
+}
+
+export const MAX_PROMPT_CHARS = 100_000;
+
+export class RunService {
+  constructor(
+    readonly store: RunStore,
+    readonly repos: RepoRegistry,
+    private readonly publicUrl: string,
+    private readonly defaultRepo: string | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  runPageUrl(run: Pick<Run, "pageToken">): string {
+    return `${this.publicUrl}/r/${run.pageToken}`;
+  }
+
+  /** Pick the repo: explicit, else the default; unknown names are refused with the allowed list. */
+  resolveRepo(repo: string | undefined | null): string {
+    const name = repo?.trim() || this.defaultRepo;
+    if (!name) throw new RunInputError(`No repo given and no DEFAULT_REPO set. Allowed: ${this.repos.names().join(", ") || "none (set REPOS)"}`);
+    if (!this.repos.has(name)) throw new UnknownRepoError(name, this.repos.names());
+    return name;
+  }
+
+  async start(input: Omit<CreateRunInput, "repo"> & { repo?: string | null }): Promise<Run> {
+    const prompt = input.prompt?.trim();
+    if (!prompt) throw new RunInputError("prompt is required");
+    if (prompt.length > MAX_PROMPT_CHARS) throw new RunInputError(`prompt is longer than ${MAX_PROMPT_CHARS} characters`, 413);
+    const repo = this.resolveRepo(input.repo);
+    if (input.ref && !/^[\w./-]+$/.test(input.ref)) throw new RunInputError(`ref "${input.ref}" is not a valid branch or tag name`);
+    const run = await this.store.create({ ...input, prompt, repo });
+    this.log.info({ runId: run.id, repo, source: run.source }, "run created");
+    return run;
+  }
+
+  /** A follow-up prompt: steers a working run, or continues an idle one on the same branch. */
+  async followUp(runId: string, input: { text: string; author?: string | null; source: string }): Promise<Run> {
+    const text = input.text?.trim();
+    if (!text) throw new RunInputError("text is required");
+    const run = await this.store.get(runId);
+    if (!run) throw new RunInputError(`run ${runId} not found`, 404);
+    if (isTerminal(run.status)) throw new RunInputError(`run ${runId} is ${run.status}; start a new run`, 409);
+    await this.store.addInput(runId, { kind: "prompt", text, author: input.author, source: input.source });
+    this.log.info({ runId, source: input.source }, "follow-up queued");
+    return (await this.store.get(runId))!;
+  }
+
+  /** Stop: cancels a working run (or closes an idle one) and releases its sandbox. */
+  async stop(runId: string, by: { author?: string | null; source: string }): Promise<Run> {
+    const run = await this.store.get(runId);
+    if (!run) throw new RunInputError(`run ${runId} not found`, 404);
+    if (isTerminal(run.status)) return run;
+    await this.store.addInput(runId, { kind: "stop", author: by.author, source: by.source });
+    const reason = `Stopped by ${by.author ?? "a user"} (${by.source})`;
+    const done = await this.store.transition(runId, { type: "cancel", reason });
+    this.log.info({ runId, source: by.source }, "run stopped");
+    return done ?? (await this.store.get(runId))!;
+  }
+}

@@ -1,0 +1,192 @@
+/** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
+import { and, asc, desc, eq, gt, inArray, max, sql } from "drizzle-orm";
+import type { Db } from "../db/database.ts";
+import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
+import type { RunBus } from "./run-bus.ts";
+import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
+import { branchName, newRunId, randomToken, titleFrom } from "./tokens.ts";
+
+export interface CreateRunInput {
+  repo: string;
+  ref?: string | null;
+  prompt: string;
+  source: string;
+  sourceRef?: Record<string, unknown>;
+  createdBy?: string | null;
+  /** Branch to work on (e.g. Linear's suggested branch name); default `deckhand/<slug>`. */
+  branch?: string;
+  title?: string;
+}
+
+export interface ListRunsFilter {
+  limit?: number;
+  status?: string;
+  repo?: string;
+  source?: string;
+}
+
+export class RunStore {
+  constructor(
+    readonly db: Db,
+    private readonly bus: RunBus,
+  ) {}
+
+  /** Create a run and its first prompt input, atomically. */
+  async create(input: CreateRunInput): Promise<Run> {
+    const id = newRunId();
+    const row: NewRun = {
+      id,
+      status: "queued",
+      repo: input.repo,
+      ref: input.ref ?? null,
+      prompt: input.prompt,
+      title: input.title ?? titleFrom(input.prompt),
+      branch: input.branch ?? branchName(input.prompt, id),
+      source: input.source,
+      sourceRef: input.sourceRef ?? {},
+      createdBy: input.createdBy ?? null,
+      pageToken: randomToken(24),
+      phases: [{ phase: "queued", at: new Date().toISOString() }],
+    };
+    const run = await this.db.transaction(async (tx) => {
+      const [created] = await tx.insert(runs).values(row).returning();
+      await tx.insert(runInputs).values({ runId: id, seq: 1, kind: "prompt", text: input.prompt, author: input.createdBy ?? null, source: input.source });
+      return created!;
+    });
+    await this.bus.changed(id);
+    await this.bus.wakeReconciler();
+    return run;
+  }
+
+  async get(id: string): Promise<Run | null> {
+    const [r] = await this.db.select().from(runs).where(eq(runs.id, id));
+    return r ?? null;
+  }
+
+  async getByPageToken(token: string): Promise<Run | null> {
+    const [r] = await this.db.select().from(runs).where(eq(runs.pageToken, token));
+    return r ?? null;
+  }
+
+  async list(f: ListRunsFilter = {}): Promise<Run[]> {
+    const conds = [];
+    if (f.status) conds.push(eq(runs.status, f.status));
+    if (f.repo) conds.push(eq(runs.repo, f.repo));
+    if (f.source) conds.push(eq(runs.source, f.source));
+    return this.db
+      .select()
+      .from(runs)
+      .where(conds.length ? and(...conds) : undefined)
+      .orderBy(desc(runs.createdAt))
+      .limit(Math.min(f.limit ?? 50, 500));
+  }
+
+  /** Queue a follow-up prompt or a stop. Sequence numbers are per run and gap-free. */
+  async addInput(runId: string, input: { kind: "prompt" | "stop"; text?: string; author?: string | null; source: string }) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const [{ m }] = (await this.db.select({ m: max(runInputs.seq) }).from(runInputs).where(eq(runInputs.runId, runId))) as [{ m: number | null }];
+        const [row] = await this.db
+          .insert(runInputs)
+          .values({ runId, seq: (m ?? 0) + 1, kind: input.kind, text: input.text ?? null, author: input.author ?? null, source: input.source })
+          .returning();
+        await this.bus.changed(runId);
+        await this.bus.wakeReconciler();
+        return row!;
+      } catch (e) {
+        if (attempt < 5 && /duplicate key|unique/i.test(String((e as Error).message) + String((e as { cause?: Error }).cause?.message))) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** Prompt inputs after `afterSeq`, in order. */
+  async promptsAfter(runId: string, afterSeq: number) {
+    return this.db
+      .select()
+      .from(runInputs)
+      .where(and(eq(runInputs.runId, runId), gt(runInputs.seq, afterSeq), eq(runInputs.kind, "prompt")))
+      .orderBy(asc(runInputs.seq));
+  }
+
+  async inputs(runId: string) {
+    return this.db.select().from(runInputs).where(eq(runInputs.runId, runId)).orderBy(asc(runInputs.seq));
+  }
+
+  async lastPromptSeq(runId: string): Promise<number> {
+    const [{ m }] = (await this.db
+      .select({ m: max(runInputs.seq) })
+      .from(runInputs)
+      .where(and(eq(runInputs.runId, runId), eq(runInputs.kind, "prompt")))) as [{ m: number | null }];
+    return m ?? 0;
+  }
+
+  async markInputDelivered(runId: string, seq: number) {
+    await this.db
+      .update(runInputs)
+      .set({ deliveredAt: new Date() })
+      .where(and(eq(runInputs.runId, runId), eq(runInputs.seq, seq), sql`${runInputs.deliveredAt} is null`));
+  }
+
+  async events(runId: string, afterSeq = 0, limit = 1000) {
+    return this.db
+      .select()
+      .from(runEvents)
+      .where(and(eq(runEvents.runId, runId), gt(runEvents.seq, afterSeq)))
+      .orderBy(asc(runEvents.seq))
+      .limit(limit);
+  }
+
+  /**
+   * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in.
+   * Returns the updated run, or null when the transition is not allowed (or another process moved it first).
+   */
+  async transition(runId: string, t: RunTransition, patch: Partial<Run> = {}): Promise<Run | null> {
+    for (let i = 0; i < 3; i++) {
+      const run = await this.get(runId);
+      if (!run) return null;
+      const out = transition(run.status as RunStatus, t);
+      if (!out.ok) return null;
+      const now = new Date();
+      const terminal = isTerminal(out.to);
+      const [updated] = await this.db
+        .update(runs)
+        .set({
+          ...patch,
+          status: out.to,
+          statusReason: out.reason ?? (terminal ? run.statusReason : null),
+          failureCode: out.code ?? (terminal ? run.failureCode : null),
+          statusChangedAt: now,
+          updatedAt: now,
+          phases: sql`${runs.phases} || ${JSON.stringify([{ phase: out.to, at: now.toISOString(), ...(out.reason ? { reason: out.reason } : {}) }])}::jsonb`,
+          ...(terminal ? { finishedAt: now, relayTokenHash: null } : {}),
+        })
+        .where(and(eq(runs.id, runId), eq(runs.status, run.status)))
+        .returning();
+      if (updated) {
+        await this.bus.changed(runId);
+        await this.bus.wakeReconciler();
+        return updated;
+      }
+    }
+    return null;
+  }
+
+  /** Record a sub-phase (sandbox created, repo cloned, ...) with its time. */
+  async phase(runId: string, phase: string, patch: Partial<Run> = {}): Promise<void> {
+    const now = new Date();
+    await this.db
+      .update(runs)
+      .set({ ...patch, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
+      .where(eq(runs.id, runId));
+    await this.bus.changed(runId);
+  }
+
+  async patch(runId: string, patch: Partial<Run>): Promise<void> {
+    await this.db.update(runs).set({ ...patch, updatedAt: new Date() }).where(eq(runs.id, runId));
+  }
+
+  async byStatus(statuses: string[]): Promise<Run[]> {
+    return this.db.select().from(runs).where(inArray(runs.status, statuses));
+  }
+}

@@ -1,0 +1,65 @@
+/** What the API, the CLI and the run page show of a run: a pure function of the row and its events. */
+import type { Run } from "../db/schema.ts";
+import { digest, type RunDigest, type StoredEvent } from "../events/vocabulary.ts";
+
+export interface RunView {
+  id: string;
+  status: string;
+  reason: string | null;
+  failureCode: string | null;
+  repo: string;
+  ref: string | null;
+  branch: string;
+  title: string;
+  prompt: string;
+  source: string;
+  sourceRef: Record<string, unknown>;
+  createdBy: string | null;
+  url: string;
+  phases: { phase: string; at: string }[];
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number;
+  result: Record<string, unknown> | null;
+  currentAction: string | null;
+  todos: RunDigest["todos"];
+  usage: RunDigest["usage"];
+  lastEventSeq: number;
+  heartbeatAt: string | null;
+}
+
+export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date()): RunView {
+  const end = run.finishedAt ?? (run.status === "idle" ? run.statusChangedAt : now);
+  return {
+    id: run.id,
+    status: run.status,
+    reason: run.statusReason,
+    failureCode: run.failureCode,
+    repo: run.repo,
+    ref: run.ref,
+    branch: run.branch,
+    title: run.title,
+    prompt: run.prompt,
+    source: run.source,
+    sourceRef: run.sourceRef,
+    createdBy: run.createdBy,
+    url: pageUrl,
+    phases: run.phases,
+    createdAt: run.createdAt.toISOString(),
+    startedAt: run.startedAt?.toISOString() ?? null,
+    finishedAt: run.finishedAt?.toISOString() ?? null,
+    durationMs: Math.max(0, end.getTime() - run.createdAt.getTime()),
+    result: run.result ?? null,
+    currentAction: d.currentAction,
+    todos: d.todos,
+    usage: d.usage,
+    lastEventSeq: run.lastEventSeq,
+    heartbeatAt: run.lastHeartbeatAt?.toISOString() ?? null,
+  };
+}
+
+export function viewOf(run: Run, events: StoredEvent[], pageUrl: string): RunView & { timeline: RunDigest["timeline"] } {
+  const d = digest(events);
+  return { ...runView(run, d, pageUrl), timeline: d.timeline };
+}

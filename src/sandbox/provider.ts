@@ -1,0 +1,95 @@
+/**
+ * One interface for every kind of sandbox (local bubblewrap, E2B, ...). The run orchestration speaks only this.
+ * Rule: long-lived processes start with `startBackground`, never with `exec` (a foreground exec waits for every
+ * descendant of the command).
+ */
+export interface SandboxPaths {
+  /** Where the repository is cloned; OpenCode's project directory. */
+  repo: string;
+  /** HOME inside the sandbox. */
+  home: string;
+  /** Deckhand's own files inside the sandbox: relay program, outbox, logs, pid files. */
+  control: string;
+  /** The opencode binary inside the sandbox. */
+  opencodeBin: string;
+  /** The node binary inside the sandbox (runs the relay). */
+  nodeBin: string;
+}
+
+export interface SandboxSpec {
+  runId: string;
+  /** Labels to find our sandboxes again (the run id is always one). */
+  labels: Record<string, string>;
+  /** Lifetime backstop, for providers that have one (E2B). */
+  timeoutMs?: number;
+  /** Host paths made readable inside (local provider), e.g. a local repository used as a clone source. */
+  readOnlyPaths?: string[];
+}
+
+export interface ExecOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BackgroundOptions extends ExecOptions {
+  /** File inside the sandbox that receives stdout and stderr. */
+  logFile: string;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  readonly provider: string;
+  readonly paths: SandboxPaths;
+  /** Run a command to completion: argv, no shell. */
+  exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
+  /** Start a long-lived process and return at once. */
+  startBackground(argv: string[], opts: BackgroundOptions): Promise<{ pid: number }>;
+  readFile(path: string): Promise<Buffer>;
+  writeFile(path: string, data: string | Buffer, mode?: number): Promise<void>;
+  /** Ask the provider to keep the sandbox alive this much longer (no-op where lifetimes don't exist). */
+  extend?(ms: number): Promise<void>;
+}
+
+export interface SandboxInfo {
+  id: string;
+  labels: Record<string, string>;
+  state: "running" | "paused";
+}
+
+export interface SandboxProvider {
+  readonly name: string;
+  /** False where the sandbox is only a folder (no bubblewrap): shown loudly at start-up. */
+  readonly isolated: boolean;
+  /** True when sandboxes share the host's network (ports must not collide between sandboxes). */
+  readonly sharedNetwork: boolean;
+  create(spec: SandboxSpec): Promise<Sandbox>;
+  /** Reattach to a sandbox by id (another server process may have created it); null when it is gone. */
+  get(id: string): Promise<Sandbox | null>;
+  /** Our sandboxes, optionally filtered by labels. */
+  list(labels?: Record<string, string>): Promise<SandboxInfo[]>;
+  /** Kill it and everything in it; true when something was killed. Idempotent. */
+  destroy(id: string): Promise<boolean>;
+  close?(): Promise<void>;
+}
+
+export class SandboxError extends Error {
+  constructor(
+    message: string,
+    /** Machine-readable class: "unavailable", "quota", "auth", "not_found", "exec_failed", ... */
+    public readonly code: string,
+    public readonly retryable = false,
+  ) {
+    super(message);
+    this.name = "SandboxError";
+  }
+}
+
+export const RUN_LABEL = "deckhandRunId";
+export const OWNER_LABEL = "deckhand";

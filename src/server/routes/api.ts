@@ -1,0 +1,122 @@
+/** The REST API: bearer API_TOKEN. Bad input gets a 4xx with a message, and nothing is stored. */
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { UnknownRepoError } from "../../runs/repos.ts";
+import { RunInputError, type RunService } from "../../runs/run-service.ts";
+import { viewOf } from "../../runs/run-view.ts";
+import { isTerminal } from "../../runs/state-machine.ts";
+import type { RunBus } from "../../runs/run-bus.ts";
+import { checkBearer } from "../auth.ts";
+import { HttpError, zodMessage } from "../http-errors.ts";
+
+const CreateRun = z.object({
+  repo: z.string().min(1).max(200).optional(),
+  prompt: z.string({ error: "prompt is required (a string)" }).min(1, "prompt must not be empty"),
+  ref: z.string().min(1).max(250).optional(),
+  createdBy: z.string().max(200).optional(),
+});
+const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
+const ListQuery = z.object({
+  status: z.string().optional(),
+  repo: z.string().optional(),
+  source: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+});
+const EventsQuery = z.object({ after: z.coerce.number().int().min(0).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(0) });
+
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) throw new HttpError(400, zodMessage(r.error));
+  return r.data;
+}
+
+/** Map domain errors to HTTP. */
+export function toHttp(e: unknown): never {
+  if (e instanceof UnknownRepoError) throw new HttpError(400, e.message, { allowed: e.allowed });
+  if (e instanceof RunInputError) throw new HttpError(e.statusCode, e.message);
+  throw e;
+}
+
+export function apiRoutes(app: FastifyInstance, deps: { service: RunService; bus: RunBus; apiToken: string }) {
+  const { service, bus } = deps;
+  const store = service.store;
+
+  app.addHook("onRequest", async (req) => {
+    if (!req.url.startsWith("/api/")) return;
+    if (!checkBearer(req.headers.authorization, deps.apiToken)) throw new HttpError(401, "missing or invalid API token (Authorization: Bearer <API_TOKEN>)");
+  });
+
+  const load = async (id: string) => {
+    const run = await store.get(id);
+    if (!run) throw new HttpError(404, `run ${id} not found`);
+    return run;
+  };
+
+  app.post("/api/runs", async (req, reply) => {
+    const body = parse(CreateRun, req.body);
+    const run = await service.start({ ...body, source: "api", createdBy: body.createdBy ?? "api" }).catch(toHttp);
+    reply.code(201);
+    return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch };
+  });
+
+  app.get("/api/runs", async (req) => {
+    const q = parse(ListQuery, req.query);
+    const rows = await store.list(q);
+    return {
+      runs: rows.map((r) => ({
+        id: r.id,
+        status: r.status,
+        reason: r.statusReason,
+        repo: r.repo,
+        branch: r.branch,
+        title: r.title,
+        source: r.source,
+        createdBy: r.createdBy,
+        createdAt: r.createdAt,
+        finishedAt: r.finishedAt,
+        url: service.runPageUrl(r),
+        resultUrl: (r.result as { url?: string } | null)?.url ?? null,
+      })),
+    };
+  });
+
+  app.get<{ Params: { id: string } }>("/api/runs/:id", async (req) => {
+    const run = await load(req.params.id);
+    const events = await store.events(run.id, 0, 100_000);
+    return {
+      ...viewOf(run, events, service.runPageUrl(run)),
+      events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at, data: e.data })),
+      diff: run.diff,
+    };
+  });
+
+  /** Long poll: returns when there are events after `after` or the run changed, or after waitMs. */
+  app.get<{ Params: { id: string } }>("/api/runs/:id/events", async (req) => {
+    const q = parse(EventsQuery, req.query);
+    let run = await load(req.params.id);
+    let events = await store.events(run.id, q.after, 2000);
+    if (!events.length && q.waitMs > 0 && !isTerminal(run.status)) {
+      const ac = new AbortController();
+      req.raw.on("close", () => ac.abort());
+      await bus.waitForRun(run.id, q.waitMs, ac.signal);
+      run = await load(req.params.id);
+      events = await store.events(run.id, q.after, 2000);
+    }
+    const all = await store.events(run.id, 0, 100_000);
+    const view = viewOf(run, all, service.runPageUrl(run));
+    return { run: { ...view, timeline: undefined }, events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at })), nextAfter: events.at(-1)?.seq ?? q.after };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/runs/:id/inputs", async (req, reply) => {
+    const body = parse(FollowUp, req.body);
+    const run = await service.followUp(req.params.id, { text: body.text, author: body.author ?? "api", source: "api" }).catch(toHttp);
+    reply.code(202);
+    return { id: run.id, status: run.status };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/runs/:id/stop", async (req, reply) => {
+    const run = await service.stop(req.params.id, { author: "api", source: "api" }).catch(toHttp);
+    reply.code(202);
+    return { id: run.id, status: run.status, reason: run.statusReason };
+  });
+}
