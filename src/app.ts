@@ -8,6 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Config } from "./config/config.ts";
 import { type Database, migrate, openDatabase } from "./db/database.ts";
 import { createLogger, type Logger } from "./log/logger.ts";
+import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
 import { Reconciler } from "./runs/reconciler.ts";
@@ -36,6 +37,8 @@ export interface Deckhand {
   provider: SandboxProvider;
   repos: RepoRegistry;
   reconciler: Reconciler;
+  /** Messages owed to Slack, Linear, ...: register a SurfaceNotifier here. */
+  outbox: Outbox;
   http: FastifyInstance;
   apiToken: string;
   /** Mount a raw handler at an exact path (before Fastify's routing). */
@@ -99,6 +102,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     intervalMs: opts.reconcileIntervalMs,
   });
 
+  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r) });
+
   const raw = new Map<string, RawHandler>();
   const app = Fastify({
     loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
@@ -141,6 +146,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     provider,
     repos,
     reconciler,
+    outbox,
     http: app,
     apiToken,
     mountRaw: (p, h) => void raw.set(p, h),
@@ -149,11 +155,13 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
       if (!opts.noReconciler) reconciler.start();
+      outbox.start();
       const addr = app.server.address();
       return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
     },
     async close() {
       await reconciler.stop();
+      await outbox.stop();
       for (const c of closers.reverse()) await c();
       await app.close();
       await bus.stop();

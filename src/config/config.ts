@@ -73,6 +73,41 @@ const schema = z
     LEASE_SECONDS: positiveInt(60),
     MAX_BODY_BYTES: positiveInt(1024 * 1024),
     OPENCODE_BIN: z.string().optional(),
+
+    // Slack
+    SLACK_SIGNING_SECRET: z.string().optional(),
+    SLACK_BOT_TOKEN: z.string().regex(/^xox[a-z]-/, "must be a bot token (xoxb-...)").optional(),
+    SLACK_APP_TOKEN: z.string().regex(/^xapp-/, "must be an app-level token (xapp-...)").optional(),
+    SLACK_API_URL: z.string().url().optional(),
+    SLACK_BOT_USER_ID: z.string().optional(),
+    SLACK_BOT_ID: z.string().optional(),
+    SLACK_CHANNEL_REPOS: pairs("SLACK_CHANNEL_REPOS (channelId=repo)"),
+
+    // Linear
+    LINEAR_WEBHOOK_SECRET: z.string().optional(),
+    LINEAR_ACCESS_TOKEN: z.string().optional(),
+    LINEAR_API_KEY: z.string().optional(),
+    LINEAR_API_URL: z.string().url().optional(),
+    LINEAR_BOT_USER_ID: z.string().optional(),
+    LINEAR_TEAM_REPOS: pairs("LINEAR_TEAM_REPOS (teamKey=repo)"),
+    LINEAR_CLIENT_ID: z.string().optional(),
+    LINEAR_CLIENT_SECRET: z.string().optional(),
+
+    // E2B
+    E2B_API_KEY: z.string().optional(),
+    E2B_TEMPLATE: z.string().default("deckhand"),
+    E2B_API_URL: z.string().url().optional(),
+    E2B_SANDBOX_URL: z.string().url().optional(),
+    E2B_DOMAIN: z.string().optional(),
+    /** Pause (instead of keep running) an idle run's sandbox during the keep-alive. */
+    E2B_PAUSE_WHEN_IDLE: bool.default(true),
+
+    // GitHub
+    GITHUB_APP_ID: z.coerce.number().int().positive().optional(),
+    GITHUB_APP_PRIVATE_KEY: z.string().optional(),
+    GITHUB_TOKEN: z.string().optional(),
+    GITHUB_API_URL: z.string().url().optional(),
+    GITHUB_PR_DRAFT: bool.default(true),
   })
   .superRefine((c, ctx) => {
     if (c.DEFAULT_REPO && !(c.DEFAULT_REPO in c.REPOS)) {
@@ -89,6 +124,15 @@ const schema = z
         path: [c.LLM_BASE_URL ? "LLM_MODEL" : "LLM_BASE_URL"],
         message: "LLM_BASE_URL and LLM_MODEL go together (an OpenAI-compatible endpoint and its model name)",
       });
+    }
+    if (c.SANDBOX_PROVIDER === "e2b" && !c.E2B_API_KEY) {
+      ctx.addIssue({ code: "custom", path: ["E2B_API_KEY"], message: "is required when SANDBOX_PROVIDER=e2b" });
+    }
+    if (!!c.SLACK_BOT_TOKEN !== !!c.SLACK_SIGNING_SECRET && !c.SLACK_APP_TOKEN) {
+      ctx.addIssue({ code: "custom", path: [c.SLACK_BOT_TOKEN ? "SLACK_SIGNING_SECRET" : "SLACK_BOT_TOKEN"], message: "Slack needs both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for socket mode)" });
+    }
+    if (!!c.GITHUB_APP_ID !== !!c.GITHUB_APP_PRIVATE_KEY) {
+      ctx.addIssue({ code: "custom", path: [c.GITHUB_APP_ID ? "GITHUB_APP_PRIVATE_KEY" : "GITHUB_APP_ID"], message: "a GitHub App needs both GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY" });
     }
     if (llm === 2 && c.MODEL) {
       ctx.addIssue({ code: "custom", path: ["MODEL"], message: "set either MODEL or LLM_BASE_URL + LLM_MODEL, not both" });

@@ -1,0 +1,210 @@
+/**
+ * The notification outbox: every message owed to a surface is a row first, then sent. A surface outage or a
+ * server restart delays a message but never loses it; dedupe keys keep it from being queued twice; messages of
+ * one ordering key go out in order; coalescing kinds (status edits) send only the newest.
+ *
+ * The dispatcher plans messages whenever a run changes (in any process, via NOTIFY); the sender claims due
+ * rows with a lock that expires, so a crashed process's rows are picked up by another.
+ */
+import crypto from "node:crypto";
+import { and, eq, sql } from "drizzle-orm";
+import type { Db } from "../db/database.ts";
+import { type Notification, notifications, surfaceState } from "../db/schema.ts";
+import { digest } from "../events/vocabulary.ts";
+import type { Logger } from "../log/logger.ts";
+import type { RunBus } from "../runs/run-bus.ts";
+import type { RunStore } from "../runs/run-store.ts";
+import { runView } from "../runs/run-view.ts";
+import { RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
+
+export interface OutboxOptions {
+  db: Db;
+  store: RunStore;
+  bus: RunBus;
+  log: Logger;
+  runPageUrl: (run: { pageToken: string }) => string;
+  /** How often the sender looks for due messages. */
+  pollMs?: number;
+  maxAttempts?: number;
+}
+
+export function backoffMs(attempts: number): number {
+  const base = Math.min(60_000, 500 * 2 ** Math.max(0, attempts - 1));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+export class Outbox {
+  private readonly notifiers = new Map<string, SurfaceNotifier>();
+  private readonly owner = `outbox-${process.pid}-${crypto.randomBytes(3).toString("hex")}`;
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly lastSent = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private unsub: (() => void) | null = null;
+  private sending = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly o: OutboxOptions) {}
+
+  register(n: SurfaceNotifier): void {
+    this.notifiers.set(n.surface, n);
+  }
+
+  start(): void {
+    this.unsub = this.o.bus.onRun((runId) => this.schedulePlan(runId));
+    this.timer = setInterval(() => this.kick(), this.o.pollMs ?? 500);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsub?.();
+    if (this.timer) clearInterval(this.timer);
+    for (const t of this.pending.values()) clearTimeout(t);
+    while (this.sending) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Debounce planning per run: bursts of events plan once. */
+  private schedulePlan(runId: string): void {
+    if (this.stopped || this.pending.has(runId) || !this.notifiers.size) return;
+    this.pending.set(
+      runId,
+      setTimeout(() => {
+        this.pending.delete(runId);
+        this.planRun(runId).catch((e) => this.o.log.error({ err: e, runId }, "planning notifications failed"));
+      }, 100),
+    );
+  }
+
+  private ctx(surface: string): SendContext {
+    return {
+      getState: (runId) => this.getState(runId, surface),
+      setState: (runId, patch) => this.setState(runId, surface, patch),
+    };
+  }
+
+  async getState(runId: string, surface: string): Promise<Record<string, unknown>> {
+    const [row] = await this.o.db.select().from(surfaceState).where(and(eq(surfaceState.runId, runId), eq(surfaceState.surface, surface)));
+    return row?.state ?? {};
+  }
+
+  async setState(runId: string, surface: string, patch: Record<string, unknown>): Promise<void> {
+    await this.o.db
+      .insert(surfaceState)
+      .values({ runId, surface, state: patch })
+      .onConflictDoUpdate({
+        target: [surfaceState.runId, surfaceState.surface],
+        set: { state: sql`${surfaceState.state} || ${JSON.stringify(patch)}::jsonb`, updatedAt: new Date() },
+      });
+  }
+
+  /** Plan what each interested surface owes for this run, and queue it. */
+  async planRun(runId: string): Promise<number> {
+    const run = await this.o.store.get(runId);
+    if (!run) return 0;
+    const interested = [...this.notifiers.values()].filter((n) => n.wants(run));
+    if (!interested.length) return 0;
+    const events = await this.o.store.events(runId, 0, 1_000_000);
+    const d = digest(events);
+    const view = runView(run, d, this.o.runPageUrl(run));
+    let queued = 0;
+    for (const n of interested) {
+      const state = await this.getState(runId, n.surface);
+      const plan = n.plan({ run, view, digest: d, state, now: new Date() });
+      if (plan.state) await this.setState(runId, n.surface, plan.state);
+      queued += await this.enqueue(runId, n.surface, plan.messages);
+    }
+    if (queued) this.kick();
+    return queued;
+  }
+
+  async enqueue(runId: string | null, surface: string, messages: import("./notifier.ts").OutboxMessage[]): Promise<number> {
+    if (!messages.length) return 0;
+    const rows = await this.o.db
+      .insert(notifications)
+      .values(
+        messages.map((m) => ({
+          runId,
+          surface,
+          dedupeKey: m.dedupeKey,
+          orderingKey: m.orderingKey,
+          kind: m.coalesce ? `${m.kind}:coalesce` : m.kind,
+          payload: m.payload,
+        })),
+      )
+      .onConflictDoNothing()
+      .returning({ id: notifications.id });
+    return rows.length;
+  }
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.sending) {
+      this.again = true;
+      return;
+    }
+    this.sending = true;
+    this.drain()
+      .catch((e) => this.o.log.error({ err: e }, "outbox drain failed"))
+      .finally(() => {
+        this.sending = false;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Claim due rows (the oldest pending row of each ordering key), send them, record the outcome. */
+  async drain(): Promise<void> {
+    const now = new Date();
+    const claimed = (await this.o.db.execute(sql`
+      update ${notifications} set locked_until = ${new Date(now.getTime() + 60_000)}, locked_by = ${this.owner}
+      where id in (
+        select n.id from ${notifications} n
+        where n.state = 'pending' and n.next_attempt_at <= ${now} and (n.locked_until is null or n.locked_until < ${now})
+          and not exists (select 1 from ${notifications} p where p.ordering_key = n.ordering_key and p.state = 'pending' and p.id < n.id)
+        order by n.id limit 50
+        for update skip locked)
+      returning id`)) as unknown as { id: number }[] | { rows: { id: number }[] };
+    const ids = (Array.isArray(claimed) ? claimed : claimed.rows).map((r) => Number(r.id));
+    if (!ids.length) return;
+    const rows = await this.o.db.select().from(notifications).where(sql`${notifications.id} in ${ids}`).orderBy(notifications.id);
+    await Promise.all(rows.map((row) => this.sendOne(row)));
+    this.again = true;
+  }
+
+  private async sendOne(row: Notification): Promise<void> {
+    const release = (patch: Partial<Notification>) =>
+      this.o.db.update(notifications).set({ ...patch, lockedUntil: null, lockedBy: null }).where(and(eq(notifications.id, row.id), eq(notifications.lockedBy, this.owner)));
+    const n = this.notifiers.get(row.surface);
+    if (!n) return void (await release({}));
+    if (row.kind.endsWith(":coalesce")) {
+      const [newer] = await this.o.db
+        .select({ id: notifications.id })
+        .from(notifications)
+        .where(and(eq(notifications.orderingKey, row.orderingKey), eq(notifications.kind, row.kind), eq(notifications.state, "pending"), sql`${notifications.id} > ${row.id}`))
+        .limit(1);
+      if (newer) return void (await release({ state: "sent", sentAt: new Date(), response: { superseded: newer.id } }));
+    }
+    const gap = (n.minIntervalMs ?? 0) - (Date.now() - (this.lastSent.get(row.orderingKey) ?? 0));
+    if (gap > 0) return void (await release({ nextAttemptAt: new Date(Date.now() + gap) }));
+    const log = this.o.log.child({ runId: row.runId, surface: row.surface, kind: row.kind, notification: row.id });
+    try {
+      const response = await n.send({ ...row, kind: row.kind.replace(/:coalesce$/, "") }, this.ctx(row.surface));
+      this.lastSent.set(row.orderingKey, Date.now());
+      await release({ state: "sent", sentAt: new Date(), response: response ?? {}, attempts: row.attempts + 1 });
+    } catch (e) {
+      const attempts = row.attempts + 1;
+      const retry = e instanceof RetryLater;
+      const max = this.o.maxAttempts ?? 50;
+      if (retry && attempts < max) {
+        const wait = Math.max(e.afterMs ?? 0, backoffMs(attempts));
+        log.warn({ err: (e as Error).message, attempts, retryInMs: wait }, "notification will be retried");
+        await release({ attempts, nextAttemptAt: new Date(Date.now() + wait), lastError: (e as Error).message.slice(0, 500) });
+      } else {
+        log.error({ err: (e as Error).message, attempts }, "notification failed for good");
+        await release({ attempts, state: "dead", lastError: (e as Error).message.slice(0, 500) });
+      }
+    }
+  }
+}
