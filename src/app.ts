@@ -12,7 +12,7 @@ import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
 import { Reconciler } from "./runs/reconciler.ts";
-import { RepoRegistry } from "./runs/repos.ts";
+import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
 import { RunService } from "./runs/run-service.ts";
 import { RunStore } from "./runs/run-store.ts";
@@ -82,7 +82,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const bus = new RunBus(database);
   await bus.start();
   const store = new RunStore(database.db, bus);
-  const repos = new RepoRegistry(config.REPOS);
+  const repos = new RepoRegistry(config.REPOS, process.cwd(), githubWebOrigin(config.GITHUB_API_URL));
   const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log);
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
   const receiver = new RelayReceiver(database.db, store, bus, log);
@@ -106,8 +106,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
 
   const raw = new Map<string, RawHandler>();
   const app = Fastify({
-    loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request lines are noise at info level; errors are logged by the error handler.
+    loggerInstance: log.child({ component: "http" }, { level: log.levelVal > 30 ? log.level : "warn" }) as unknown as FastifyBaseLogger,
     // Relay long polls would hold a shutdown for up to 25 s; the relay reconnects to whichever process is up.
     forceCloseConnections: true,
     bodyLimit: config.MAX_BODY_BYTES,

@@ -101,6 +101,10 @@ const schema = z
     E2B_DOMAIN: z.string().optional(),
     /** Pause (instead of keep running) an idle run's sandbox during the keep-alive. */
     E2B_PAUSE_WHEN_IDLE: bool.default(true),
+    /** Lifetime of an E2B sandbox (the backstop against leaks); the backend extends it while the run is alive. */
+    E2B_SANDBOX_TIMEOUT_SECONDS: z.coerce.number().int().min(60).max(86_400).default(30 * 60),
+    /** How often the sandbox reaper looks for sandboxes whose run is finished or unknown (and extends live ones). */
+    SANDBOX_REAPER_INTERVAL_SECONDS: positiveInt(5 * 60),
 
     // GitHub
     GITHUB_APP_ID: z.coerce.number().int().positive().optional(),
@@ -215,6 +219,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   );
   const repoNames = Object.keys(c.REPOS);
   summary.push(repoNames.length ? `repos: ${repoNames.join(", ")}${c.DEFAULT_REPO ? ` (default ${c.DEFAULT_REPO})` : ""}` : "repos: none — set REPOS=name=cloneURL to allow runs");
-  summary.push(c.API_TOKEN ? "API: enabled (bearer API_TOKEN)" : "API: open to loopback only — set API_TOKEN to allow remote clients");
+  summary.push(c.API_TOKEN ? "API: bearer API_TOKEN" : `API: bearer token generated in ${path.resolve(cwd, c.DATA_DIR, "api-token")} (set API_TOKEN to choose one)`);
   return { ...c, PUBLIC_URL: publicUrl, DATA_DIR: path.resolve(cwd, c.DATA_DIR), model, summary };
 }

@@ -156,12 +156,11 @@ export class Outbox {
 
   /** Claim due rows (the oldest pending row of each ordering key), send them, record the outcome. */
   async drain(): Promise<void> {
-    const now = new Date();
     const claimed = (await this.o.db.execute(sql`
-      update ${notifications} set locked_until = ${new Date(now.getTime() + 60_000)}, locked_by = ${this.owner}
+      update ${notifications} set locked_until = now() + interval '60 seconds', locked_by = ${this.owner}
       where id in (
         select n.id from ${notifications} n
-        where n.state = 'pending' and n.next_attempt_at <= ${now} and (n.locked_until is null or n.locked_until < ${now})
+        where n.state = 'pending' and n.next_attempt_at <= now() and (n.locked_until is null or n.locked_until < now())
           and not exists (select 1 from ${notifications} p where p.ordering_key = n.ordering_key and p.state = 'pending' and p.id < n.id)
         order by n.id limit 50
         for update skip locked)

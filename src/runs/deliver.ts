@@ -145,7 +145,11 @@ async function pushFromBundle(run: Run, sandbox: Sandbox, base: string, deps: De
   try {
     await git(["fetch", "--quiet", bundle, `+refs/heads/${run.branch}:refs/heads/${run.branch}`], { cwd: cache });
     const access = await deps.repos.pushAccess(run.repo, run.id);
-    await git(["push", "--quiet", access.url, `refs/heads/${run.branch}:refs/heads/${run.branch}`], { cwd: cache, env: access.env });
+    try {
+      await git(["push", "--quiet", access.url, `refs/heads/${run.branch}:refs/heads/${run.branch}`], { cwd: cache, env: access.env });
+    } finally {
+      await access.release(); // the write credential lives for this one push
+    }
   } finally {
     await fs.rm(bundle, { force: true });
   }

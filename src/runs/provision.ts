@@ -105,7 +105,12 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
 
   // Clone with credentials passed through the environment of this one command: nothing lands in .git/config.
   const cloneArgs = ["git", "clone", "--quiet", "--no-tags", ...(run.ref ? ["--branch", run.ref] : []), access.url, p.repo];
-  await must(sandbox, cloneArgs, `Cloning ${run.repo}`, "clone_failed", { env: { ...access.env, GIT_TERMINAL_PROMPT: "0" }, cwd: p.home, timeoutMs: 10 * 60_000 });
+  try {
+    await must(sandbox, cloneArgs, `Cloning ${run.repo}`, "clone_failed", { env: { ...access.env, GIT_TERMINAL_PROMPT: "0" }, cwd: p.home, timeoutMs: 10 * 60_000 });
+  } finally {
+    // The read credential is only for the clone: revoked before the agent starts (follow-ups don't clone again).
+    await access.release();
+  }
   await must(sandbox, ["git", "checkout", "--quiet", "-B", run.branch], "Creating the run branch", "clone_failed", { cwd: p.repo });
   const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });

@@ -13,6 +13,8 @@ export interface GitAccess {
   env: Record<string, string>;
   /** Host paths a local sandbox must be able to read (a local repository). */
   readOnlyPaths: string[];
+  /** Call once the git command is done: a short-lived credential is revoked right away. Never throws. */
+  release(): Promise<void>;
 }
 
 export interface GitCredentials {
@@ -22,6 +24,8 @@ export interface GitCredentials {
   cloneToken(url: string, runId: string): Promise<string | null>;
   /** Write credentials for the backend's push. */
   pushToken(url: string, runId: string): Promise<string | null>;
+  /** The command using `token` is done: revoke it (a no-op for long-lived tokens). */
+  release?(token: string, url: string, runId: string): Promise<void>;
 }
 
 export class UnknownRepoError extends Error {
@@ -40,12 +44,23 @@ export function gitAuthEnv(token: string, user = "x-access-token"): Record<strin
   return { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` };
 }
 
+/** The web origin (clone host) of a GitHub API base: api.github.com → github.com, https://ghe/api/v3 → https://ghe. */
+export function githubWebOrigin(apiUrl?: string | null): string {
+  if (!apiUrl) return "https://github.com";
+  const u = new URL(apiUrl);
+  if (/^\/api\/v3\/?$/.test(u.pathname) || u.pathname.startsWith("/api/v3/")) return u.origin;
+  if (u.hostname.startsWith("api.")) return `${u.protocol}//${u.host.slice(4)}`;
+  return u.origin;
+}
+
 export class RepoRegistry {
   private readonly credentials: GitCredentials[] = [];
 
   constructor(
     private readonly repos: Record<string, string>,
     private readonly baseDir = process.cwd(),
+    /** Where `owner/name` entries live: https://github.com, or GitHub Enterprise's origin (see githubWebOrigin). */
+    private readonly githubOrigin = "https://github.com",
   ) {}
 
   addCredentials(c: GitCredentials): void {
@@ -65,7 +80,7 @@ export class RepoRegistry {
     if (!this.has(name)) throw new UnknownRepoError(name, this.names());
     const raw = this.repos[name]!;
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) || /^[\w.-]+@[\w.-]+:/.test(raw)) return raw;
-    if (/^[\w.-]+\/[\w.-]+$/.test(raw) && !fs.existsSync(path.resolve(this.baseDir, raw))) return `https://github.com/${raw}.git`;
+    if (/^[\w.-]+\/[\w.-]+$/.test(raw) && !fs.existsSync(path.resolve(this.baseDir, raw))) return `${this.githubOrigin}/${raw}.git`;
     return pathToFileURL(path.resolve(this.baseDir, raw)).href;
   }
 
@@ -78,7 +93,13 @@ export class RepoRegistry {
     const local = this.localPath(url);
     const cred = this.credentials.find((c) => c.handles(url));
     const token = cred ? await (kind === "clone" ? cred.cloneToken(url, runId) : cred.pushToken(url, runId)) : null;
-    return { url, env: token ? gitAuthEnv(token) : {}, readOnlyPaths: local ? [local] : [] };
+    let released = false;
+    const release = async () => {
+      if (released || !token || !cred?.release) return;
+      released = true;
+      await cred.release(token, url, runId).catch(() => {});
+    };
+    return { url, env: token ? gitAuthEnv(token) : {}, readOnlyPaths: local ? [local] : [], release };
   }
 
   cloneAccess(name: string, runId: string): Promise<GitAccess> {

@@ -86,6 +86,8 @@ export async function startTestServer(opts: {
   env?: Record<string, string>;
   dataDir?: string;
   reconcileIntervalMs?: number;
+  /** Serve HTTP only: no reconciler (tests that drive runs by hand). */
+  noReconciler?: boolean;
 } = {}): Promise<TestServer> {
   const model = opts.model ?? (await startModelServer({ handler: opts.handler }));
   const port = await freePort();
@@ -112,7 +114,7 @@ export async function startTestServer(opts: {
     ...opts.env,
   };
   const config = loadConfig(env);
-  const deckhand = await createDeckhand(config, { log: createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000 });
+  const deckhand = await createDeckhand(config, { log: createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000, noReconciler: opts.noReconciler });
   const url = await deckhand.listen();
   const api = async (method: string, p: string, body?: unknown, token: string | null = config.API_TOKEN!) => {
     const res = await fetch(`${url}${p}`, {

@@ -1,0 +1,46 @@
+/** Words for the end of a run: the `response` (summary, files, link) and the `error`. Pure. */
+import type { Run } from "../../db/schema.ts";
+import type { RunDigest } from "../../events/vocabulary.ts";
+import type { RunResult } from "../../runs/deliver.ts";
+
+const MAX_FILES = 15;
+
+/** Where to look at the change: the pull request, else the diff on the run page. */
+export function resultLink(result: Partial<RunResult> | null | undefined, runPageUrl: string): { label: string; url: string } {
+  if (result?.pullRequestUrl) return { label: "Pull request", url: result.pullRequestUrl };
+  if (result?.url) return { label: "Diff", url: result.url };
+  return { label: "Diff", url: `${runPageUrl}#diff` };
+}
+
+export function responseBody(result: Partial<RunResult>, runPageUrl: string): string {
+  const lines: string[] = [];
+  lines.push(result.summary?.trim() || "Done.");
+  const files = result.filesChanged ?? [];
+  if (files.length) {
+    lines.push("", `**Files changed** (+${result.additions ?? 0} −${result.deletions ?? 0}):`);
+    for (const f of files.slice(0, MAX_FILES)) lines.push(`- \`${f.path}\` (+${f.additions} −${f.deletions})`);
+    if (files.length > MAX_FILES) lines.push(`- …and ${files.length - MAX_FILES} more`);
+  } else {
+    lines.push("", "No files were changed.");
+  }
+  if (files.length) {
+    const link = resultLink(result, runPageUrl);
+    const branch = result.branch ? ` on branch \`${result.branch}\`` : "";
+    lines.push("", `${link.label === "Pull request" ? `[Pull request](${link.url})` : `[See the diff](${link.url})`}${branch}`);
+    if (result.pushed === false && result.pushError) lines.push(`The branch could not be pushed: ${result.pushError}`);
+  }
+  lines.push(`[Run details](${runPageUrl})`);
+  return lines.join("\n");
+}
+
+export function errorBody(run: Pick<Run, "statusReason" | "failureCode">, d: Pick<RunDigest, "lastError">, runPageUrl: string): string {
+  const reason = run.statusReason?.trim() || d.lastError?.message || "The run failed for an unknown reason";
+  const extra = d.lastError && d.lastError.message !== reason ? `\n${d.lastError.message}` : "";
+  return `The run failed: ${reason}${extra}\n[Run details](${runPageUrl})`;
+}
+
+export function stoppedBody(run: Pick<Run, "statusReason">, result: Partial<RunResult> | null | undefined, runPageUrl: string): string {
+  const by = run.statusReason?.trim() || "Stopped";
+  const kept = result?.filesChanged?.length ? ` The change made before stopping is on branch \`${result.branch}\`.` : "";
+  return `Stopped. ${by}.${kept}\n[Run details](${runPageUrl})`.replace(/\.\./g, ".");
+}

@@ -1,0 +1,137 @@
+/**
+ * The Linear notifier's decision: from a run, its digest and what was already planned, the Linear writes owed
+ * now. Pure; every message has a deterministic dedupe key (and an activity/comment id derived from it), so
+ * planning twice or in two processes sends once.
+ *
+ * Agent sessions get activities: a first `thought` at once, `action`s for finished tool calls, `thought`s for the
+ * agent's commentary (ephemeral for progress), the todo list as the session plan, a `response` (or `error`) at
+ * the end, the run page and the PR as external URLs. Classic assignments get a comment thread instead.
+ */
+import type { OutboxMessage, Plan, PlanInput } from "../../notify/notifier.ts";
+import type { RunResult } from "../../runs/deliver.ts";
+import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
+import type { ActivityContent, LinearPayload } from "./messages.ts";
+import { type LinearSourceRef, linearRef, orderingKeyOf } from "./source-ref.ts";
+import { stableUuid } from "./stable-uuid.ts";
+import { todosToPlan } from "./todos-to-plan.ts";
+
+/** Progress phases worth a (replaceable) ephemeral thought. */
+const PHASE_THOUGHTS: Record<string, (repo: string) => string> = {
+  sandbox_created: (repo) => `Sandbox ready; cloning ${repo}…`,
+  repo_cloned: (repo) => `Cloned ${repo}; starting the agent…`,
+};
+
+const hash = (s: string) => {
+  let h = 5381;
+  for (let i = 0; i < s.length; i++) h = ((h << 5) + h + s.charCodeAt(i)) | 0;
+  return (h >>> 0).toString(36);
+};
+
+export function threadCommentId(runId: string): string {
+  return stableUuid(`linear:${runId}:thread`);
+}
+
+export function planLinearMessages({ run, view, digest, state }: PlanInput): Plan {
+  const ref = linearRef(run);
+  if (!ref) return { messages: [] };
+  const out: OutboxMessage[] = [];
+  const orderingKey = orderingKeyOf(ref);
+  const key = (s: string) => `linear:${run.id}:${s}`;
+  const push = (k: string, kind: string, payload: LinearPayload, coalesce = false) =>
+    out.push({ dedupeKey: k, orderingKey, kind, payload: payload as unknown as Record<string, unknown>, ...(coalesce ? { coalesce } : {}) });
+  const ws = ref.workspaceId;
+  const activity = (k: string, content: ActivityContent, ephemeral?: boolean) =>
+    push(key(k), `activity.${content.type}`, {
+      op: "activity",
+      workspaceId: ws,
+      sessionId: ref.agentSessionId!,
+      id: stableUuid(key(k)),
+      content,
+      ...(ephemeral ? { ephemeral } : {}),
+    });
+  const comment = (k: string, body: string, parentId?: string) =>
+    push(key(k), "comment", { op: "comment", workspaceId: ws, issueId: ref.issueId, id: k === "thread" ? threadCommentId(run.id) : stableUuid(key(k)), body, ...(parentId ? { parentId } : {}) });
+  const agent = ref.mode === "agent";
+  const result = run.result as Partial<RunResult> | null;
+  let nextState: Record<string, unknown> | undefined;
+
+  // 1. At once: say we started, link the run page, move the issue to "started".
+  if (agent) {
+    activity("start", { type: "thought", body: `Starting a sandbox for ${run.repo}…` });
+    push(key("run-link"), "session", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { addedExternalUrls: [{ label: "Deckhand run", url: view.url }], externalLink: view.url } });
+  } else {
+    comment("thread", `On it: starting a sandbox for ${run.repo}. Follow along at ${view.url}\nReply to this comment to steer the agent.`);
+  }
+  push(key("start-issue"), "start-issue", { op: "start-issue", workspaceId: ws, issueId: ref.issueId });
+
+  if (agent) {
+    // 2. Progress: phases, tool calls, commentary, the plan.
+    const seen = new Set<string>();
+    for (const p of run.phases) {
+      const say = PHASE_THOUGHTS[p.phase];
+      // Only while nothing else has happened yet: a late plan should not announce an old phase.
+      if (!say || seen.has(p.phase) || digest.timeline.length > 0 || (run.status !== "provisioning" && run.status !== "running")) continue;
+      seen.add(p.phase);
+      activity(`phase:${p.phase}`, { type: "thought", body: say(run.repo) }, true);
+    }
+    const items = digest.timeline;
+    const toolAfter = (idx: number) => items.slice(idx + 1).some((x) => x.kind === "tool");
+    items.forEach((item, idx) => {
+      if (item.kind === "tool") {
+        const c = item.call;
+        if (c.tool === "todowrite" || (c.status !== "completed" && c.status !== "error")) return;
+        const result = c.status === "error" ? `Failed: ${c.result ?? "error"}` : c.result;
+        activity(`tool:${c.callId}`, { type: "action", action: c.verb, parameter: c.target || c.tool, ...(result ? { result: result.slice(0, 300) } : {}) });
+      } else if (item.kind === "message" && item.role === "assistant" && item.text.trim() && toolAfter(idx)) {
+        // Commentary between tool calls; text not followed by a tool call is the answer (the `response`).
+        activity(`text:${item.partId}`, { type: "thought", body: item.text.trim().slice(0, 4000) });
+      } else if (item.kind === "status") {
+        activity(`status:${item.seq}`, { type: "thought", body: item.text }, true);
+      }
+    });
+    const stopped = run.status === "cancelled" || run.status === "failed";
+    const plan = todosToPlan(digest.todos, stopped);
+    if (plan.length) {
+      const h = hash(JSON.stringify(plan));
+      if (state.planHash !== h) {
+        push(key(`plan:${h}:${digest.lastSeq}`), "session.plan", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { plan } }, true);
+        nextState = { planHash: h };
+      }
+    }
+  }
+
+  // 3. The end of a turn, or of the run.
+  const stoppedByUser = run.status === "cancelled" || (run.status === "closed" && /^Stopped by /.test(run.statusReason ?? ""));
+  if (result && run.deliveredInputSeq > 0 && (run.status === "idle" || run.status === "closed" || run.status === "running") && !stoppedByUser) {
+    // `running` again after a follow-up: the earlier turn's answer is still owed if it was missed.
+    const turn = run.deliveredInputSeq;
+    if (result.filesChanged?.length) {
+      const link = resultLink(result, view.url);
+      push(key(`attach:${link.url}`), "attach", {
+        op: "attach",
+        workspaceId: ws,
+        issueId: ref.issueId,
+        title: link.label === "Pull request" ? `Pull request: ${run.branch}` : `Deckhand diff: ${run.branch}`,
+        url: link.url,
+        subtitle: `${result.filesChanged.length} file(s), +${result.additions ?? 0} −${result.deletions ?? 0}`,
+      });
+      if (agent) push(key(`link:${link.url}`), "session", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { addedExternalUrls: [{ label: link.label, url: link.url }] } });
+    }
+    const body = responseBody(result, view.url);
+    if (agent) activity(`response:${turn}`, { type: "response", body });
+    else comment(`response:${turn}`, body, threadCommentId(run.id));
+  }
+  if (run.status === "failed") {
+    const body = errorBody(run, digest, view.url);
+    if (agent) activity("error", { type: "error", body });
+    else comment("error", body, threadCommentId(run.id));
+  }
+  if (stoppedByUser) {
+    const body = stoppedBody(run, result, view.url);
+    if (agent) activity("stopped", { type: "response", body });
+    else comment("stopped", body, threadCommentId(run.id));
+  }
+  return { messages: out, ...(nextState ? { state: nextState } : {}) };
+}
+
+export type { LinearSourceRef };
