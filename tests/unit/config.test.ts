@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config/config.ts";
+
+describe("config", () => {
+  it("starts with no variables at all on the embedded defaults, and says what is missing", () => {
+    const c = loadConfig({}, "/srv/app");
+    expect(c.PORT).toBe(3000);
+    expect(c.PUBLIC_URL).toBe("http://127.0.0.1:3000");
+    expect(c.DATA_DIR).toBe("/srv/app/.deckhand");
+    expect(c.DATABASE_URL).toBeUndefined();
+    expect(c.SANDBOX_PROVIDER).toBe("local");
+    expect(c.model).toBeNull();
+    expect(c.summary.join("\n")).toMatch(/model: none configured/);
+    expect(c.summary.join("\n")).toMatch(/repos: none/);
+  });
+  it("reports every bad variable at once, by name, with what is expected", () => {
+    let err: ConfigError | null = null;
+    try {
+      loadConfig({ PORT: "seventy", DATABASE_URL: "mysql://x", MODEL: "claude", REPOS: "broken", MAX_CONCURRENT_RUNS: "0", SANDBOX_PROVIDER: "docker" });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const text = err!.message;
+    for (const name of ["PORT", "DATABASE_URL", "MODEL", "REPOS", "MAX_CONCURRENT_RUNS", "SANDBOX_PROVIDER"]) expect(text).toContain(name);
+    expect(err!.problems.length).toBeGreaterThanOrEqual(6);
+  });
+  it("builds the model from an OpenAI-compatible endpoint, or from MODEL with only its provider's key", () => {
+    const a = loadConfig({ LLM_BASE_URL: "http://127.0.0.1:11434/v1", LLM_MODEL: "qwen" });
+    expect(a.model).toMatchObject({ id: "deckhand-llm/qwen", openaiCompatible: { baseURL: "http://127.0.0.1:11434/v1", model: "qwen" } });
+    const b = loadConfig({ MODEL: "anthropic/claude-sonnet-4-5", ANTHROPIC_API_KEY: "k", OPENAI_API_KEY: "other", SLACK_BOT_TOKEN: undefined });
+    expect(b.model).toEqual({ id: "anthropic/claude-sonnet-4-5", env: { ANTHROPIC_API_KEY: "k" } });
+    expect(() => loadConfig({ MODEL: "anthropic/claude-sonnet-4-5" })).toThrow(/ANTHROPIC_API_KEY/);
+    expect(() => loadConfig({ LLM_BASE_URL: "http://x/v1" })).toThrow(/LLM_MODEL/);
+  });
+  it("checks DEFAULT_REPO against the allowlist", () => {
+    expect(() => loadConfig({ REPOS: "api=/srv/api.git", DEFAULT_REPO: "web" })).toThrow(/DEFAULT_REPO.*not one of REPOS \(api\)/);
+    expect(loadConfig({ REPOS: "api=/srv/api.git, web=acme/web", DEFAULT_REPO: "web" }).REPOS).toEqual({ api: "/srv/api.git", web: "acme/web" });
+  });
+});
