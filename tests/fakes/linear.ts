@@ -168,6 +168,13 @@ export interface FakeLinear {
   apiKey: string;
   appUserId: string;
   organizationId: string;
+  /**
+   * OAuth code exchange at `POST /oauth/token` (form-encoded, like Linear's): a code from `oauthCode()` with any
+   * non-empty client id/secret gets `token` and a refresh token (`grant_type=refresh_token` swaps it for a new
+   * pair); each code and refresh token works once. Exchanges are recorded here.
+   */
+  oauthCode(): string;
+  tokenExchanges: { grant: string; code: string; clientId: string; redirectUri: string; ok: boolean }[];
   close(): Promise<void>;
 }
 
@@ -705,6 +712,9 @@ export async function startFakeLinear(opts: { token?: string; apiKey?: string; a
   const attachments = new Map<string, FakeAttachment>();
   const failures = new Map<string, { left: number; mode: FailMode }[]>();
   const waiters = new Set<(op: LinearOp) => void>();
+  const oauthCodes = new Set<string>();
+  const refreshTokens = new Set<string>();
+  const tokenExchanges: FakeLinear["tokenExchanges"] = [];
   let lastSyncId = 1000;
   let requestsRemaining = 5000;
   const nextSync = () => ++lastSyncId;
@@ -1289,6 +1299,18 @@ export async function startFakeLinear(opts: { token?: string; apiKey?: string; a
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
+    if (path === "/oauth/token" && req.method === "POST") {
+      const form = new URLSearchParams(await readBody(req));
+      const grant = form.get("grant_type") ?? "";
+      const code = grant === "refresh_token" ? (form.get("refresh_token") ?? "") : (form.get("code") ?? "");
+      const client = !!form.get("client_id") && !!form.get("client_secret");
+      const ok = client && ((grant === "authorization_code" && oauthCodes.delete(code)) || (grant === "refresh_token" && refreshTokens.delete(code)));
+      tokenExchanges.push({ grant, code, clientId: form.get("client_id") ?? "", redirectUri: form.get("redirect_uri") ?? "", ok });
+      if (!ok) return sendJson(res, 400, { error: "invalid_grant", error_description: "The code is invalid or expired" });
+      const refresh = `rt_${randomUUID().replace(/-/g, "")}`;
+      refreshTokens.add(refresh);
+      return sendJson(res, 200, { access_token: token, refresh_token: refresh, token_type: "Bearer", expires_in: 86399, scope: "read write app:assignable app:mentionable" });
+    }
     if (path !== "/graphql") return sendJson(res, 404, { errors: [{ message: `Not found: ${path}` }] });
     if (req.method !== "POST")
       return sendJson(res, 400, { errors: [{ message: "GET query must be provided.", extensions: { code: "BAD_REQUEST" } }] });
@@ -1472,6 +1494,12 @@ export async function startFakeLinear(opts: { token?: string; apiKey?: string; a
     apiKey,
     appUserId,
     organizationId,
+    oauthCode() {
+      const c = `code_${randomUUID().replace(/-/g, "")}`;
+      oauthCodes.add(c);
+      return c;
+    },
+    tokenExchanges,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

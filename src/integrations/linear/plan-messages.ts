@@ -11,7 +11,7 @@ import type { OutboxMessage, Plan, PlanInput } from "../../notify/notifier.ts";
 import type { RunResult } from "../../runs/deliver.ts";
 import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
 import type { ActivityContent, LinearPayload } from "./messages.ts";
-import { type LinearSourceRef, linearRef, orderingKeyOf } from "./source-ref.ts";
+import { linearRef, orderingKeyOf } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { todosToPlan } from "./todos-to-plan.ts";
 
@@ -134,4 +134,3 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   return { messages: out, ...(nextState ? { state: nextState } : {}) };
 }
 
-export type { LinearSourceRef };

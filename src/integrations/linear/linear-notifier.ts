@@ -1,0 +1,25 @@
+/** Linear behind the SurfaceNotifier interface: pure planning (plan-messages.ts) + sending (send-message.ts). */
+import type { Notification, Run } from "../../db/schema.ts";
+import type { Plan, PlanInput, SurfaceNotifier } from "../../notify/notifier.ts";
+import { LINEAR_SURFACE, type LinearClients } from "./linear-clients.ts";
+import type { LinearPayload } from "./messages.ts";
+import { planLinearMessages } from "./plan-messages.ts";
+import { sendLinearMessage } from "./send-message.ts";
+import { linearRef } from "./source-ref.ts";
+
+export class LinearNotifier implements SurfaceNotifier {
+  readonly surface = LINEAR_SURFACE;
+  constructor(private readonly clients: LinearClients) {}
+
+  wants(run: Run): boolean {
+    return linearRef(run) !== null;
+  }
+
+  plan(input: PlanInput): Plan {
+    return planLinearMessages(input);
+  }
+
+  async send(message: Notification): Promise<Record<string, unknown>> {
+    return sendLinearMessage(this.clients, message.payload as unknown as LinearPayload);
+  }
+}

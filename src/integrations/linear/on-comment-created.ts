@@ -1,0 +1,64 @@
+/**
+ * Classic path: comments are the conversation. A reply in a run's thread steers it (continues it when idle, or
+ * starts a continuation on the same branch when it is over); "stop" stops it; a reply to "which repo?" starts it.
+ */
+import type { Run } from "../../db/schema.ts";
+import { isTerminal } from "../../runs/state-machine.ts";
+import { continuationPrompt } from "./build-prompt.ts";
+import { repoFromAnswer } from "./choose-repo.ts";
+import type { LinearDeps } from "./deps.ts";
+import { classicRunsForIssue, pendingStart } from "./find-runs.ts";
+import { threadCommentId } from "./plan-messages.ts";
+import { linearRef } from "./source-ref.ts";
+import { askForRepo, startLinearRun } from "./start-linear-run.ts";
+
+export type CommentTarget = { kind: "run"; run: Run } | { kind: "answer" } | null;
+
+/** Which conversation a new comment belongs to (runs newest first). Pure. */
+export function commentTarget(comment: { parentId?: string | null }, runs: Run[], hasPendingAsk: boolean): CommentTarget {
+  const inThread = runs.find((r) => comment.parentId && threadCommentId(r.id) === comment.parentId);
+  if (inThread) return { kind: "run", run: inThread };
+  if (!runs.length && hasPendingAsk) return { kind: "answer" };
+  return null;
+}
+
+export async function onCommentCreated(deps: LinearDeps, payload: any, target: Exclude<CommentTarget, null>): Promise<void> {
+  const d = payload.data ?? {};
+  const text = String(d.body ?? "").trim();
+  const author = d.user?.name ?? payload.actor?.name ?? d.userId ?? null;
+  if (!text) return;
+  if (target.kind === "answer") {
+    const asked = await pendingStart(deps.db, { issueId: String(d.issueId) });
+    if (!asked) return;
+    const allowed = deps.service.repos.names();
+    const repo = repoFromAnswer(text, allowed);
+    if (!repo) return void (await askForRepo(deps, asked.pending, { repo: null, reason: "none", allowed }, `linear:ask:${d.id}`));
+    await startLinearRun(deps, asked.pending, { repo, dedupe: `comment:${d.id}` });
+    return;
+  }
+  const run = target.run;
+  if (/^stop[.!]?$/i.test(text)) {
+    if (!isTerminal(run.status)) await deps.service.stop(run.id, { author, source: "linear" });
+    return;
+  }
+  if (!isTerminal(run.status)) {
+    await deps.service.followUp(run.id, { text, author, source: "linear" });
+    return;
+  }
+  const ref = linearRef(run)!;
+  await startLinearRun(
+    deps,
+    { workspaceId: ref.workspaceId, mode: "classic", issueId: ref.issueId, identifier: ref.identifier, title: run.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author },
+    { repo: run.repo, dedupe: `comment:${d.id}`, continueFrom: run, prompt: continuationPrompt(run.prompt, text) },
+  );
+}
+
+export async function classifyComment(deps: LinearDeps, payload: any): Promise<CommentTarget> {
+  const d = payload.data ?? {};
+  if (payload.action !== "create" || !d.issueId || d.botActor) return null;
+  const bots = await deps.clients.botUserIds(payload.organizationId);
+  if (d.userId && bots.includes(d.userId)) return null;
+  const runs = await classicRunsForIssue(deps.db, String(d.issueId));
+  const asked = runs.length ? null : await pendingStart(deps.db, { issueId: String(d.issueId) });
+  return commentTarget(d, runs, !!asked);
+}

@@ -1,0 +1,129 @@
+/**
+ * Start a run for a Linear issue: pick the repo (or ask), build the prompt from the issue, work on the issue's
+ * suggested branch so Linear links the pull request. The notifier takes it from there.
+ */
+import type { Run } from "../../db/schema.ts";
+import { runLog } from "../../log/logger.ts";
+import { UnknownRepoError } from "../../runs/repos.ts";
+import { RunInputError } from "../../runs/run-service.ts";
+import { buildPrompt } from "./build-prompt.ts";
+import { askRepoText, chooseRepo, type RepoChoice } from "./choose-repo.ts";
+import type { LinearDeps } from "./deps.ts";
+import type { PendingStart } from "./messages.ts";
+import { sayWithoutRun } from "./say-without-run.ts";
+import type { LinearSourceRef } from "./source-ref.ts";
+
+const BRANCH_RE = /^(?!-|\/)(?!.*\.\.)[\w./-]{1,200}$/;
+
+interface IssueDetails {
+  branchName?: string;
+  description?: string | null;
+  teamKey?: string;
+  comments?: { author?: string | null; body: string }[];
+}
+
+/** Fetch what the webhook lacks (the suggested branch name; comments for classic runs). Best effort, bounded. */
+async function issueDetails(deps: LinearDeps, p: PendingStart, withComments: boolean): Promise<IssueDetails> {
+  const work = (async () => {
+    const client = await deps.clients.forWorkspace(p.workspaceId);
+    // One quick retry: a blip should not cost the issue's branch name.
+    const issue = await client.issue(p.issueId).catch(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return client.issue(p.issueId);
+    });
+    const out: IssueDetails = { branchName: issue.branchName, description: issue.description };
+    if (withComments) {
+      const cs = await issue.comments({ first: 30 });
+      out.comments = cs.nodes.map((c) => ({ body: c.body }));
+    }
+    if (!p.teamId) out.teamKey = (await issue.team)?.key;
+    return out;
+  })();
+  const timeout = new Promise<IssueDetails>((resolve) => setTimeout(() => resolve({}), 4000).unref());
+  return Promise.race([work, timeout]).catch((e) => {
+    deps.log.warn({ err: (e as Error).message, issueId: p.issueId }, "could not read the Linear issue; starting with what the webhook said");
+    return {};
+  });
+}
+
+export function repoChoiceFor(deps: Pick<LinearDeps, "config" | "service">, p: PendingStart, teamKey?: string | null, extraTexts: string[] = []): RepoChoice {
+  return chooseRepo({
+    texts: [...extraTexts, p.request, p.description, p.title],
+    teamKey,
+    teamRepos: deps.config.LINEAR_TEAM_REPOS,
+    defaultRepo: deps.config.DEFAULT_REPO,
+    allowed: deps.service.repos.names(),
+  });
+}
+
+export async function askForRepo(deps: LinearDeps, p: PendingStart, choice: Extract<RepoChoice, { repo: null }>, askKey: string): Promise<void> {
+  await sayWithoutRun(deps, p, askKey, { type: "elicitation", body: askRepoText(choice) }, p);
+}
+
+/** Start (repo known) or ask which repo. `dedupe` names this request (for the ask/failure messages). */
+export async function startLinearRun(
+  deps: LinearDeps,
+  p: PendingStart,
+  o: { repo?: string | null; teamKey?: string | null; dedupe: string; guidance?: string[]; continueFrom?: Run; prompt?: string },
+): Promise<Run | null> {
+  let repo = o.repo ?? null;
+  let teamKey = o.teamKey ?? null;
+  if (!repo) {
+    const choice = repoChoiceFor(deps, p, teamKey);
+    if (choice.repo === null) {
+      await askForRepo(deps, p, choice, `linear:ask:${o.dedupe}`);
+      return null;
+    }
+    repo = choice.repo;
+  }
+  const details = o.continueFrom ? {} : await issueDetails(deps, p, p.mode === "classic");
+  teamKey ??= details.teamKey ?? null;
+  const prompt =
+    o.prompt ??
+    buildPrompt({
+      identifier: p.identifier,
+      title: p.title,
+      description: details.description ?? p.description,
+      url: p.url,
+      promptContext: p.promptContext,
+      request: p.request,
+      comments: details.comments,
+      guidance: o.guidance,
+    });
+  const ref: LinearSourceRef = {
+    workspaceId: p.workspaceId,
+    mode: p.mode,
+    ...(p.sessionId ? { agentSessionId: p.sessionId } : {}),
+    issueId: p.issueId,
+    identifier: p.identifier,
+    ...(p.url ? { issueUrl: p.url } : {}),
+    ...(p.teamId ? { teamId: p.teamId } : {}),
+  };
+  const prev = o.continueFrom;
+  const branch = prev ? prev.branch : details.branchName && BRANCH_RE.test(details.branchName) ? details.branchName : undefined;
+  const ref0 = prev ? ((prev.result as { pushed?: boolean } | null)?.pushed ? prev.branch : prev.ref) : null;
+  try {
+    const run = await deps.service.start({
+      prompt,
+      repo,
+      ref: ref0,
+      source: "linear",
+      sourceRef: ref as unknown as Record<string, unknown>,
+      createdBy: p.author ?? null,
+      ...(branch ? { branch } : {}),
+      title: `${p.identifier}: ${p.title}`.slice(0, 120),
+    });
+    runLog(deps.log, run.id).info({ issue: p.identifier, repo, branch: run.branch, mode: p.mode }, "linear run started");
+    return run;
+  } catch (e) {
+    if (e instanceof UnknownRepoError) {
+      await askForRepo(deps, p, { repo: null, reason: "unknown", asked: repo, allowed: deps.service.repos.names() }, `linear:ask:${o.dedupe}`);
+      return null;
+    }
+    if (e instanceof RunInputError) {
+      await sayWithoutRun(deps, p, `linear:refused:${o.dedupe}`, { type: "error", body: `I couldn't start: ${e.message}` });
+      return null;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,287 @@
+/** Pure decisions of the Linear integration: repo choice, prompt, plan, and what each run state says in Linear. */
+import { describe, expect, it } from "vitest";
+import type { Run } from "../../src/db/schema.ts";
+import { digest, type StoredEvent } from "../../src/events/vocabulary.ts";
+import { runView } from "../../src/runs/run-view.ts";
+import { buildPrompt, continuationPrompt } from "../../src/integrations/linear/build-prompt.ts";
+import { askRepoText, chooseRepo, repoFromAnswer, repoFromText } from "../../src/integrations/linear/choose-repo.ts";
+import { planLinearMessages, threadCommentId } from "../../src/integrations/linear/plan-messages.ts";
+import { todosToPlan } from "../../src/integrations/linear/todos-to-plan.ts";
+import { stableUuid } from "../../src/integrations/linear/stable-uuid.ts";
+import { assignedToBot } from "../../src/integrations/linear/on-issue-assigned.ts";
+import { commentTarget } from "../../src/integrations/linear/on-comment-created.ts";
+import { lowestStarted } from "../../src/integrations/linear/move-issue-to-started.ts";
+import { checkState, makeState, tokenEndpoint } from "../../src/integrations/linear/oauth.ts";
+
+const allowed = ["api", "web"];
+
+describe("repo choice", () => {
+  it("repo=<name> in the text wins over the team mapping and the default", () => {
+    expect(chooseRepo({ texts: ["please fix repo=web"], teamKey: "ENG", teamRepos: { ENG: "api" }, defaultRepo: "api", allowed })).toEqual({ repo: "web", how: "text" });
+    expect(repoFromText("Use `repo=api`.")).toBe("api");
+    expect(repoFromText("repo: web")).toBe("web");
+    expect(repoFromText("the repository is fine")).toBeNull();
+  });
+  it("then the team mapping, then DEFAULT_REPO", () => {
+    expect(chooseRepo({ texts: ["fix it"], teamKey: "ENG", teamRepos: { ENG: "api", WEB: "web" }, defaultRepo: "web", allowed })).toEqual({ repo: "api", how: "team" });
+    expect(chooseRepo({ texts: ["fix it"], teamKey: "OPS", teamRepos: { ENG: "api" }, defaultRepo: "web", allowed })).toEqual({ repo: "web", how: "default" });
+  });
+  it("otherwise asks, listing the allowed names; an unknown name is named in the question", () => {
+    const none = chooseRepo({ texts: ["fix it"], teamKey: "OPS", teamRepos: {}, allowed });
+    expect(none).toEqual({ repo: null, reason: "none", allowed });
+    expect(askRepoText(none as never)).toBe("Which repository should I work in? Reply with one of: `api`, `web` (for example `repo=api`).");
+    const unknown = chooseRepo({ texts: ["repo=mobile"], teamKey: "ENG", teamRepos: { ENG: "api" }, allowed });
+    expect(unknown).toMatchObject({ repo: null, reason: "unknown", asked: "mobile" });
+    expect(askRepoText(unknown as never)).toContain("I don't know a repo called `mobile`.");
+  });
+  it("reads an answer: a bare name, repo=, or a sentence naming one repo", () => {
+    expect(repoFromAnswer("web", allowed)).toBe("web");
+    expect(repoFromAnswer("repo=api", allowed)).toBe("api");
+    expect(repoFromAnswer("Let's use WEB please", allowed)).toBe("web");
+    expect(repoFromAnswer("api or web?", allowed)).toBeNull();
+    expect(repoFromAnswer("no idea", allowed)).toBeNull();
+  });
+});
+
+describe("prompt building", () => {
+  it("has the identifier, title, description, comments and the request, without our repo= bookkeeping", () => {
+    const p = buildPrompt({
+      identifier: "ENG-42",
+      title: "Fix the login bug",
+      description: "Users cannot log in with SSO. repo=api",
+      url: "https://linear.app/x/issue/ENG-42",
+      comments: [{ author: "Ann", body: "It started after the 2.3 release" }, { body: "  " }],
+      request: "@deckhand please fix repo=api",
+      guidance: ["Run npm test before finishing"],
+    });
+    expect(p).toContain("Linear issue ENG-42: Fix the login bug");
+    expect(p).toContain("Users cannot log in with SSO.");
+    expect(p).toContain("- Ann: It started after the 2.3 release");
+    expect(p).toContain("Request:\n@deckhand please fix");
+    expect(p).toContain("- Run npm test before finishing");
+    expect(p).not.toContain("repo=api");
+  });
+  it("uses Linear's promptContext when there is one", () => {
+    const p = buildPrompt({ identifier: "ENG-1", title: "T", description: "D", promptContext: '<issue identifier="ENG-1">…</issue>', comments: [{ body: "not shown" }] });
+    expect(p).toContain('Context from Linear:\n<issue identifier="ENG-1">…</issue>');
+    expect(p).not.toContain("not shown");
+    expect(continuationPrompt("Task", "also add tests")).toMatch(/^Task\n\nFollow-up from Linear.*\nalso add tests$/s);
+  });
+});
+
+describe("todo list → session plan", () => {
+  it("maps OpenCode statuses to Linear's, and cancels unfinished steps of a stopped run", () => {
+    const todos = [
+      { content: "Reproduce", status: "completed" },
+      { content: "Fix", status: "in_progress" },
+      { content: "Test", status: "pending" },
+      { content: "Old idea", status: "cancelled" },
+    ];
+    expect(todosToPlan(todos)).toEqual([
+      { content: "Reproduce", status: "completed" },
+      { content: "Fix", status: "inProgress" },
+      { content: "Test", status: "pending" },
+      { content: "Old idea", status: "canceled" },
+    ]);
+    expect(todosToPlan(todos, true).map((s) => s.status)).toEqual(["completed", "canceled", "canceled", "canceled"]);
+  });
+});
+
+// ---- run state → Linear messages ----------------------------------------------------------------
+
+function makeRun(over: Partial<Run> = {}): Run {
+  const now = new Date("2026-01-01T00:00:00Z");
+  return {
+    id: "r-test12345",
+    status: "queued",
+    statusReason: null,
+    statusChangedAt: now,
+    failureCode: null,
+    repo: "api",
+    ref: null,
+    branch: "eng-42-fix-the-login-bug",
+    baseCommit: null,
+    prompt: "Linear issue ENG-42: Fix the login bug",
+    title: "ENG-42: Fix the login bug",
+    source: "linear",
+    sourceRef: { workspaceId: "org-1", mode: "agent", agentSessionId: "sess-1", issueId: "issue-42", identifier: "ENG-42" },
+    createdBy: null,
+    pageToken: "tok",
+    relayTokenHash: null,
+    sandboxProvider: null,
+    sandboxId: null,
+    sandboxDestroyedAt: null,
+    opencodeSessionId: null,
+    phases: [{ phase: "queued", at: now.toISOString() }],
+    attempts: 0,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    lastHeartbeatAt: null,
+    lastActivityAt: null,
+    opencodeAlive: null,
+    lastEventSeq: 0,
+    idleInputSeq: null,
+    deliveredInputSeq: 0,
+    keepaliveUntil: null,
+    result: null,
+    diff: null,
+    createdAt: now,
+    updatedAt: now,
+    startedAt: null,
+    finishedAt: null,
+    ...over,
+  };
+}
+
+let seq = 0;
+const ev = (type: string, data: Record<string, unknown>): StoredEvent => ({ seq: ++seq, type, at: "2026-01-01T00:00:01Z", data });
+const assistant = (id: string) => ev("message.updated", { info: { id, role: "assistant" } });
+const text = (msg: string, part: string, t: string) => ev("message.part.updated", { part: { type: "text", id: part, messageID: msg, text: t } });
+const tool = (callID: string, name: string, status: string, input: Record<string, unknown>, output?: string) =>
+  ev("message.part.updated", { part: { type: "tool", callID, tool: name, messageID: "m1", state: { status, input, ...(output ? { output } : {}) } } });
+
+const workEvents = () => {
+  seq = 0;
+  return [
+    assistant("m1"),
+    text("m1", "p1", "Let me look at the login code first."),
+    tool("c0", "todowrite", "completed", { todos: [{ content: "Fix login", status: "in_progress" }, { content: "Run tests", status: "pending" }] }),
+    tool("c1", "edit", "running", { filePath: "/workspace/repo/src/app.ts" }),
+    tool("c1", "edit", "completed", { filePath: "/workspace/repo/src/app.ts" }),
+    tool("c2", "bash", "completed", { command: "npm test" }, "12 tests passed\nmore output"),
+    tool("c3", "bash", "running", { command: "npm run lint" }),
+  ];
+};
+
+const planFor = (run: Run, events: StoredEvent[], state: Record<string, unknown> = {}) => {
+  const d = digest(events);
+  return planLinearMessages({ run, view: runView(run, d, "https://deckhand.test/r/tok"), digest: d, state, now: new Date() });
+};
+const contents = (msgs: { payload: Record<string, unknown> }[]) => msgs.filter((m) => m.payload.op === "activity").map((m) => m.payload.content as any);
+
+describe("run → agent activities", () => {
+  it("a new run: a first thought naming the repo, the run page as external link, the issue to started", () => {
+    const { messages } = planFor(makeRun(), []);
+    expect(messages.map((m) => m.kind)).toEqual(["activity.thought", "session", "start-issue"]);
+    expect(messages[0]!.payload).toMatchObject({ op: "activity", sessionId: "sess-1", workspaceId: "org-1", content: { type: "thought", body: "Starting a sandbox for api…" } });
+    expect(messages[0]!.payload.id).toBe(stableUuid(messages[0]!.dedupeKey));
+    expect(messages[1]!.payload).toMatchObject({ input: { addedExternalUrls: [{ label: "Deckhand run", url: "https://deckhand.test/r/tok" }], externalLink: "https://deckhand.test/r/tok" } });
+    expect(messages[2]!.payload).toEqual({ op: "start-issue", workspaceId: "org-1", issueId: "issue-42" });
+    expect(new Set(messages.map((m) => m.orderingKey))).toEqual(new Set(["linear:session:sess-1"]));
+  });
+
+  it("finished tool calls become actions, commentary before a tool a thought, todos the plan (once)", () => {
+    const run = makeRun({ status: "running" });
+    const plan = planFor(run, workEvents());
+    const acts = contents(plan.messages);
+    expect(acts).toContainEqual({ type: "thought", body: "Let me look at the login code first." });
+    expect(acts).toContainEqual({ type: "action", action: "Edited", parameter: "src/app.ts" });
+    expect(acts).toContainEqual({ type: "action", action: "Ran", parameter: "npm test", result: "12 tests passed" });
+    // Still running: not yet an action; the todo tool is the plan, not an action.
+    expect(acts.some((a) => a.parameter === "npm run lint")).toBe(false);
+    expect(acts.some((a) => a.action === "Updated the plan")).toBe(false);
+    const planMsg = plan.messages.find((m) => m.kind === "session.plan")!;
+    expect(planMsg.payload.input).toEqual({ plan: [{ content: "Fix login", status: "inProgress" }, { content: "Run tests", status: "pending" }] });
+    expect(planMsg.coalesce).toBe(true);
+    // Planning again with the remembered state: the same plan is not sent twice.
+    const again = planFor(run, workEvents(), plan.state);
+    expect(again.messages.some((m) => m.kind === "session.plan")).toBe(false);
+    // Same keys every time (the outbox queues each once).
+    expect(again.messages.map((m) => m.dedupeKey)).toEqual(plan.messages.filter((m) => m.kind !== "session.plan").map((m) => m.dedupeKey));
+    expect(new Set(plan.messages.map((m) => m.dedupeKey)).size).toBe(plan.messages.length);
+  });
+
+  it("idle: the PR attached and linked, then a response with the summary, files and link; the final text is not a thought", () => {
+    const events = [...workEvents(), assistant("m2"), text("m2", "p9", "Fixed the SSO redirect.")];
+    const result = {
+      summary: "Fixed the SSO redirect.",
+      filesChanged: [{ path: "src/app.ts", additions: 3, deletions: 1 }],
+      additions: 3,
+      deletions: 1,
+      branch: "eng-42-fix-the-login-bug",
+      pushed: true,
+      pullRequestUrl: "https://github.com/acme/api/pull/7",
+    };
+    const { messages } = planFor(makeRun({ status: "idle", result, deliveredInputSeq: 1 }), events);
+    const tail = messages.slice(-3);
+    expect(tail.map((m) => m.kind)).toEqual(["attach", "session", "activity.response"]);
+    expect(tail[0]!.payload).toMatchObject({ op: "attach", issueId: "issue-42", url: "https://github.com/acme/api/pull/7" });
+    expect(tail[1]!.payload).toMatchObject({ input: { addedExternalUrls: [{ label: "Pull request", url: "https://github.com/acme/api/pull/7" }] } });
+    const body = (tail[2]!.payload.content as any).body as string;
+    expect(body).toContain("Fixed the SSO redirect.");
+    expect(body).toContain("`src/app.ts` (+3 −1)");
+    expect(body).toContain("[Pull request](https://github.com/acme/api/pull/7)");
+    expect(contents(messages).filter((c) => c.body === "Fixed the SSO redirect.")).toHaveLength(0);
+    // A second turn (after a follow-up) gets its own response.
+    const second = planFor(makeRun({ status: "idle", result, deliveredInputSeq: 3 }), events);
+    expect(second.messages.filter((m) => m.kind === "activity.response").map((m) => m.dedupeKey)).toEqual(["linear:r-test12345:response:3"]);
+  });
+
+  it("no PR: the diff on the run page is the link", () => {
+    const result = { summary: "Done", filesChanged: [{ path: "a.txt", additions: 1, deletions: 0 }], additions: 1, deletions: 0, branch: "b", pushed: true };
+    const { messages } = planFor(makeRun({ status: "idle", result, deliveredInputSeq: 1 }), []);
+    expect(messages.find((m) => m.kind === "attach")!.payload.url).toBe("https://deckhand.test/r/tok#diff");
+  });
+
+  it("failed: an error activity with the reason in plain words; stopped: a final response", () => {
+    const failed = planFor(makeRun({ status: "failed", statusReason: "The model provider rejected the API key", failureCode: "model_auth" }), []);
+    const err = contents(failed.messages).find((c) => c.type === "error");
+    expect(err.body).toMatch(/^The run failed: The model provider rejected the API key/);
+    const stopped = planFor(makeRun({ status: "cancelled", statusReason: "Stopped by Ann (linear)" }), []);
+    expect(contents(stopped.messages).at(-1)).toMatchObject({ type: "response", body: expect.stringMatching(/^Stopped\. Stopped by Ann \(linear\)\./) });
+    expect(contents(stopped.messages).some((c) => c.type === "error")).toBe(false);
+  });
+
+  it("classic runs talk in one comment thread: the start comment, replies under it", () => {
+    const result = { summary: "Done", filesChanged: [], additions: 0, deletions: 0, branch: "b", pushed: false };
+    const run = makeRun({ status: "idle", result, deliveredInputSeq: 1, sourceRef: { workspaceId: "org-1", mode: "classic", issueId: "issue-42", identifier: "ENG-42" } });
+    const { messages } = planFor(run, workEvents());
+    expect(messages.every((m) => m.payload.op !== "activity" && m.orderingKey === "linear:issue:issue-42")).toBe(true);
+    const comments = messages.filter((m) => m.payload.op === "comment");
+    expect(comments[0]!.payload).toMatchObject({ id: threadCommentId(run.id), body: expect.stringContaining("starting a sandbox for api") });
+    expect(comments[1]!.payload).toMatchObject({ parentId: threadCommentId(run.id), body: expect.stringContaining("No files were changed.") });
+  });
+
+  it("not a Linear run: nothing", () => {
+    expect(planFor(makeRun({ source: "api", sourceRef: {} }), []).messages).toEqual([]);
+  });
+});
+
+describe("webhook decisions", () => {
+  it("an Issue update is an assignment to the bot only when the assignee (or delegate) changed to it", () => {
+    const base = { type: "Issue", action: "update", data: { id: "i", assigneeId: "bot" }, updatedFrom: { assigneeId: null } };
+    expect(assignedToBot(base, ["bot"])).toBe(true);
+    expect(assignedToBot({ ...base, data: { id: "i", delegateId: "bot" }, updatedFrom: { delegateId: "x" } }, ["bot"])).toBe(true);
+    expect(assignedToBot({ ...base, updatedFrom: { title: "old" } }, ["bot"])).toBe(false);
+    expect(assignedToBot(base, ["someone-else"])).toBe(false);
+    expect(assignedToBot({ ...base, action: "create" }, ["bot"])).toBe(false);
+  });
+  it("a comment steers the run whose thread it replies to; a top-level comment only answers a pending question", () => {
+    const a = makeRun({ id: "r-a" });
+    const b = makeRun({ id: "r-b" });
+    expect(commentTarget({ parentId: threadCommentId("r-a") }, [b, a], false)).toEqual({ kind: "run", run: a });
+    expect(commentTarget({ parentId: null }, [b, a], true)).toBeNull();
+    expect(commentTarget({ parentId: null }, [], true)).toEqual({ kind: "answer" });
+    expect(commentTarget({ parentId: null }, [], false)).toBeNull();
+  });
+  it("the started state with the lowest position, whatever the order", () => {
+    const states = [
+      { id: "rev", type: "started", position: 3 },
+      { id: "todo", type: "unstarted", position: 1 },
+      { id: "prog", type: "started", position: 2 },
+    ];
+    expect(lowestStarted(states)?.id).toBe("prog");
+    expect(lowestStarted([{ id: "x", type: "completed", position: 0 }])).toBeUndefined();
+  });
+  it("stable ids are UUIDs, the same for the same key; OAuth state expires; token endpoint follows LINEAR_API_URL", () => {
+    expect(stableUuid("k")).toBe(stableUuid("k"));
+    expect(stableUuid("k")).not.toBe(stableUuid("k2"));
+    expect(stableUuid("k")).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const s = makeState("secret", 1_000_000);
+    expect(checkState("secret", s, 1_000_000 + 60_000)).toBe(true);
+    expect(checkState("other", s, 1_000_000 + 60_000)).toBe(false);
+    expect(checkState("secret", s, 1_000_000 + 16 * 60_000)).toBe(false);
+    expect(tokenEndpoint(undefined)).toBe("https://api.linear.app/oauth/token");
+    expect(tokenEndpoint("http://127.0.0.1:9999/graphql")).toBe("http://127.0.0.1:9999/oauth/token");
+  });
+});
