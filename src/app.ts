@@ -18,6 +18,7 @@ import { RunService } from "./runs/run-service.ts";
 import { RunStore } from "./runs/run-store.ts";
 import { createSandboxProvider } from "./sandbox/index.ts";
 import type { SandboxProvider } from "./sandbox/provider.ts";
+import { createReaper, type SandboxReaper } from "./sandbox/reaper.ts";
 import { resolveApiToken } from "./server/auth.ts";
 import { HttpError } from "./server/http-errors.ts";
 import { apiRoutes } from "./server/routes/api.ts";
@@ -37,6 +38,8 @@ export interface Deckhand {
   provider: SandboxProvider;
   repos: RepoRegistry;
   reconciler: Reconciler;
+  /** Kills sandboxes whose run is finished or unknown; extends live ones (started with the reconciler). */
+  reaper: SandboxReaper;
   /** Messages owed to Slack, Linear, ...: register a SurfaceNotifier here. */
   outbox: Outbox;
   http: FastifyInstance;
@@ -102,6 +105,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     intervalMs: opts.reconcileIntervalMs,
   });
 
+  const reaper = createReaper(config, provider, store, log);
   const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r) });
 
   const raw = new Map<string, RawHandler>();
@@ -146,6 +150,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     provider,
     repos,
     reconciler,
+    reaper,
     outbox,
     http: app,
     apiToken,
@@ -155,12 +160,14 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
       if (!opts.noReconciler) reconciler.start();
+      if (!opts.noReconciler) reaper.start();
       outbox.start();
       const addr = app.server.address();
       return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
     },
     async close() {
       await reconciler.stop();
+      await reaper.stop();
       await outbox.stop();
       for (const c of closers.reverse()) await c();
       await app.close();

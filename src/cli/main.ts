@@ -15,6 +15,7 @@ const USAGE = `Usage:
   deckhand runs [--status s] [--repo r] [--limit n]        list runs
   deckhand say <run-id> "<text>"                   send a follow-up to a run
   deckhand stop <run-id>                           stop a run
+  deckhand e2b template [--name n] [--dockerfile]   build the E2B sandbox template (docs/e2b.md)
 Client commands use DECKHAND_URL (default http://127.0.0.1:$PORT) and API_TOKEN (or DATA_DIR/api-token).`;
 
 class CliError extends Error {}
@@ -149,6 +150,12 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${id}/stop`);
         out.write(`Run ${id} is ${r.status}.\n`);
         return 0;
+      }
+      case "e2b": {
+        const { e2bCommand, UsageError } = await import("../sandbox/e2b/template-cli.ts");
+        return await e2bCommand(rest, process.env, out).catch((e) => {
+          throw e instanceof UsageError ? new CliError(e.message) : e;
+        });
       }
       case undefined:
       case "help":

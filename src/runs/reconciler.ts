@@ -10,7 +10,7 @@ import type { Config } from "../config/config.ts";
 import type { Db } from "../db/database.ts";
 import { type Run, runInputs, runs } from "../db/schema.ts";
 import { type Logger, runLog } from "../log/logger.ts";
-import type { SandboxProvider } from "../sandbox/provider.ts";
+import { SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
 import { type Action, decideNext } from "./decide.ts";
 import { collectAndPush, type DeliverDeps } from "./deliver.ts";
 import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
@@ -204,7 +204,12 @@ export class Reconciler {
           await provision(fresh, { ...this.deps.provision, log });
           return 0;
         } catch (e) {
-          const pe = e instanceof ProvisionError ? e : new ProvisionError((e as Error).message, "provision_error", true);
+          const pe =
+            e instanceof ProvisionError
+              ? e
+              : e instanceof SandboxError // the provider's own words and retry advice (bad key, quota, ...)
+                ? new ProvisionError(e.message, `sandbox_${e.code}`, e.retryable)
+                : new ProvisionError((e as Error).message, "provision_error", true);
           log.warn({ code: pe.code, retryable: pe.retryable, attempt: attempts, err: pe.message }, "provisioning failed");
           if (pe.retryable && attempts < this.deps.config.PROVISION_MAX_ATTEMPTS) {
             await destroyRunSandboxes(provider, run.id, log).catch(() => 0);
@@ -229,9 +234,17 @@ export class Reconciler {
         const keepaliveUntil = new Date(Date.now() + this.deps.config.RUN_KEEPALIVE_SECONDS * 1000);
         await store.transition(run.id, { type: "result_delivered" }, { result, diff, keepaliveUntil, deliveredInputSeq: idleSeq });
         log.info({ files: result.filesChanged.length, pushed: result.pushed, url: result.url }, "result delivered; run is idle");
+        // Providers that can pause (E2B with E2B_PAUSE_WHEN_IDLE) stop paying for the idle keep-alive.
+        const paused = await sandbox.suspendWhileIdle?.().catch((e: Error) => void log.warn({ err: e.message }, "could not pause the idle sandbox"));
+        if (paused) log.info({ sandboxId: sandbox.id }, "sandbox paused while idle");
         return 0;
       }
       case "resume":
+        // Wake the sandbox (get() resumes a paused one) before the follow-up reaches the relay.
+        if (fresh.sandboxId && !(await provider.get(fresh.sandboxId))) {
+          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped while the run was idle; start a new run" });
+          return 0;
+        }
         await store.transition(run.id, { type: "follow_up" }, { idleInputSeq: null, keepaliveUntil: null });
         return 0;
       case "close":

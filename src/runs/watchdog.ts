@@ -55,7 +55,8 @@ export function watchdogVerdict(run: WatchdogInput, now: Date, limits: WatchdogL
   }
   // lastHeartbeatAt only moves while the relay reports OpenCode alive and answering; a process that died is
   // reported by the relay at once (deckhand.opencode_exited) and failed by the receiver.
-  const lastSign = run.lastHeartbeatAt ?? run.statusSince;
+  // The clock restarts when the run (re)enters running: a sandbox paused while idle sent no heartbeats.
+  const lastSign = run.lastHeartbeatAt && run.lastHeartbeatAt > run.statusSince ? run.lastHeartbeatAt : run.statusSince;
   if (t - lastSign.getTime() > limits.heartbeatTimeoutMs) {
     if (run.opencodeAlive === false) {
       return { verdict: "fail", code: "agent_unresponsive", reason: `The agent (OpenCode) stopped answering for ${secs(t - lastSign.getTime())}` };

@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
+import { createE2BProvider } from "./e2b/e2b-provider.ts";
 import { bwrapWorks, findBwrap, LocalSandboxProvider } from "./local/local-provider.ts";
 import type { SandboxProvider } from "./provider.ts";
 
@@ -22,11 +23,7 @@ export function opencodeBinary(config?: Pick<Config, "OPENCODE_BIN">): string {
 }
 
 export async function createSandboxProvider(config: Config, log: Logger): Promise<SandboxProvider> {
-  if (config.SANDBOX_PROVIDER === "e2b") {
-    const mod = (await import("./e2b/e2b-provider.ts" as string).catch(() => null)) as { createE2BProvider?: (c: Config, l: Logger) => SandboxProvider } | null;
-    if (!mod?.createE2BProvider) throw new Error("SANDBOX_PROVIDER=e2b is not available in this build");
-    return mod.createE2BProvider(config, log);
-  }
+  if (config.SANDBOX_PROVIDER === "e2b") return createE2BProvider(config, log);
   const bwrap = findBwrap();
   const works = bwrap ? bwrapWorks(bwrap) : { ok: false, error: "bwrap is not installed" };
   if (!works.ok) {

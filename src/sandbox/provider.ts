@@ -55,6 +55,11 @@ export interface Sandbox {
   writeFile(path: string, data: string | Buffer, mode?: number): Promise<void>;
   /** Ask the provider to keep the sandbox alive this much longer (no-op where lifetimes don't exist). */
   extend?(ms: number): Promise<void>;
+  /**
+   * The run went idle and keeps its sandbox for follow-ups: the provider may pause it to save cost (E2B with
+   * E2B_PAUSE_WHEN_IDLE). `provider.get(id)` wakes it up again. True when it was paused.
+   */
+  suspendWhileIdle?(): Promise<boolean>;
 }
 
 export interface SandboxInfo {
@@ -76,6 +81,8 @@ export interface SandboxProvider {
   list(labels?: Record<string, string>): Promise<SandboxInfo[]>;
   /** Kill it and everything in it; true when something was killed. Idempotent. */
   destroy(id: string): Promise<boolean>;
+  /** Extend a sandbox's lifetime by id, without waking it (providers with lifetimes: E2B). */
+  extend?(id: string, ms: number): Promise<void>;
   close?(): Promise<void>;
 }
 

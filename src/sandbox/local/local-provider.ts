@@ -83,6 +83,26 @@ function alive(pid: number | undefined): boolean {
   }
 }
 
+/**
+ * bubblewrap reports the child's pid (--info-fd) before it has set up the mounts: a command entering the
+ * namespaces right away may find no /bin/sh or no /workspace. Wait until the sandbox's own folders are there
+ * (they appear at "/" only after bubblewrap's pivot_root, i.e. once every bind mount is in place).
+ */
+async function waitForMounts(initPid: number, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = spawn("nsenter", ["--target", String(initPid), "--mount", "--", "/bin/sh", "-c", `test -d ${INSIDE.control} && test -d ${INSIDE.workspace}`], { stdio: "ignore" });
+      c.on("error", () => resolve(false));
+      c.on("close", (code) => resolve(code === 0));
+    });
+    if (ok) return;
+    if (!alive(initPid)) throw new SandboxError("bubblewrap exited while setting up the sandbox", "unavailable");
+    if (Date.now() > end) throw new SandboxError("the sandbox's folders did not appear within 10 s", "unavailable");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 export interface LocalProviderOptions {
   dataDir: string;
   opencodeBin: string;
@@ -191,6 +211,19 @@ export class LocalSandboxProvider implements SandboxProvider {
       child.unref();
       rec.initPid = info["child-pid"];
       rec.outerPid = child.pid;
+      try {
+        await waitForMounts(rec.initPid);
+      } catch (e) {
+        for (const pid of [rec.initPid, rec.outerPid]) {
+          try {
+            if (pid) process.kill(pid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }
+        await fsp.rm(d, { recursive: true, force: true });
+        throw e;
+      }
     }
     await this.save(rec);
     return this.handle(rec);
