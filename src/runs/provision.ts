@@ -84,7 +84,8 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   try {
     access = await repos.cloneAccess(run.repo, run.id);
   } catch (e) {
-    throw new ProvisionError((e as Error).message, "repo", false);
+    // A credential source may mark its error retryable (e.g. GitHub answering 5xx while minting a token).
+    throw new ProvisionError((e as Error).message, "repo", (e as { retryable?: boolean }).retryable === true);
   }
 
   let sandbox: Sandbox;

@@ -86,6 +86,8 @@ export async function startTestServer(opts: {
   env?: Record<string, string>;
   dataDir?: string;
   reconcileIntervalMs?: number;
+  /** The server's logger (e.g. one writing to a buffer, to check what was logged). */
+  log?: import("../../src/log/logger.ts").Logger;
   /** Serve HTTP only: no reconciler (tests that drive runs by hand). */
   noReconciler?: boolean;
 } = {}): Promise<TestServer> {
@@ -114,7 +116,7 @@ export async function startTestServer(opts: {
     ...opts.env,
   };
   const config = loadConfig(env);
-  const deckhand = await createDeckhand(config, { log: createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000, noReconciler: opts.noReconciler });
+  const deckhand = await createDeckhand(config, { log: opts.log ?? createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000, noReconciler: opts.noReconciler });
   const url = await deckhand.listen();
   const api = async (method: string, p: string, body?: unknown, token: string | null = config.API_TOKEN!) => {
     const res = await fetch(`${url}${p}`, {
@@ -155,4 +157,18 @@ export async function startTestServer(opts: {
       await pg?.drop();
     },
   };
+}
+
+/** Is the test Postgres reachable? Tests that need it skip with a printed reason when it is not. */
+export async function postgresAvailable(): Promise<boolean> {
+  const sql = postgres(PG_ADMIN_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return true;
+  } catch (e) {
+    console.warn(`SKIPPING Postgres tests: no server at ${PG_ADMIN_URL} (${(e as Error).message}). Start one or set TEST_PG_URL.`);
+    return false;
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
 }

@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import { createAppAuth } from "@octokit/auth-app";
-import { request as octokitRequest } from "@octokit/request";
+import { Octokit } from "@octokit/rest";
 import type { Logger } from "../../log/logger.ts";
 import { fullName, type GitHubRepo } from "./repo-url.ts";
 
@@ -29,7 +29,11 @@ export interface TokenSource {
 }
 
 export class GitHubAuthError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** GitHub was unreachable or answered 5xx / 429: worth trying again (provisioning retries). */
+    public readonly retryable = false,
+  ) {
     super(message);
     this.name = "GitHubAuthError";
   }
@@ -67,7 +71,16 @@ interface Entry {
   expiresAt: number;
 }
 
+/** Octokit's own log lines, at debug (they never carry tokens: Octokit redacts authorization). */
+export function quietOctokitLog(log: Logger) {
+  return { debug: () => {}, info: () => {}, warn: (m: string) => log.debug({ octokit: m }, "octokit"), error: (m: string) => log.debug({ octokit: m }, "octokit") };
+}
+
 const errStatus = (e: unknown) => (e as { status?: number }).status;
+const isTransient = (e: unknown) => {
+  const s = errStatus(e);
+  return s === undefined || s === 429 || s >= 500;
+};
 const plain = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0]!.slice(0, 300);
 
 export interface InstallationTokensOptions {
@@ -84,7 +97,7 @@ export interface InstallationTokensOptions {
 export class InstallationTokens implements TokenSource {
   readonly scoped = true;
   private readonly auth: ReturnType<typeof createAppAuth>;
-  private readonly request: typeof octokitRequest;
+  private readonly request: Octokit["request"];
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<Entry>>();
   private readonly installations = new Map<string, Promise<number>>();
@@ -94,7 +107,7 @@ export class InstallationTokens implements TokenSource {
   readonly stats = { minted: 0, revoked: 0 };
 
   constructor(private readonly opts: InstallationTokensOptions) {
-    this.request = octokitRequest.defaults({ baseUrl: opts.apiUrl.replace(/\/+$/, ""), headers: { "user-agent": "deckhand" } });
+    this.request = new Octokit({ baseUrl: opts.apiUrl.replace(/\/+$/, ""), userAgent: "deckhand", log: quietOctokitLog(opts.log) }).request;
     this.auth = createAppAuth({ appId: opts.appId, privateKey: opts.privateKey, request: this.request });
     this.margin = opts.refreshMarginMs ?? 10 * 60_000;
     this.now = opts.now ?? Date.now;
@@ -122,7 +135,7 @@ export class InstallationTokens implements TokenSource {
           return data.id;
         } catch (e) {
           if (errStatus(e) === 404) throw new GitHubAuthError(`The GitHub App is not installed on ${fullName(repo)} (install it on that repository or organization)`);
-          throw new GitHubAuthError(`Could not find the GitHub App installation for ${fullName(repo)}: ${plain(e)}`);
+          throw new GitHubAuthError(`Could not find the GitHub App installation for ${fullName(repo)}: ${plain(e)}`, isTransient(e));
         }
       })();
       this.installations.set(name, p);
@@ -152,7 +165,7 @@ export class InstallationTokens implements TokenSource {
       // refresh: our own cache decides reuse; auth-app's cache would hand back a token we revoked.
       auth = await this.auth({ type: "installation", installationId, repositoryNames: [repo.repo], permissions, refresh: true });
     } catch (e) {
-      throw new GitHubAuthError(`Could not get a GitHub token for ${fullName(repo)} (${describePermissions(permissions)}): ${plain(e)}`);
+      throw new GitHubAuthError(`Could not get a GitHub token for ${fullName(repo)} (${describePermissions(permissions)}): ${plain(e)}`, isTransient(e));
     }
     const entry: Entry = { key, runId, repo: fullName(repo), permissions: permKey(permissions), token: auth.token, expiresAt: Date.parse(auth.expiresAt) };
     this.entries.set(key, entry);
