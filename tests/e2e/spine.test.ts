@@ -5,10 +5,12 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scripts } from "../fakes/model-server.ts";
-import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
+
+const hasPostgres = await postgresAvailable();
 
 for (const database of ["pglite", "postgres"] as const) {
-  describe(`run spine on ${database}`, () => {
+  describe.skipIf(database === "postgres" && !hasPostgres)(`run spine on ${database}`, () => {
     let srv: TestServer;
     let repo: ReturnType<typeof makeRepo>;
 

@@ -1,7 +1,9 @@
 /** Steering, follow-ups and stop, through the API, with real sandboxes and OpenCode. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelHandler } from "../fakes/model-server.ts";
-import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
+
+const database = (await postgresAvailable()) ? "postgres" : "pglite";
 
 /** A model whose first turn waits until `release()`; later turns write a file named after the last user text. */
 function heldModel() {
@@ -30,7 +32,7 @@ describe("steering and stopping runs", () => {
 
   beforeAll(async () => {
     repo = makeRepo();
-    srv = await startTestServer({ database: "postgres", repos: { demo: repo.bare }, handler: (r) => model.handler(r) });
+    srv = await startTestServer({ database, repos: { demo: repo.bare }, handler: (r) => model.handler(r) });
   });
   afterAll(async () => srv?.close());
 

@@ -5,12 +5,16 @@
  */
 import { configFromEnv } from "./config.ts";
 import { errMsg, log } from "./log.ts";
+import { pidAlive } from "./opencode.ts";
 import { Relay } from "./relay.ts";
+import { takeRelayLock } from "./state.ts";
 
 async function main(): Promise<number> {
   let relay: Relay;
   try {
-    relay = new Relay(configFromEnv(process.env));
+    const config = configFromEnv(process.env);
+    takeRelayLock(config.stateDir, (pid) => pidAlive(pid).alive);
+    relay = new Relay(config);
   } catch (err) {
     log("error", "relay cannot start", { error: errMsg(err) });
     return 1;

@@ -50,3 +50,30 @@ function readJson(file: string): Partial<RelayState> {
     return {};
   }
 }
+
+/**
+ * Makes sure only one relay uses `dir`: two would hand out the same seqs. `relay.pid` holds the owner's pid; a
+ * dead (or zombie) owner, or a pid now used by something that is not a relay, is taken over.
+ */
+export function takeRelayLock(dir: string, isAlive: (pid: number) => boolean): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "relay.pid");
+  let owner: number | undefined;
+  try {
+    owner = Number.parseInt(fs.readFileSync(file, "utf8"), 10);
+  } catch {
+    /* no lock yet */
+  }
+  if (owner && owner !== process.pid && isAlive(owner) && looksLikeRelay(owner)) {
+    throw new Error(`another relay (pid ${owner}) is using ${dir}`);
+  }
+  fs.writeFileSync(file, `${process.pid}\n`);
+}
+
+function looksLikeRelay(pid: number): boolean {
+  try {
+    return /node/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  } catch {
+    return true; // no /proc: assume the worst
+  }
+}
