@@ -276,6 +276,23 @@ describe("fake Slack Web API wire format (real WebClient)", () => {
   });
 });
 
+describe("fake Slack: an answer lost on the way back", () => {
+  it("lostAnswer carries the call out and drops the connection", async () => {
+    const fake = await startFakeSlack();
+    try {
+      const c = new webApi.WebClient(fake.token, { slackApiUrl: fake.apiUrl, logger: quietLogger(), retryConfig: { retries: 0 } });
+      fake.failNext("chat.postMessage", 1, { lostAnswer: true });
+      await expect(c.chat.postMessage({ channel: "C0LOST0001", text: "did it land?" })).rejects.toMatchObject({ code: "slack_webapi_request_error" });
+      expect([...fake.messages.values()].map((m) => m.text)).toEqual(["did it land?"]);
+      expect(fake.requests.at(-1)).toMatchObject({ method: "chat.postMessage", status: 200, injected: true });
+      await c.chat.postMessage({ channel: "C0LOST0001", text: "next" }); // the rule is used up
+      expect(fake.messages.size).toBe(2);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
 describe("mounting Bolt inside our own Node http server (no receiver.start / app.start)", () => {
   let fake: FakeSlack;
   let server: http.Server;

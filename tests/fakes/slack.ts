@@ -6,7 +6,7 @@
  * `clientOptions: { slackApiUrl: fake.apiUrl }`. Requests are form-encoded (what WebClient sends; object-valued
  * arguments such as `blocks` arrive JSON-encoded and are decoded here), JSON (token in the Authorization header only,
  * like Slack) or multipart. Answers are always `200 {"ok":true,...}` or `200 {"ok":false,"error":"..."}`, except
- * injected failures (`failNext`): 429 + `retry-after`, or a 500.
+ * injected failures (`failNext`): 429 + `retry-after`, a 500, or a call carried out whose answer is lost.
  *
  * Inbound (Events API): `mentionEnvelope` / `messageEnvelope` / `urlVerification` build the JSON bodies Slack
  * POSTs to the app's request URL, `signSlackRequest` computes Slack's v0 signature headers and `postSlackEvent` sends
@@ -139,7 +139,11 @@ export interface SlackUser {
   deleted?: boolean;
 }
 
-export type FailMode = { status: 429; retryAfterSec: number } | { status: 500 } | { okFalse: string };
+/**
+ * `lostAnswer`: the call is carried out (message stored, call recorded) but the connection is dropped before the
+ * answer is sent, as when Slack did the work and the response was lost on the way back.
+ */
+export type FailMode = { status: 429; retryAfterSec: number } | { status: 500 } | { okFalse: string } | { lostAnswer: true };
 
 export interface FakeSlack {
   apiUrl: string; // "http://127.0.0.1:<port>/api/"
@@ -159,6 +163,8 @@ export interface FakeSlack {
   appId: string;
   token: string;
   failNext(method: string | "*", n: number, mode: FailMode): void;
+  /** Drops every pending failNext rule (Slack is healthy again). */
+  clearFailures(): void;
   /** Delay every answer to `method` (or "*") by `ms` (0 clears). */
   setLatency(method: string | "*", ms: number): void;
   /** Resolves with the first successful call (past or future) matching `pred`; rejects after timeoutMs (5000). */
@@ -687,10 +693,15 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
     if (!handler) return fail(200, "unknown_method", { ok: false, error: "unknown_method", req_method: method });
 
     const rule = failRules.find((r) => r.left > 0 && (r.method === "*" || r.method === method));
-    if (rule) {
+    let loseAnswer = false;
+    if (rule && "lostAnswer" in rule.mode) {
       rule.left -= 1;
       failRules = failRules.filter((r) => r.left > 0);
-      const mode = rule.mode;
+      loseAnswer = true;
+    } else if (rule) {
+      rule.left -= 1;
+      failRules = failRules.filter((r) => r.left > 0);
+      const mode = rule.mode as Exclude<FailMode, { lostAnswer: true }>;
       if ("okFalse" in mode) return fail(200, mode.okFalse, { ok: false, error: mode.okFalse }, {}, true);
       if (mode.status === 429) {
         return fail(429, "ratelimited", { ok: false, error: "ratelimited" }, { "retry-after": String(mode.retryAfterSec) }, true);
@@ -711,8 +722,12 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
       throw e;
     }
     const call: SlackCall = { method, args, at, token: callToken };
-    requests.push({ ...call, status: 200, ok: true });
+    requests.push({ ...call, status: 200, ok: true, ...(loseAnswer ? { injected: true } : {}) });
     record(call);
+    if (loseAnswer) {
+      req.socket.destroy();
+      return;
+    }
     send(res, 200, { ok: true, ...result });
   };
 
@@ -749,6 +764,9 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
     token,
     failNext(method, n, mode) {
       if (n > 0) failRules.push({ method, left: n, mode });
+    },
+    clearFailures() {
+      failRules = [];
     },
     setLatency(method, ms) {
       if (ms > 0) latency.set(method, ms);

@@ -42,7 +42,7 @@ export function slackToPlain(text: string, botUserId?: string | null): string {
 export function parseMessage(raw: string, botUserId?: string | null): ParsedMessage {
   let text = slackToPlain(raw, botUserId);
   let repo: string | null = null;
-  const m = text.match(/(?:^|\s)repo\s*[=:]\s*`?([\w.\-/]+)`?(?=\s|$|[,.;!?])/i);
+  const m = text.match(/(?:^|\s)repo\s*[=:]\s*`?([\w.\-/]+)`?[,;]?(?=\s|$|[!?])/i);
   if (m) {
     repo = m[1]!.replace(/[.]+$/, "");
     text = (text.slice(0, m.index) + " " + text.slice(m.index! + m[0].length)).replace(/^\s*[,;:]\s*/, "").replace(/\s{2,}/g, " ").trim();

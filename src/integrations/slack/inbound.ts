@@ -1,0 +1,268 @@
+/**
+ * Slack messages in: a mention (or a DM) starts a run in a thread; a reply in that thread steers or continues
+ * it; `stop` / `cancel` cancels it; `status` answers where it is. Every delivery is deduplicated on the
+ * envelope's `event_id` and on channel + ts (Slack retries; a mention that also arrives as a `message`).
+ */
+import { eq, sql } from "drizzle-orm";
+import type { webApi } from "@slack/bolt";
+import type { Deckhand } from "../../app.ts";
+import { deliveries, type Run } from "../../db/schema.ts";
+import { digest } from "../../events/vocabulary.ts";
+import type { Logger } from "../../log/logger.ts";
+import { runLog } from "../../log/logger.ts";
+import { UnknownRepoError } from "../../runs/repos.ts";
+import { RunInputError } from "../../runs/run-service.ts";
+import { runView } from "../../runs/run-view.ts";
+import { isTerminal } from "../../runs/state-machine.ts";
+import { askRepoText, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
+import type { SlackRef } from "./notifier.ts";
+import { chooseRepo, parseMessage, type ParsedMessage } from "./parse.ts";
+
+/** One message event, normalised from `app_mention` or `message`. */
+export interface Incoming {
+  eventId?: string;
+  channel: string;
+  ts: string;
+  threadTs?: string;
+  user?: string;
+  team?: string;
+  text: string;
+  channelType?: string;
+  /** Arrived as app_mention, or mentions the bot. */
+  mentioned: boolean;
+}
+
+export interface InboundOptions {
+  deckhand: Deckhand;
+  client: InstanceType<typeof webApi.WebClient>;
+  log: Logger;
+  channelRepos: Record<string, string>;
+  defaultRepo?: string | null;
+}
+
+const SOURCE = "slack";
+
+/** The dedupe and thread-index keys this integration keeps in the deliveries table. */
+export const keys = {
+  event: (eventId: string) => `slack:event:${eventId}`,
+  message: (channel: string, ts: string) => `slack:msg:${channel}:${ts}`,
+  thread: (channel: string, threadTs: string) => `slack:thread:${channel}:${threadTs}`,
+  ask: (channel: string, threadTs: string) => `slack:ask:${channel}:${threadTs}`,
+};
+
+/** The first prompt of a new run that picks up a closed run's branch: the earlier task and outcome as context. */
+export function continuationPrompt(previous: Pick<Run, "branch" | "prompt">, summary: string | null, request: string): string {
+  const context = [`Continue earlier work on this branch (${previous.branch}).`, `Earlier task: ${previous.prompt.slice(0, 4000)}`];
+  if (summary) context.push(`What was done then: ${summary.slice(0, 4000)}`);
+  return `${context.join("\n")}\n\nNew request: ${request}`;
+}
+
+export class SlackInbound {
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly o: InboundOptions) {}
+
+  private get db() {
+    return this.o.deckhand.database.db;
+  }
+
+  /** Record a delivery key; false when it was already there. */
+  async claim(key: string, runId: string | null = null): Promise<boolean> {
+    const rows = await this.db.insert(deliveries).values({ key, source: SOURCE, runId }).onConflictDoNothing().returning({ key: deliveries.key });
+    return rows.length > 0;
+  }
+
+  private async seen(key: string): Promise<boolean> {
+    const [row] = await this.db.select({ key: deliveries.key }).from(deliveries).where(eq(deliveries.key, key));
+    return !!row;
+  }
+
+  private async linkRun(keysToLink: string[], runId: string): Promise<void> {
+    for (const key of keysToLink) await this.db.update(deliveries).set({ runId }).where(eq(deliveries.key, key));
+  }
+
+  /** The latest run of a thread. */
+  async threadRun(channel: string, threadTs: string): Promise<Run | null> {
+    const [row] = await this.db.select({ runId: deliveries.runId }).from(deliveries).where(eq(deliveries.key, keys.thread(channel, threadTs)));
+    return row?.runId ? this.o.deckhand.store.get(row.runId) : null;
+  }
+
+  private async setThreadRun(channel: string, threadTs: string, runId: string): Promise<void> {
+    await this.db
+      .insert(deliveries)
+      .values({ key: keys.thread(channel, threadTs), source: SOURCE, runId })
+      .onConflictDoUpdate({ target: deliveries.key, set: { runId, receivedAt: sql`now()` } });
+  }
+
+  /** A person's name for run pages and "Stopped by ...", best effort (users:read). */
+  private async authorName(user: string | undefined): Promise<string | null> {
+    if (!user) return null;
+    const cached = this.names.get(user);
+    if (cached) return cached;
+    const info = await Promise.race([
+      this.o.client.users.info({ user }).catch(() => null),
+      new Promise<null>((r) => setTimeout(() => r(null), 1500).unref()),
+    ]);
+    const u = info?.user as { name?: string; real_name?: string; profile?: { display_name?: string; real_name?: string } } | undefined;
+    const name = u?.profile?.display_name || u?.profile?.real_name || u?.real_name || u?.name || user;
+    this.names.set(user, name);
+    return name;
+  }
+
+  private async reply(channel: string, threadTs: string, text: string, blocks?: unknown[]): Promise<void> {
+    await this.o.client.chat
+      .postMessage({ channel, thread_ts: threadTs, text, ...(blocks ? { blocks } : {}), unfurl_links: false } as never)
+      .catch((e) => this.o.log.warn({ err: (e as Error).message, channel }, "could not answer in Slack"));
+  }
+
+  private async react(channel: string, ts: string, name: string): Promise<void> {
+    await this.o.client.reactions.add({ channel, timestamp: ts, name }).catch(() => {});
+  }
+
+  private allowed(): string[] {
+    return this.o.deckhand.repos.names();
+  }
+
+  /** Handle one message addressed to us (or a reply in one of our threads). Never throws. */
+  async handle(m: Incoming, botUserId: string | undefined): Promise<void> {
+    try {
+      await this.route(m, botUserId);
+    } catch (e) {
+      this.o.log.error({ err: e, channel: m.channel, ts: m.ts }, "handling a Slack message failed");
+    }
+  }
+
+  private async route(m: Incoming, botUserId: string | undefined): Promise<void> {
+    const parsed = parseMessage(m.text, botUserId);
+    const inThread = !!m.threadTs && m.threadTs !== m.ts;
+    const isDm = m.channelType === "im";
+    const addressed = m.mentioned || isDm;
+    const root = inThread ? m.threadTs! : m.ts;
+    const run = inThread ? await this.threadRun(m.channel, root) : null;
+    const answersAsk = !run && inThread && (await this.seen(keys.ask(m.channel, root)));
+    if (!run && !answersAsk && !addressed) return; // channel chatter
+
+    // Deduplicate: Slack's retries share the event_id; a mention also delivered as a message shares channel+ts.
+    const claimed: string[] = [];
+    if (m.eventId) {
+      if (!(await this.claim(keys.event(m.eventId)))) return;
+      claimed.push(keys.event(m.eventId));
+    }
+    if (!(await this.claim(keys.message(m.channel, m.ts)))) return;
+    claimed.push(keys.message(m.channel, m.ts));
+
+    if (run) return this.onReply(run, m, parsed, claimed);
+    if (answersAsk) return this.onRepoAnswer(m, parsed, root, claimed, botUserId);
+    return this.onNewRequest(m, parsed, root, claimed);
+  }
+
+  /** A message in the thread of an existing run. */
+  private async onReply(run: Run, m: Incoming, parsed: ParsedMessage, claimed: string[]): Promise<void> {
+    const { service } = this.o.deckhand;
+    const log = runLog(this.o.log, run.id);
+    const thread = m.threadTs!;
+    await this.linkRun(claimed, run.id);
+    if (parsed.command === "status") {
+      const events = await service.store.events(run.id, 0, 1_000_000);
+      const c = statusReply(runView(run, digest(events), service.runPageUrl(run)));
+      return this.reply(m.channel, thread, c.text, c.blocks);
+    }
+    if (parsed.command === "help") return this.reply(m.channel, thread, helpText(this.allowed()));
+    if (parsed.command === "stop") {
+      if (isTerminal(run.status)) return this.reply(m.channel, thread, `Nothing to stop: this run is already ${run.status}.`);
+      const author = await this.authorName(m.user);
+      const wasIdle = run.status === "idle";
+      await service.stop(run.id, { author, source: SOURCE });
+      log.info({ user: m.user }, "stopped from Slack");
+      // A working run gets its "Cancelled" message from the notifier; an idle one has nothing more to report.
+      if (wasIdle) await this.reply(m.channel, thread, "Closed: the sandbox is released. Reply in this thread to continue on the same branch in a fresh sandbox.");
+      return;
+    }
+    if (!parsed.text) return;
+    const author = await this.authorName(m.user);
+    if (!isTerminal(run.status)) {
+      try {
+        await service.followUp(run.id, { text: parsed.text, author, source: SOURCE });
+        log.info({ user: m.user, status: run.status }, run.status === "idle" ? "continuing from a Slack reply" : "steering from a Slack reply");
+        await this.react(m.channel, m.ts, "inbox_tray");
+        return;
+      } catch (e) {
+        if (!(e instanceof RunInputError && e.statusCode === 409)) throw e;
+        // The run ended between our read and the follow-up: start a new one below.
+      }
+    }
+    // The run is over: a reply starts a new run in this thread, continuing its branch when it was pushed.
+    const fresh = (await service.store.get(run.id)) ?? run;
+    const result = (fresh.result ?? {}) as { pushed?: boolean; summary?: string | null };
+    const sameBranch = fresh.status === "closed" && result.pushed === true;
+    const prompt = sameBranch ? continuationPrompt(fresh, result.summary ?? null, parsed.text) : parsed.text;
+    await this.startRun(m, parsed, thread, claimed, {
+      repo: parsed.repo ?? fresh.repo,
+      prompt,
+      ...(sameBranch ? { ref: fresh.branch, branch: fresh.branch } : { ref: fresh.ref }),
+    });
+  }
+
+  /** A reply with `repo=<name>` in a thread where we asked which repo to use. */
+  private async onRepoAnswer(m: Incoming, parsed: ParsedMessage, root: string, claimed: string[], botUserId: string | undefined): Promise<void> {
+    const allowed = this.allowed();
+    const bare = !parsed.repo && /^[\w.\-/]+$/.test(parsed.text) && allowed.includes(parsed.text) ? parsed.text : null;
+    const repo = parsed.repo ?? bare;
+    if (!repo) {
+      if (m.mentioned) return this.onNewRequest(m, parsed, root, claimed);
+      return;
+    }
+    // The task is the thread's first message (the mention we could not place), plus anything said now.
+    const first = await this.o.client.conversations.replies({ channel: m.channel, ts: root, limit: 1 }).catch(() => null);
+    const original = parseMessage(String(first?.messages?.[0]?.text ?? ""), botUserId);
+    const task = [original.text, bare ? "" : parsed.text].filter(Boolean).join("\n\n").trim();
+    if (!task) return this.reply(m.channel, root, "What should I do? Mention me with the task.");
+    await this.startRun({ ...m, ts: root }, { ...parsed, repo }, root, claimed, { repo, prompt: task });
+  }
+
+  /** A mention or a DM that is not in a run's thread. */
+  private async onNewRequest(m: Incoming, parsed: ParsedMessage, root: string, claimed: string[]): Promise<void> {
+    if (parsed.command === "help" || !parsed.text) return this.reply(m.channel, root, helpText(this.allowed()));
+    if (parsed.command === "stop" || parsed.command === "status") {
+      return this.reply(m.channel, root, `There is no run in this thread. Mention me with a task to start one, or say \`${parsed.command}\` in a run's thread.`);
+    }
+    const repo = chooseRepo(parsed, m.channel, this.o.channelRepos, this.o.defaultRepo);
+    if (!repo) {
+      await this.claim(keys.ask(m.channel, root));
+      return this.reply(m.channel, root, askRepoText(this.allowed()));
+    }
+    await this.startRun(m, parsed, root, claimed, { repo, prompt: parsed.text });
+  }
+
+  private async startRun(
+    m: Incoming,
+    parsed: ParsedMessage,
+    root: string,
+    claimed: string[],
+    input: { repo: string; prompt: string; ref?: string | null; branch?: string },
+  ): Promise<void> {
+    const { service } = this.o.deckhand;
+    if (!this.o.deckhand.repos.has(input.repo)) return this.reply(m.channel, root, unknownRepoText(input.repo, this.allowed()));
+    const author = await this.authorName(m.user);
+    const sourceRef: SlackRef = { channel: m.channel, threadTs: root, messageTs: m.ts, ...(m.team ? { team: m.team } : {}), ...(m.user ? { user: m.user } : {}) };
+    let run: Run;
+    try {
+      run = await service.start({
+        repo: input.repo,
+        prompt: input.prompt,
+        ref: input.ref ?? null,
+        ...(input.branch ? { branch: input.branch, title: parsed.text.slice(0, 200) || undefined } : {}),
+        source: SOURCE,
+        sourceRef: sourceRef as unknown as Record<string, unknown>,
+        createdBy: author,
+      });
+    } catch (e) {
+      if (e instanceof UnknownRepoError) return this.reply(m.channel, root, unknownRepoText(e.repo, e.allowed));
+      if (e instanceof RunInputError) return this.reply(m.channel, root, `I can't start that: ${escapeMrkdwn(e.message)}`);
+      throw e;
+    }
+    await this.setThreadRun(m.channel, root, run.id);
+    await this.linkRun(claimed, run.id);
+    runLog(this.o.log, run.id).info({ channel: m.channel, user: m.user, repo: run.repo }, "run started from Slack");
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Slack: mention the bot to start a run, reply in the thread to steer it, see progress and the result in place.
+ *
+ * Events arrive at `POST /slack/events` (Bolt's HTTPReceiver mounted raw in our server, signature and timestamp
+ * verified by Bolt) or over socket mode when SLACK_APP_TOKEN is set. What the thread is told goes through the
+ * notification outbox (`SlackNotifier`), so a Slack outage or a restart delays a message but never loses it.
+ */
+import { App, HTTPReceiver, LogLevel, webApi } from "@slack/bolt";
+import type { Deckhand } from "../../app.ts";
+import type { Logger } from "../../log/logger.ts";
+import { registerIntegration } from "../index.ts";
+import { type Incoming, SlackInbound } from "./inbound.ts";
+import { SlackNotifier, SURFACE } from "./notifier.ts";
+
+export const EVENTS_PATH = "/slack/events";
+
+export interface SlackMountOptions {
+  /** Minimum time between two posts/edits in one thread (default 1000 ms). */
+  minIntervalMs?: number;
+  /** Web API request timeout for the notifier (default 15 s). */
+  requestTimeoutMs?: number;
+  /** How often working runs are re-planned so the elapsed time moves during quiet stretches (default 20 s). */
+  refreshMs?: number;
+}
+
+/** Bolt's logger interface on top of ours. */
+function boltLogger(log: Logger) {
+  let level = LogLevel.INFO;
+  const rank: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+  const at = (l: LogLevel) => rank[l]! >= rank[level]!;
+  const fmt = (msg: unknown[]) => msg.map((m) => (typeof m === "string" ? m : m instanceof Error ? m.message : JSON.stringify(m))).join(" ");
+  return {
+    debug: (...m: unknown[]) => at(LogLevel.DEBUG) && log.debug(fmt(m)),
+    info: (...m: unknown[]) => at(LogLevel.INFO) && log.info(fmt(m)),
+    warn: (...m: unknown[]) => at(LogLevel.WARN) && log.warn(fmt(m)),
+    error: (...m: unknown[]) => at(LogLevel.ERROR) && log.error(fmt(m)),
+    setLevel: (l: LogLevel) => void (level = l),
+    getLevel: () => level,
+    setName: () => {},
+  };
+}
+
+/** `message` subtypes that are a person saying something (others are edits, deletions, joins...). */
+const SPOKEN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
+
+export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {}): Promise<string> {
+  const c = deckhand.config;
+  const socketMode = !!c.SLACK_APP_TOKEN;
+  if (!c.SLACK_BOT_TOKEN || (!c.SLACK_SIGNING_SECRET && !socketMode)) {
+    return "slack: not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)";
+  }
+  const log = deckhand.log.child({ component: "slack" });
+  const slackApiUrl = c.SLACK_API_URL ? c.SLACK_API_URL.replace(/\/*$/, "/") : undefined;
+  const logger = boltLogger(log);
+  const receiver = socketMode ? undefined : new HTTPReceiver({ signingSecret: c.SLACK_SIGNING_SECRET!, endpoints: EVENTS_PATH, logger });
+  const app = new App({
+    token: c.SLACK_BOT_TOKEN,
+    ...(receiver ? { receiver } : { socketMode: true, appToken: c.SLACK_APP_TOKEN }),
+    // Both ids given: no auth.test round trip at start-up.
+    ...(c.SLACK_BOT_ID && c.SLACK_BOT_USER_ID ? { botId: c.SLACK_BOT_ID, botUserId: c.SLACK_BOT_USER_ID } : {}),
+    logger,
+    clientOptions: { ...(slackApiUrl ? { slackApiUrl } : {}), retryConfig: { retries: 3, factor: 2, minTimeout: 500, maxTimeout: 5000 } },
+  });
+
+  const notifierClient = new webApi.WebClient(c.SLACK_BOT_TOKEN, {
+    ...(slackApiUrl ? { slackApiUrl } : {}),
+    // The outbox retries (and waits out 429s) itself; the client must answer at once.
+    retryConfig: { retries: 0 },
+    rejectRateLimitedCalls: true,
+    timeout: opts.requestTimeoutMs ?? 15_000,
+    logger,
+  });
+  deckhand.outbox.register(new SlackNotifier({ client: notifierClient, minIntervalMs: opts.minIntervalMs }));
+
+  const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO });
+
+  app.event("app_mention", async ({ event, body, context }) => {
+    const e = event as unknown as Record<string, string | undefined>;
+    if (e.bot_id) return;
+    const m: Incoming = {
+      eventId: (body as { event_id?: string }).event_id,
+      channel: e.channel!,
+      ts: e.ts!,
+      threadTs: e.thread_ts,
+      user: e.user,
+      team: e.team,
+      text: e.text ?? "",
+      mentioned: true,
+    };
+    await inbound.handle(m, context.botUserId);
+  });
+
+  app.event("message", async ({ event, body, context }) => {
+    const e = event as unknown as Record<string, string | undefined>;
+    if (!SPOKEN_SUBTYPES.has(e.subtype) || e.bot_id || !e.user) return;
+    const text = e.text ?? "";
+    const m: Incoming = {
+      eventId: (body as { event_id?: string }).event_id,
+      channel: e.channel!,
+      ts: e.ts!,
+      threadTs: e.thread_ts,
+      user: e.user,
+      team: e.team,
+      text,
+      channelType: e.channel_type,
+      mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`),
+    };
+    await inbound.handle(m, context.botUserId);
+  });
+
+  app.error(async (err) => {
+    log.error({ err: err.message, code: (err as { code?: string }).code }, "Slack event handling failed");
+  });
+
+  if (receiver) {
+    deckhand.mountRaw(EVENTS_PATH, (req, res) => {
+      try {
+        receiver.requestListener(req, res);
+      } catch {
+        // Not a POST to the events path (Bolt defers those to the caller).
+        res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route for ${req.method} ${EVENTS_PATH}` }));
+      }
+    });
+  } else {
+    // Connect in the background: an unreachable Slack must not keep the server from starting.
+    app
+      .start()
+      .then(() => log.info("connected to Slack (socket mode)"))
+      .catch((e: Error) => log.error({ err: e.message }, "could not connect to Slack in socket mode"));
+    deckhand.onClose(async () => {
+      await app.stop().catch(() => {});
+    });
+  }
+
+  // Keep the status message's elapsed time moving while an agent thinks quietly.
+  const refresh = setInterval(() => {
+    void (async () => {
+      for (const status of ["running", "provisioning"]) {
+        for (const run of await deckhand.store.list({ source: SURFACE, status, limit: 200 })) await deckhand.outbox.planRun(run.id);
+      }
+    })().catch((e) => log.debug({ err: (e as Error).message }, "status refresh failed"));
+  }, opts.refreshMs ?? 20_000);
+  refresh.unref();
+  deckhand.onClose(() => clearInterval(refresh));
+
+  const repos = Object.entries(c.SLACK_CHANNEL_REPOS).map(([ch, r]) => `${ch}→${r}`);
+  return socketMode
+    ? `slack: socket mode${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`
+    : `slack: events at ${c.PUBLIC_URL}${EVENTS_PATH}${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`;
+}
+
+registerIntegration(mountSlack);
