@@ -141,10 +141,10 @@ describe("relay bundle with real opencode serve", () => {
       ["-c", `cd "$0" && sh -c 'echo $$ > "$OC_PIDFILE"; exec "$OC_BIN" serve --port "$OC_PORT" --hostname 127.0.0.1 --pure' > "$OC_LOG" 2>&1 &`, project],
       { env: ocEnv, stdio: "ignore" },
     );
-    const ready = await backend.waitFor("opencode_ready", () => backend.ofType(RELAY_EVENT.opencodeReady)[0], 20_000);
+    const ready = await backend.waitFor("opencode_ready", () => backend.ofType(RELAY_EVENT.opencodeReady)[0], 75_000);
     sessionId = String(ready.data.sessionId);
     opencodePid = Number(fs.readFileSync(ocEnv.OC_PIDFILE!, "utf8").trim());
-  }, 30_000);
+  }, 90_000);
 
   afterAll(async () => {
     release?.();
