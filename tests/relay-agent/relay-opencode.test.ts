@@ -183,14 +183,14 @@ describe("relay bundle with real opencode serve", () => {
       const seq = backend.addCommand("prompt", "Create hello.txt");
       expect(seq).toBe(1);
       // Hold the outage until OpenCode is well into the turn (the tool call has been requested).
-      await backend.waitFor("model request", () => model.requests.length >= 1, 20_000);
+      await backend.waitFor("model request", () => model.requests.length >= 1, 45_000);
       await new Promise((r) => setTimeout(r, 800));
       const failed = backend.requests.filter((r) => r.path === "/events" && r.status === 500).length;
       expect(failed).toBeGreaterThan(0);
       backend.failEvents = undefined;
       outage.to = Date.now();
 
-      const idle = await backend.waitFor("agent_idle 1", () => backend.ofType(RELAY_EVENT.agentIdle)[0], 20_000);
+      const idle = await backend.waitFor("agent_idle 1", () => backend.ofType(RELAY_EVENT.agentIdle)[0], 45_000);
       expect(idle.data).toEqual({ inputSeq: 1 });
       expect(fs.readFileSync(path.join(project, "hello.txt"), "utf8")).toBe("hi\n");
 
@@ -212,7 +212,7 @@ describe("relay bundle with real opencode serve", () => {
       expect(backend.received).toBe(rep.distinct); // a 500 stores nothing, so nothing was sent twice
       console.log(`after outage: ${rep.distinct} events, ${failed} failed POSTs, rows=${backend.received}`);
     }),
-    30_000,
+    90_000,
   );
 
   it(
@@ -229,7 +229,7 @@ describe("relay bundle with real opencode serve", () => {
       relay!.kill("SIGKILL");
       await relayExit;
       startRelay();
-      const ready = await backend.waitFor("second opencode_ready", () => backend.ofType(RELAY_EVENT.opencodeReady)[1], 15_000);
+      const ready = await backend.waitFor("second opencode_ready", () => backend.ofType(RELAY_EVENT.opencodeReady)[1], 40_000);
       expect(ready.data).toEqual({ sessionId, reused: true });
       const started = backend.ofType(RELAY_EVENT.started)[1]!;
       expect(started.seq).toBeGreaterThan(before);
@@ -241,7 +241,7 @@ describe("relay bundle with real opencode serve", () => {
       await new Promise((r) => setTimeout(r, 300));
       expect(backend.ofType(RELAY_EVENT.promptDelivered)).toHaveLength(1);
     }),
-    20_000,
+    90_000,
   );
 
   it(
@@ -249,14 +249,14 @@ describe("relay bundle with real opencode serve", () => {
     dumpOnFail(async () => {
       const reqFrom = model.requests.length;
       const s2 = backend.addCommand("prompt", LONG);
-      await backend.waitFor("held model request", () => model.requests.slice(reqFrom).some((r) => r.userTexts.includes(LONG)), 15_000);
+      await backend.waitFor("held model request", () => model.requests.slice(reqFrom).some((r) => r.userTexts.includes(LONG)), 40_000);
       const s3 = backend.addCommand("prompt", FOLLOW);
       await backend.waitFor("follow-up delivered", () => backend.ofType(RELAY_EVENT.promptDelivered).find((e) => e.data.inputSeq === s3), 10_000);
       const hb = backend.heartbeats.length;
       await backend.waitFor("busy heartbeat", () => backend.heartbeats.slice(hb).find((h) => h.busy && h.opencodeAlive), 5_000);
       expect(backend.ofType(RELAY_EVENT.agentIdle).filter((e) => (e.data.inputSeq as number) > 1)).toEqual([]);
       release();
-      const idle = await backend.waitFor("agent_idle 3", () => backend.ofType(RELAY_EVENT.agentIdle).find((e) => e.data.inputSeq === s3), 20_000);
+      const idle = await backend.waitFor("agent_idle 3", () => backend.ofType(RELAY_EVENT.agentIdle).find((e) => e.data.inputSeq === s3), 45_000);
       expect(idle.data).toEqual({ inputSeq: s3 });
       const later = model.requests.slice(reqFrom).find((r) => r.userTexts.includes(FOLLOW));
       expect(later?.userTexts).toEqual(expect.arrayContaining([LONG, FOLLOW]));
@@ -266,7 +266,7 @@ describe("relay bundle with real opencode serve", () => {
       await new Promise((r) => setTimeout(r, 500)); // a repeated idle would show up here
       expect(backend.ofType(RELAY_EVENT.agentIdle).filter((e) => e.data.inputSeq === s3)).toHaveLength(1);
     }),
-    30_000,
+    90_000,
   );
 
   it(
@@ -282,7 +282,7 @@ describe("relay bundle with real opencode serve", () => {
       expect(backend.ofType(RELAY_EVENT.opencodeExited)).toHaveLength(1);
       expect(backend.heartbeats.slice(hb).every((h) => !h.opencodeAlive)).toBe(true);
     }),
-    20_000,
+    90_000,
   );
 
   it(
@@ -311,6 +311,6 @@ describe("relay bundle with real opencode serve", () => {
           `total ${rep.max} events, ${backend.received} rows`,
       );
     }),
-    20_000,
+    90_000,
   );
 });
