@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "./log/logger.ts";
 import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
+import { queueStatus } from "./runs/queue.ts";
 import { Reconciler } from "./runs/reconciler.ts";
 import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
@@ -106,7 +107,13 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   });
 
   const reaper = createReaper(config, provider, store, log);
-  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r) });
+  const queueOf = (run: import("./db/schema.ts").Run) =>
+    queueStatus(database.db, run, {
+      maxConcurrent: config.MAX_CONCURRENT_RUNS,
+      repoMax: config.REPO_MAX_CONCURRENT_RUNS,
+      providerNote: () => reconciler.breaker.describe(provider.name),
+    });
+  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf });
 
   const raw = new Map<string, RawHandler>();
   const app = Fastify({
@@ -134,11 +141,20 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     await database.db.execute("select 1" as never).catch(() => {
       throw new HttpError(503, "database unavailable");
     });
-    return { ok: true, database: database.kind, sandbox: provider.name, isolated: provider.isolated, model: config.model?.id ?? null };
+    const breaker = reconciler.breaker.status();
+    return {
+      ok: true,
+      database: database.kind,
+      sandbox: provider.name,
+      isolated: provider.isolated,
+      model: config.model?.id ?? null,
+      // The sandbox provider's circuit breaker: "open" means no new sandboxes are created for now.
+      sandboxBreaker: { ...breaker, message: reconciler.breaker.describe(provider.name) },
+    };
   });
-  apiRoutes(app, { service, bus, apiToken });
+  apiRoutes(app, { service, bus, apiToken, queueOf });
   relayRoutes(app, receiver);
-  pageRoutes(app, service);
+  pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
 
   const deckhand: Deckhand = {
     config,

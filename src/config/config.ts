@@ -62,6 +62,12 @@ const schema = z
     LLM_API_KEY: z.string().optional(),
     LLM_MODEL: z.string().optional(),
     MAX_CONCURRENT_RUNS: positiveInt(4),
+    /** Runs of one repo provisioning or running at once (default: only MAX_CONCURRENT_RUNS applies). */
+    REPO_MAX_CONCURRENT_RUNS: z.coerce.number().int().positive().optional(),
+    /** Consecutive sandbox-creation failures that open the provider circuit breaker (no new sandboxes). */
+    PROVIDER_BREAKER_THRESHOLD: positiveInt(5),
+    /** How long the open breaker waits before letting one trial sandbox through (seconds). */
+    PROVIDER_BREAKER_COOLDOWN_SECONDS: positiveInt(60),
     /** How long an idle run keeps its sandbox for follow-ups. */
     RUN_KEEPALIVE_SECONDS: positiveInt(30 * 60),
     RUN_MAX_DURATION_SECONDS: positiveInt(4 * 60 * 60),

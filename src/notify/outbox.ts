@@ -26,6 +26,8 @@ export interface OutboxOptions {
   /** How often the sender looks for due messages. */
   pollMs?: number;
   maxAttempts?: number;
+  /** Where a queued run stands (position, what it waits for), for the surfaces. */
+  queueOf?: (run: import("../db/schema.ts").Run) => Promise<import("../runs/queue.ts").QueueStatus | null>;
 }
 
 export function backoffMs(attempts: number): number {
@@ -105,7 +107,8 @@ export class Outbox {
     if (!interested.length) return 0;
     const events = await this.o.store.events(runId, 0, 1_000_000);
     const d = digest(events);
-    const view = runView(run, d, this.o.runPageUrl(run));
+    const queue = run.status === "queued" && this.o.queueOf ? await this.o.queueOf(run) : null;
+    const view = runView(run, d, this.o.runPageUrl(run), new Date(), queue);
     let queued = 0;
     for (const n of interested) {
       const state = await this.getState(runId, n.surface);

@@ -151,10 +151,14 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     DECKHAND_STATE_DIR: `${p.control}/relay`,
     DECKHAND_HEARTBEAT_MS: String(config.HEARTBEAT_INTERVAL_SECONDS * 1000),
   };
-  await sandbox.startBackground([p.nodeBin, relayFile], {
+  // A relay that crashes or is killed is started again (it resumes from its on-disk outbox and state); exit 0
+  // means the run is over. Bounded, so a relay that cannot start at all does not spin.
+  const supervise =
+    'n=0; while :; do "$DECKHAND_NODE" "$DECKHAND_RELAY_FILE"; c=$?; [ "$c" -eq 0 ] && exit 0; n=$((n+1)); [ "$n" -ge 20 ] && exit "$c"; echo "relay exited with $c; restarting" >&2; sleep 1; done';
+  await sandbox.startBackground(["/bin/sh", "-c", supervise], {
     cwd: p.control,
     logFile: `${p.control}/relay.log`,
-    env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION) } as unknown as Record<string, string>,
+    env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
   await store.phase(run.id, "relay_started");
   log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");

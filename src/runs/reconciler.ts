@@ -11,6 +11,7 @@ import type { Db } from "../db/database.ts";
 import { type Run, runInputs, runs } from "../db/schema.ts";
 import { type Logger, runLog } from "../log/logger.ts";
 import { SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
+import { CircuitBreaker } from "./circuit-breaker.ts";
 import { type Action, decideNext } from "./decide.ts";
 import { collectAndPush, type DeliverDeps } from "./deliver.ts";
 import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
@@ -41,8 +42,12 @@ export class Reconciler {
   private again = false;
   private stopped = false;
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Stops new sandboxes while the provider keeps failing (shown in /healthz and to queued runs). */
+  readonly breaker: CircuitBreaker;
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.breaker = new CircuitBreaker(deps.config.PROVIDER_BREAKER_THRESHOLD, deps.config.PROVIDER_BREAKER_COOLDOWN_SECONDS * 1000);
+  }
 
   start(): void {
     const every = this.deps.intervalMs ?? this.deps.config.WATCHDOG_INTERVAL_SECONDS * 1000;
@@ -114,6 +119,8 @@ export class Reconciler {
       if (this.inFlight.has(run.id)) continue;
       const action = decideNext(run, { now, limits: this.limits, lastPromptSeq: lastBy.get(run.id) ?? 0, publicUrl: this.deps.config.PUBLIC_URL });
       if (action.kind === "none") continue;
+      // A retry of an abandoned provisioning is a new sandbox too: not while the breaker is open.
+      if (action.kind === "provision" && !this.breaker.allow()) continue;
       this.launch(run, action);
     }
   }
@@ -121,6 +128,9 @@ export class Reconciler {
   /** Claim the oldest queued run if there is capacity: serialised across processes by an advisory lock. */
   private async claimQueued(): Promise<boolean> {
     const { db, config } = this.deps;
+    const trial = this.breaker.status().state !== "closed";
+    if (!this.breaker.allow()) return false;
+    const repoMax = config.REPO_MAX_CONCURRENT_RUNS;
     const claimed = await db.transaction(async (tx) => {
       await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
       const [{ n }] = (await tx
@@ -128,7 +138,11 @@ export class Reconciler {
         .from(runs)
         .where(inArray(runs.status, ["provisioning", "running"]))) as [{ n: number }];
       if (n >= config.MAX_CONCURRENT_RUNS) return null;
-      const [next] = await tx.select().from(runs).where(eq(runs.status, "queued")).orderBy(asc(runs.createdAt)).limit(1).for("update", { skipLocked: true });
+      // The oldest queued run whose repo is under its own limit (REPO_MAX_CONCURRENT_RUNS).
+      const repoFull = repoMax
+        ? sql`${runs.repo} not in (select repo from runs where status in ('provisioning', 'running') group by repo having count(*) >= ${repoMax})`
+        : undefined;
+      const [next] = await tx.select().from(runs).where(and(eq(runs.status, "queued"), repoFull)).orderBy(asc(runs.createdAt)).limit(1).for("update", { skipLocked: true });
       if (!next) return null;
       const out = transition("queued", { type: "claim" });
       if (!out.ok) return null;
@@ -137,6 +151,7 @@ export class Reconciler {
         .update(runs)
         .set({
           status: out.to,
+          statusReason: null,
           statusChangedAt: now,
           updatedAt: now,
           leaseOwner: this.owner,
@@ -147,10 +162,23 @@ export class Reconciler {
         .returning();
       return row ?? null;
     });
-    if (!claimed) return false;
+    if (!claimed) {
+      if (trial) this.breaker.neutral();
+      return false;
+    }
     await this.deps.bus.changed(claimed.id);
     this.launch(claimed, { kind: "provision" }, true);
     return true;
+  }
+
+  /** A sandbox could not be created: count it; when the breaker opens, tell the waiting runs' surfaces. */
+  private async providerFailed(message: string): Promise<void> {
+    const wasClosed = this.breaker.status().state === "closed";
+    this.breaker.failure(message);
+    if (wasClosed && this.breaker.status().state !== "closed") {
+      this.deps.log.error({ provider: this.deps.provider.name, failures: this.breaker.status().consecutiveFailures, err: message }, "sandbox provider circuit breaker opened: no new sandboxes for a while");
+      for (const q of await this.deps.store.byStatus(["queued"])) await this.deps.bus.changed(q.id);
+    }
   }
 
   private async takeLease(runId: string): Promise<boolean> {
@@ -184,6 +212,7 @@ export class Reconciler {
         await this.releaseLease(run.id, holdMs).catch(() => {});
       }
     })().finally(() => {
+      if (action.kind === "provision") this.breaker.neutral(); // frees a half-open trial however the try ended
       this.inFlight.delete(run.id);
       this.kick();
     });
@@ -202,6 +231,7 @@ export class Reconciler {
         log.info({ attempt: attempts, repo: run.repo }, "provisioning");
         try {
           await provision(fresh, { ...this.deps.provision, log });
+          this.breaker.success();
           return 0;
         } catch (e) {
           const pe =
@@ -211,6 +241,8 @@ export class Reconciler {
                 ? new ProvisionError(e.message, `sandbox_${e.code}`, e.retryable)
                 : new ProvisionError((e as Error).message, "provision_error", true);
           log.warn({ code: pe.code, retryable: pe.retryable, attempt: attempts, err: pe.message }, "provisioning failed");
+          if (pe.code.startsWith("sandbox_")) await this.providerFailed(pe.message);
+          else this.breaker.neutral();
           if (pe.retryable && attempts < this.deps.config.PROVISION_MAX_ATTEMPTS) {
             await destroyRunSandboxes(provider, run.id, log).catch(() => 0);
             return Math.min(30_000, 1000 * 2 ** attempts);

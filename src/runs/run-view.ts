@@ -1,6 +1,7 @@
 /** What the API, the CLI and the run page show of a run: a pure function of the row and its events. */
 import type { Run } from "../db/schema.ts";
 import { digest, type RunDigest, type StoredEvent } from "../events/vocabulary.ts";
+import type { QueueStatus } from "./queue.ts";
 
 export interface RunView {
   id: string;
@@ -27,9 +28,11 @@ export interface RunView {
   usage: RunDigest["usage"];
   lastEventSeq: number;
   heartbeatAt: string | null;
+  /** A queued run: its position and what it waits for (see queue.ts); null otherwise. */
+  queue: QueueStatus | null;
 }
 
-export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date()): RunView {
+export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(), queue: QueueStatus | null = null): RunView {
   const end = run.finishedAt ?? (run.status === "idle" ? run.statusChangedAt : now);
   return {
     id: run.id,
@@ -56,10 +59,11 @@ export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(
     usage: d.usage,
     lastEventSeq: run.lastEventSeq,
     heartbeatAt: run.lastHeartbeatAt?.toISOString() ?? null,
+    queue,
   };
 }
 
-export function viewOf(run: Run, events: StoredEvent[], pageUrl: string): RunView & { timeline: RunDigest["timeline"] } {
+export function viewOf(run: Run, events: StoredEvent[], pageUrl: string, queue: QueueStatus | null = null): RunView & { timeline: RunDigest["timeline"] } {
   const d = digest(events);
-  return { ...runView(run, d, pageUrl), timeline: d.timeline };
+  return { ...runView(run, d, pageUrl, new Date(), queue), timeline: d.timeline };
 }

@@ -20,6 +20,8 @@ export async function serve(config: Config): Promise<void> {
     `Deckhand is listening on ${url}\n  ${[...config.summary, ...integrations].join("\n  ")}\n  CLI token: ${config.API_TOKEN ? "API_TOKEN" : apiTokenFile(config.DATA_DIR)}`,
   );
   if (!deckhand.provider.isolated) log.warn("Sandboxes are NOT isolated (bubblewrap unavailable): install it with `apt-get install -y bubblewrap`.");
+  // A bug in a handler (ours or a library's) must not take every run's server down with it: log and keep serving.
+  process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection (the server keeps running)"));
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;

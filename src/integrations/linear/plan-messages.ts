@@ -64,6 +64,13 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   }
   push(key("start-issue"), "start-issue", { op: "start-issue", workspaceId: ws, issueId: ref.issueId });
 
+  // Waiting in the queue (concurrency limits, or the sandbox provider's circuit breaker open): say so, once per cause.
+  const q = view.queue;
+  if (run.status === "queued" && q && q.waitingFor !== "nothing") {
+    if (agent) activity(`queued:${q.waitingFor}`, { type: "thought", body: q.note });
+    else comment(`queued:${q.waitingFor}`, q.note, threadCommentId(run.id));
+  }
+
   if (agent) {
     // 2. Progress: phases, tool calls, commentary, the plan.
     const seen = new Set<string>();

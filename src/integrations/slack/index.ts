@@ -9,6 +9,7 @@ import { App, HTTPReceiver, LogLevel, webApi } from "@slack/bolt";
 import type { Deckhand } from "../../app.ts";
 import type { Logger } from "../../log/logger.ts";
 import { registerIntegration } from "../index.ts";
+import { guardSlackRequests } from "./guard.ts";
 import { type Incoming, SlackInbound } from "./inbound.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
 
@@ -113,14 +114,17 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   });
 
   if (receiver) {
-    deckhand.mountRaw(EVENTS_PATH, (req, res) => {
-      try {
-        receiver.requestListener(req, res);
-      } catch {
-        // Not a POST to the events path (Bolt defers those to the caller).
-        res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route for ${req.method} ${EVENTS_PATH}` }));
-      }
-    });
+    deckhand.mountRaw(
+      EVENTS_PATH,
+      guardSlackRequests((req, res) => {
+        try {
+          receiver.requestListener(req, res);
+        } catch {
+          // Not a POST to the events path (Bolt defers those to the caller).
+          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route for ${req.method} ${EVENTS_PATH}` }));
+        }
+      }, c.MAX_BODY_BYTES),
+    );
   } else {
     // Connect in the background: an unreachable Slack must not keep the server from starting.
     app

@@ -233,6 +233,7 @@ export function statusContent(v: RunView, opts: { elapsed?: boolean } = {}): Sla
   const blocks: Block[] = [];
   let head = `${emoji} *${phase}*${time}`;
   if (action) head += `\n${escapeMrkdwn(oneLine(action, 200))}…`;
+  if (v.status === "queued" && v.queue && v.queue.waitingFor !== "nothing") head += `\n${escapeMrkdwn(v.queue.note)}`; // position and why (src/runs/queue.ts)
   if (v.status === "idle") head += " — the result is below.";
   if (v.status === "failed" || v.status === "cancelled") head += `: ${escapeMrkdwn(failureReason(v).reason)}`;
   blocks.push(section(head));

@@ -132,6 +132,7 @@ export class RelayReceiver {
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted) return { commands: [] };
       await this.bus.waitForRun(run.id, Math.min(left, 5_000), signal);
+      if (signal?.aborted) return { commands: [] }; // the relay hung up (or the server is closing)
     }
   }
 

@@ -3,8 +3,10 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError, type RunService } from "../../runs/run-service.ts";
+import type { Run } from "../../db/schema.ts";
+import type { QueueStatus } from "../../runs/queue.ts";
 import { viewOf } from "../../runs/run-view.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal, RUN_STATUSES } from "../../runs/state-machine.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import { checkBearer } from "../auth.ts";
 import { HttpError, zodMessage } from "../http-errors.ts";
@@ -17,12 +19,12 @@ const CreateRun = z.object({
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
 const ListQuery = z.object({
-  status: z.string().optional(),
+  status: z.enum(RUN_STATUSES).optional(),
   repo: z.string().optional(),
   source: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
 });
-const EventsQuery = z.object({ after: z.coerce.number().int().min(0).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(0) });
+const EventsQuery = z.object({ after: z.coerce.number().int().min(0).max(2_147_483_647).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(0) });
 
 export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value ?? {});
@@ -37,7 +39,10 @@ export function toHttp(e: unknown): never {
   throw e;
 }
 
-export function apiRoutes(app: FastifyInstance, deps: { service: RunService; bus: RunBus; apiToken: string }) {
+export function apiRoutes(
+  app: FastifyInstance,
+  deps: { service: RunService; bus: RunBus; apiToken: string; queueOf?: (run: Run) => Promise<QueueStatus | null> },
+) {
   const { service, bus } = deps;
   const store = service.store;
 
@@ -84,7 +89,7 @@ export function apiRoutes(app: FastifyInstance, deps: { service: RunService; bus
     const run = await load(req.params.id);
     const events = await store.events(run.id, 0, 100_000);
     return {
-      ...viewOf(run, events, service.runPageUrl(run)),
+      ...viewOf(run, events, service.runPageUrl(run), (await deps.queueOf?.(run)) ?? null),
       events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at, data: e.data })),
       diff: run.diff,
     };

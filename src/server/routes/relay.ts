@@ -7,7 +7,7 @@ import { HttpError } from "../http-errors.ts";
 import { parse } from "./api.ts";
 
 const Event = z.object({
-  seq: z.number().int().positive(),
+  seq: z.number().int().positive().max(2_147_483_647),
   type: z.string().min(1).max(200),
   at: z.string().refine((s) => !Number.isNaN(Date.parse(s)), "must be an ISO time"),
   data: z.record(z.string(), z.unknown()),
@@ -21,8 +21,8 @@ const Heartbeat = z.object({
   outboxPending: z.number().int().min(0).default(0),
   relayVersion: z.number().int().default(1),
 });
-const CommandsQuery = z.object({ after: z.coerce.number().int().min(0).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(25_000) });
-const Ack = z.object({ seq: z.number().int().positive() });
+const CommandsQuery = z.object({ after: z.coerce.number().int().min(0).max(2_147_483_647).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(25_000) });
+const Ack = z.object({ seq: z.number().int().positive().max(2_147_483_647) });
 
 export function relayRoutes(app: FastifyInstance, receiver: RelayReceiver) {
   const auth = async (runId: string, header: string | undefined) => {
