@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,21 +13,12 @@ import { buildRelayBundle } from "../../src/relay/agent/build.ts";
 import { RELAY_EVENT } from "../../src/relay/protocol.ts";
 import { startModelServer, type ModelServer } from "../fakes/model-server.ts";
 import { percentile, seqReport, startFakeBackend, type FakeBackend } from "./fake-backend.ts";
+import { freePort } from "../helpers/harness.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const OPENCODE_BIN = path.join(ROOT, "node_modules/opencode-linux-x64/bin/opencode");
 const PASSWORD = "relay-test-pw";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe("relay bundle with real opencode serve", () => {
   let tmp: string;

@@ -75,37 +75,29 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
 
   const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO });
 
+  /** The parts of a Slack message event that Deckhand reads. */
+  const incoming = (e: Record<string, string | undefined>, body: unknown, extra: Pick<Incoming, "mentioned"> & Partial<Incoming>): Incoming => ({
+    eventId: (body as { event_id?: string }).event_id,
+    channel: e.channel!,
+    ts: e.ts!,
+    threadTs: e.thread_ts,
+    user: e.user,
+    team: e.team,
+    text: e.text ?? "",
+    ...extra,
+  });
+
   app.event("app_mention", async ({ event, body, context }) => {
     const e = event as unknown as Record<string, string | undefined>;
     if (e.bot_id) return;
-    const m: Incoming = {
-      eventId: (body as { event_id?: string }).event_id,
-      channel: e.channel!,
-      ts: e.ts!,
-      threadTs: e.thread_ts,
-      user: e.user,
-      team: e.team,
-      text: e.text ?? "",
-      mentioned: true,
-    };
-    await inbound.handle(m, context.botUserId);
+    await inbound.handle(incoming(e, body, { mentioned: true }), context.botUserId);
   });
 
   app.event("message", async ({ event, body, context }) => {
     const e = event as unknown as Record<string, string | undefined>;
     if (!SPOKEN_SUBTYPES.has(e.subtype) || e.bot_id || !e.user) return;
     const text = e.text ?? "";
-    const m: Incoming = {
-      eventId: (body as { event_id?: string }).event_id,
-      channel: e.channel!,
-      ts: e.ts!,
-      threadTs: e.thread_ts,
-      user: e.user,
-      team: e.team,
-      text,
-      channelType: e.channel_type,
-      mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`),
-    };
+    const m = incoming(e, body, { channelType: e.channel_type, mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`) });
     await inbound.handle(m, context.botUserId);
   });
 
