@@ -14,9 +14,9 @@ import { RUN_LABEL } from "../../src/sandbox/provider.ts";
 import { type FakeLinear, startFakeLinear } from "../fakes/linear.ts";
 import { type ModelHandler, startModelServer, type ModelServer } from "../fakes/model-server.ts";
 import { type FakeSlack, startFakeSlack } from "../fakes/slack.ts";
-import { freePort, freshPostgres, makeRepo, postgresAvailable, tmpDir } from "../helpers/harness.ts";
+import { freePort, freshPostgres, postgresAvailable, tmpDir } from "../helpers/harness.ts";
 import { checkEvents, type ChildServer, gate, pg, sleep, spawnServer, until } from "./helpers.ts";
-import { linearEnv, linearSession, slackEnv, slackMention, slackOnce, TEAM } from "./surfaces.ts";
+import { faultServerEnv, linearSession, slackMention, slackOnce, TEAM } from "./surfaces.ts";
 
 const hasPg = await postgresAvailable();
 
@@ -58,21 +58,7 @@ describe.skipIf(!hasPg)("crash recovery: kill -9 the server mid-run and start it
     dataDir = tmpDir("deckhand-crash-");
     env = {
       PORT: String(await freePort()),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      DATABASE_URL: db.url,
-      REPOS: `demo=${makeRepo({ "README.md": "# demo\n" }).bare}`,
-      LLM_BASE_URL: model.baseUrl,
-      LLM_MODEL: "m",
-      LLM_API_KEY: "test-key",
-      API_TOKEN: "test-api-token-0123456789",
-      LOG_LEVEL: "info",
-      HEARTBEAT_INTERVAL_SECONDS: "1",
-      HEARTBEAT_TIMEOUT_SECONDS: "30",
-      WATCHDOG_INTERVAL_SECONDS: "1",
-      LEASE_SECONDS: "4",
-      ...slackEnv(slack),
-      ...linearEnv(linear),
+      ...faultServerEnv({ dataDir, databaseUrl: db.url, modelUrl: model.baseUrl, slack, linear }),
     };
   });
   afterAll(async () => {

@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { agentSessionCreatedPayload, type FakeLinear, postLinearWebhook } from "../fakes/linear.ts";
 import { type FakeSlack, mentionEnvelope, postSlackEvent } from "../fakes/slack.ts";
+import { makeRepo } from "../helpers/harness.ts";
 
 export const LINEAR_SECRET = "linear-webhook-secret-for-fault-tests";
 export const SLACK_SECRET = "slack-signing-secret-for-fault-tests";
@@ -70,4 +71,25 @@ export function slackOnce(msgs: { key?: string; text: string }[]): { finals: num
   const keys = msgs.map((m) => m.key ?? `nokey:${m.text}`);
   const duplicateKeys = keys.filter((k, i) => keys.indexOf(k) !== i);
   return { finals: keys.filter((k) => /:final:/.test(k)).length, duplicateKeys };
+}
+
+/** A child server's environment in the fault tests: one demo repo, fast heartbeats and watchdog, short leases, both surfaces. */
+export function faultServerEnv(o: { dataDir: string; databaseUrl: string; modelUrl: string; slack: FakeSlack; linear: FakeLinear }): Record<string, string> {
+  return {
+    HOST: "127.0.0.1",
+    DATA_DIR: o.dataDir,
+    DATABASE_URL: o.databaseUrl,
+    REPOS: `demo=${makeRepo({ "README.md": "# demo\n" }).bare}`,
+    LLM_BASE_URL: o.modelUrl,
+    LLM_MODEL: "m",
+    LLM_API_KEY: "test-key",
+    API_TOKEN: "test-api-token-0123456789",
+    LOG_LEVEL: "info",
+    HEARTBEAT_INTERVAL_SECONDS: "1",
+    HEARTBEAT_TIMEOUT_SECONDS: "30",
+    WATCHDOG_INTERVAL_SECONDS: "1",
+    LEASE_SECONDS: "4",
+    ...slackEnv(o.slack),
+    ...linearEnv(o.linear),
+  };
 }

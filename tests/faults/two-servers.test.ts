@@ -11,9 +11,9 @@ import { createSandboxProvider } from "../../src/sandbox/index.ts";
 import { type FakeLinear, startFakeLinear } from "../fakes/linear.ts";
 import { type ModelHandler, startModelServer, type ModelServer } from "../fakes/model-server.ts";
 import { type FakeSlack, startFakeSlack } from "../fakes/slack.ts";
-import { freePort, freshPostgres, makeRepo, postgresAvailable, tmpDir } from "../helpers/harness.ts";
+import { freePort, freshPostgres, postgresAvailable, tmpDir } from "../helpers/harness.ts";
 import { checkEvents, type ChildServer, type Front, gate, pg, sleep, spawnServer, startFront, until } from "./helpers.ts";
-import { linearEnv, linearSession, slackEnv, slackMention, slackOnce, TEAM } from "./surfaces.ts";
+import { faultServerEnv, linearSession, slackMention, slackOnce, TEAM } from "./surfaces.ts";
 
 const hasPg = await postgresAvailable();
 
@@ -44,24 +44,10 @@ describe.skipIf(!hasPg)("two server processes on one database", () => {
     front = await startFront();
     const dataDir = tmpDir("deckhand-two-");
     env = {
-      HOST: "127.0.0.1",
       // Local sandboxes live on this machine: both processes share the data directory (as they would share a volume).
-      DATA_DIR: dataDir,
-      DATABASE_URL: db.url,
+      ...faultServerEnv({ dataDir, databaseUrl: db.url, modelUrl: model.baseUrl, slack, linear }),
       PUBLIC_URL: front.url,
-      REPOS: `demo=${makeRepo({ "README.md": "# demo\n" }).bare}`,
-      LLM_BASE_URL: model.baseUrl,
-      LLM_MODEL: "m",
-      LLM_API_KEY: "test-key",
-      API_TOKEN: "test-api-token-0123456789",
-      LOG_LEVEL: "info",
-      HEARTBEAT_INTERVAL_SECONDS: "1",
-      HEARTBEAT_TIMEOUT_SECONDS: "30",
-      WATCHDOG_INTERVAL_SECONDS: "1",
-      LEASE_SECONDS: "4",
       MAX_CONCURRENT_RUNS: "4",
-      ...slackEnv(slack),
-      ...linearEnv(linear),
     };
     const [a, b] = await Promise.all(
       ["a", "b"].map(async (n) => spawnServer({ ...env, PORT: String(await freePort()) }, path.join(dataDir, `server-${n}.log`))),
