@@ -119,11 +119,13 @@ export async function startTestServer(opts: {
   const deckhand = await createDeckhand(config, { log: opts.log ?? createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000, noReconciler: opts.noReconciler });
   const url = await deckhand.listen();
   const api = async (method: string, p: string, body?: unknown, token: string | null = config.API_TOKEN!) => {
-    const res = await fetch(`${url}${p}`, {
+    const send = () => fetch(`${url}${p}`, {
       method,
       headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
     });
+    // A GET may meet a keep-alive socket the server closed a moment ago (ECONNRESET): it is safe to send again.
+    const res = await send().catch((e) => (method === "GET" ? send() : Promise.reject(e)));
     const text = await res.text();
     let parsed: any = text;
     try {
