@@ -12,6 +12,7 @@ import { assignedToBot } from "../../src/integrations/linear/on-issue-assigned.t
 import { commentTarget } from "../../src/integrations/linear/on-comment-created.ts";
 import { lowestStarted } from "../../src/integrations/linear/move-issue-to-started.ts";
 import { checkState, makeState, tokenEndpoint } from "../../src/integrations/linear/oauth.ts";
+import { runRow } from "../helpers/run-row.ts";
 
 const allowed = ["api", "web"];
 
@@ -90,47 +91,17 @@ describe("todo list → session plan", () => {
 // ---- run state → Linear messages ----------------------------------------------------------------
 
 function makeRun(over: Partial<Run> = {}): Run {
-  const now = new Date("2026-01-01T00:00:00Z");
-  return {
+  return runRow(new Date("2026-01-01T00:00:00Z"), {
     id: "r-test12345",
     status: "queued",
-    statusReason: null,
-    statusChangedAt: now,
-    failureCode: null,
     repo: "api",
-    ref: null,
     branch: "eng-42-fix-the-login-bug",
-    baseCommit: null,
     prompt: "Linear issue ENG-42: Fix the login bug",
     title: "ENG-42: Fix the login bug",
     source: "linear",
     sourceRef: { workspaceId: "org-1", mode: "agent", agentSessionId: "sess-1", issueId: "issue-42", identifier: "ENG-42" },
-    createdBy: null,
-    pageToken: "tok",
-    relayTokenHash: null,
-    sandboxProvider: null,
-    sandboxId: null,
-    sandboxDestroyedAt: null,
-    opencodeSessionId: null,
-    phases: [{ phase: "queued", at: now.toISOString() }],
-    attempts: 0,
-    leaseOwner: null,
-    leaseExpiresAt: null,
-    lastHeartbeatAt: null,
-    lastActivityAt: null,
-    opencodeAlive: null,
-    lastEventSeq: 0,
-    idleInputSeq: null,
-    deliveredInputSeq: 0,
-    keepaliveUntil: null,
-    result: null,
-    diff: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    finishedAt: null,
     ...over,
-  };
+  });
 }
 
 let seq = 0;

@@ -6,6 +6,7 @@ import { agentText, endContent, failureReason, finalContent, markdownToMrkdwn, S
 import { planSlack } from "../../src/integrations/slack/notifier.ts";
 import { chooseRepo, parseMessage, slackToPlain } from "../../src/integrations/slack/parse.ts";
 import { runView, type RunView } from "../../src/runs/run-view.ts";
+import { runRow } from "../helpers/run-row.ts";
 
 const BOT = "U0DECKBOT1";
 const PAGE = "https://deckhand.example/r/tok123tok123tok123tok123";
@@ -25,46 +26,19 @@ const emptyDigest = (over: Partial<RunDigest> = {}): RunDigest => ({
 
 const t0 = new Date("2026-01-01T10:00:00Z");
 function makeRun(over: Partial<Run> = {}): Run {
-  return {
+  return runRow(t0, {
     id: "r-abc",
     status: "running",
-    statusReason: null,
-    statusChangedAt: t0,
-    failureCode: null,
     repo: "demo",
-    ref: null,
     branch: "deckhand/fix-login-r-abc",
-    baseCommit: null,
     prompt: "Fix the login bug",
     title: "Fix the login bug",
     source: "slack",
     sourceRef: { channel: "C1", threadTs: "111.000001", messageTs: "111.000001" },
     createdBy: "alice",
     pageToken: "tok123tok123tok123tok123",
-    relayTokenHash: null,
-    sandboxProvider: null,
-    sandboxId: null,
-    sandboxDestroyedAt: null,
-    opencodeSessionId: null,
-    phases: [{ phase: "queued", at: t0.toISOString() }],
-    attempts: 0,
-    leaseOwner: null,
-    leaseExpiresAt: null,
-    lastHeartbeatAt: null,
-    lastActivityAt: null,
-    opencodeAlive: null,
-    lastEventSeq: 0,
-    idleInputSeq: null,
-    deliveredInputSeq: 0,
-    keepaliveUntil: null,
-    result: null,
-    diff: null,
-    createdAt: t0,
-    updatedAt: t0,
-    startedAt: null,
-    finishedAt: null,
     ...over,
-  };
+  });
 }
 const view = (run: Run, d = emptyDigest(), now = new Date(t0.getTime() + 75_000)): RunView => runView(run, d, PAGE, now);
 const allText = (c: { text: string; blocks: any[] }) => [c.text, ...c.blocks.map((b) => b.text?.text ?? (b.elements ?? []).map((e: any) => e.text).join(" "))].join("\n");
