@@ -66,6 +66,11 @@ export async function destroyRunSandboxes(provider: SandboxProvider, runId: stri
   return n;
 }
 
+/** Where processes inside a sandbox reach the backend's sandbox channel (relay and model gateway). */
+export function sandboxBackendUrl(sandbox: Pick<Sandbox, "backendUrl">, config: Pick<Config, "PUBLIC_URL">): string {
+  return (sandbox.backendUrl ?? config.PUBLIC_URL).replace(/\/+$/, "");
+}
+
 export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const { config, store, provider, repos, log } = deps;
   if (!config.model) {
@@ -141,7 +146,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
   const relayEnv: RelayEnv = {
     DECKHAND_RUN_ID: run.id,
-    DECKHAND_BACKEND_URL: config.PUBLIC_URL,
+    DECKHAND_BACKEND_URL: sandboxBackendUrl(sandbox, config),
     DECKHAND_RELAY_TOKEN: relayToken,
     OPENCODE_URL: `http://127.0.0.1:${port}`,
     OPENCODE_SERVER_PASSWORD: password,

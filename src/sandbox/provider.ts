@@ -47,6 +47,11 @@ export interface Sandbox {
   readonly id: string;
   readonly provider: string;
   readonly paths: SandboxPaths;
+  /**
+   * The base URL at which processes inside this sandbox reach the backend's sandbox channel (relay routes and the
+   * model gateway only). Unset: the server's PUBLIC_URL (E2B, which reaches the backend over the internet).
+   */
+  readonly backendUrl?: string;
   /** Run a command to completion: argv, no shell. */
   exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
   /** Start a long-lived process and return at once. */
