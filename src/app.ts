@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Config } from "./config/config.ts";
 import { type Database, migrate, openDatabase } from "./db/database.ts";
@@ -20,11 +21,14 @@ import { RunStore } from "./runs/run-store.ts";
 import { createSandboxProvider } from "./sandbox/index.ts";
 import type { SandboxProvider } from "./sandbox/provider.ts";
 import { createReaper, type SandboxReaper } from "./sandbox/reaper.ts";
-import { resolveApiToken } from "./server/auth.ts";
+import { checkBearer, resolveApiToken } from "./server/auth.ts";
+import { bearerGuard, failureGate } from "./server/guards.ts";
 import { HttpError } from "./server/http-errors.ts";
 import { apiRoutes } from "./server/routes/api.ts";
 import { pageRoutes } from "./server/routes/pages.ts";
 import { relayRoutes } from "./server/routes/relay.ts";
+import { SessionStore } from "./web/session-store.ts";
+import { restrictDataDir } from "./server/data-dir.ts";
 
 /** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -45,7 +49,14 @@ export interface Deckhand {
   outbox: Outbox;
   http: FastifyInstance;
   apiToken: string;
-  /** Mount a raw handler at an exact path (before Fastify's routing). */
+  /** Dashboard sessions (raw handlers that need a signed-in person ask here). */
+  sessions: SessionStore;
+  /** Every route registered on the HTTP server (method + URL), collected by an onRoute hook; and the raw mounts. */
+  routes: { method: string; url: string }[];
+  /**
+   * Mount a raw handler at an exact path (before Fastify's routing). Only that exact spelling reaches it; every
+   * other spelling goes through Fastify's router, where no route matches (404). The handler guards itself.
+   */
   mountRaw(pathname: string, handler: RawHandler): void;
   /** Add a result publisher (GitHub pull requests, ...). */
   addPublisher(p: ResultPublisher): void;
@@ -80,9 +91,10 @@ async function relayBundle(dataDir: string): Promise<Buffer> {
 
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
-  fs.mkdirSync(config.DATA_DIR, { recursive: true });
+  restrictDataDir(config.DATA_DIR);
   const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
   await migrate(database);
+  if (database.kind === "pglite") restrictDataDir(config.DATA_DIR, "pglite");
   const bus = new RunBus(database);
   await bus.start();
   const store = new RunStore(database.db, bus);
@@ -91,6 +103,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
   const receiver = new RelayReceiver(database.db, store, bus, log);
   const apiToken = resolveApiToken(config)!;
+  const sessions = new SessionStore(database.db, apiToken);
+  await sessions.revokeStale();
   const publishers: ResultPublisher[] = [];
   const closers: (() => Promise<void> | void)[] = [];
 
@@ -116,6 +130,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf });
 
   const raw = new Map<string, RawHandler>();
+  const routes: { method: string; url: string }[] = [];
   const app = Fastify({
     // Request lines are noise at info level; errors are logged by the error handler.
     loggerInstance: log.child({ component: "http" }, { level: log.levelVal > 30 ? log.level : "warn" }) as unknown as FastifyBaseLogger,
@@ -130,6 +145,12 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
         handler(req, res);
       }),
   }) as unknown as FastifyInstance;
+  app.addHook("onRoute", (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url });
+  });
+  await app.register(rateLimit, { global: false });
+  const gate = failureGate(app, { max: config.AUTH_FAILURES_PER_WINDOW, windowMs: config.AUTH_FAILURE_WINDOW_SECONDS * 1000 });
+  const guard = bearerGuard(apiToken, gate);
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err instanceof HttpError ? err.statusCode : err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err }, "request failed");
@@ -137,10 +158,17 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     reply.code(status).send({ error: message, ...(err instanceof HttpError && err.details ? { details: err.details } : {}) });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route for ${req.method} ${req.url.split("?")[0]}` }));
-  app.get("/healthz", async () => {
+  // Anyone may ask whether the server is up; what it runs on is for the API token's holder.
+  app.get("/healthz", async (req, reply) => {
     await database.db.execute("select 1" as never).catch(() => {
       throw new HttpError(503, "database unavailable");
     });
+    if (req.headers.authorization === undefined) return { ok: true };
+    if (gate.lockedOut(req, reply)) return reply;
+    if (!checkBearer(req.headers.authorization, apiToken)) {
+      if (await gate.failed(req, reply)) return reply;
+      return { ok: true };
+    }
     const breaker = reconciler.breaker.status();
     return {
       ok: true,
@@ -152,9 +180,9 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       sandboxBreaker: { ...breaker, message: reconciler.breaker.describe(provider.name) },
     };
   });
-  apiRoutes(app, { service, bus, apiToken, queueOf });
+  apiRoutes(app, { service, bus, guard, queueOf });
   relayRoutes(app, receiver);
-  pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
+  pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log });
 
   const deckhand: Deckhand = {
     config,
@@ -170,11 +198,19 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     outbox,
     http: app,
     apiToken,
-    mountRaw: (p, h) => void raw.set(p, h),
+    sessions,
+    routes,
+    mountRaw: (p, h) => {
+      raw.set(p, h);
+      routes.push({ method: "RAW", url: p });
+    },
     addPublisher: (p) => void publishers.push(p),
     onClose: (fn) => void closers.push(fn),
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
+      if (config.HOST === "127.0.0.1" || config.HOST === "localhost" || config.HOST === "::1") {
+        log.info({ host: config.HOST }, `Listening on ${config.HOST} only: set HOST=0.0.0.0 to listen on every interface (containers, other machines)`);
+      }
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();

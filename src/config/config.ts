@@ -36,12 +36,31 @@ const pairs = (what: string) =>
       }
     });
 
+/** `a,b,c` → ["a","b","c"] (empty → []). */
+const list = z
+  .string()
+  .optional()
+  .transform((raw) => (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+
+/** A REPOS clone URL with a user name or password in it (the secret would reach logs, pages and sandboxes). */
+export function urlHasCredentials(url: string): boolean {
+  if (/^[\w+.-]+:\/\/[^/@]*@/.test(url)) {
+    try {
+      const u = new URL(url);
+      return !!(u.username || u.password);
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
 const schema = z
   .object({
     NODE_ENV: z.string().default("development"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-    HOST: z.string().default("0.0.0.0"),
+    HOST: z.string().default("127.0.0.1"),
     PUBLIC_URL: z.string().url().optional(),
     DATA_DIR: z.string().default("./.deckhand"),
     DATABASE_URL: z
@@ -49,6 +68,9 @@ const schema = z
       .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://")
       .optional(),
     API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    // Front door (issue #12): failed bearer tokens and sign-ins per client address before 429.
+    AUTH_FAILURES_PER_WINDOW: positiveInt(10),
+    AUTH_FAILURE_WINDOW_SECONDS: positiveInt(60),
     SANDBOX_PROVIDER: z.enum(["local", "e2b"]).default("local"),
     /** Require bubblewrap: refuse to run unisolated (production default is to warn). */
     LOCAL_SANDBOX_REQUIRE_ISOLATION: bool.default(false),
@@ -88,6 +110,10 @@ const schema = z
     SLACK_BOT_USER_ID: z.string().optional(),
     SLACK_BOT_ID: z.string().optional(),
     SLACK_CHANNEL_REPOS: pairs("SLACK_CHANNEL_REPOS (channelId=repo)"),
+    // Front door: who may drive runs from Slack (empty = everyone in the workspace).
+    SLACK_ALLOWED_USERS: list,
+    SLACK_ALLOWED_CHANNELS: list,
+    SLACK_ALLOW_EXTERNAL: bool.default(false),
 
     // Linear
     LINEAR_WEBHOOK_SECRET: z.string().optional(),
@@ -98,6 +124,8 @@ const schema = z
     LINEAR_TEAM_REPOS: pairs("LINEAR_TEAM_REPOS (teamKey=repo)"),
     LINEAR_CLIENT_ID: z.string().optional(),
     LINEAR_CLIENT_SECRET: z.string().optional(),
+    // Front door: Linear workspaces (organization ids or url keys) that may drive runs (empty = any).
+    LINEAR_ALLOWED_ORGANIZATIONS: list,
 
     // E2B
     E2B_API_KEY: z.string().optional(),
@@ -120,6 +148,14 @@ const schema = z
     GITHUB_PR_DRAFT: bool.default(true),
   })
   .superRefine((c, ctx) => {
+    for (const [name, url] of Object.entries(c.REPOS)) {
+      if (!urlHasCredentials(url)) continue;
+      ctx.addIssue({
+        code: "custom",
+        path: ["REPOS", name],
+        message: "the clone URL carries credentials; remove them and use the GitHub App (GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY) or GITHUB_TOKEN instead",
+      });
+    }
     if (c.DEFAULT_REPO && !(c.DEFAULT_REPO in c.REPOS)) {
       ctx.addIssue({
         code: "custom",

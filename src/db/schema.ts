@@ -179,6 +179,23 @@ export const installations = pgTable(
   (t) => [primaryKey({ columns: [t.surface, t.workspaceId] })],
 );
 
+/**
+ * Dashboard sessions (front door): the signed cookie names a row here; signing out deletes it, and rows made
+ * under another API token (rotation) are deleted at start-up, so a copied cookie stops working.
+ */
+export const webSessions = pgTable(
+  "web_sessions",
+  {
+    id: text("id").primaryKey(),
+    name: text("name"),
+    /** SHA-256 of a key derived from the API token in force at sign-in. */
+    tokenHash: text("token_hash").notNull(),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    expiresAt: ts("expires_at").notNull(),
+  },
+  (t) => [index("web_sessions_expires_idx").on(t.expiresAt)],
+);
+
 export type Run = typeof runs.$inferSelect;
 export type NewRun = typeof runs.$inferInsert;
 export type RunEventRow = typeof runEvents.$inferSelect;

@@ -6,6 +6,8 @@ import { apiTokenFile } from "./auth.ts";
 import { mountIntegrations } from "../integrations/index.ts";
 
 export async function serve(config: Config): Promise<void> {
+  // Data at rest: whatever this process creates (database files, tokens, bundles) is readable by its owner only.
+  process.umask(0o077);
   const log = createLogger({ level: config.LOG_LEVEL });
   const deckhand = await createDeckhand(config, { log });
   const integrations = await mountIntegrations(deckhand);

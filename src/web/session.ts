@@ -89,8 +89,13 @@ export function clearSessionCookie(secure: boolean): string {
   return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${secure ? "; Secure" : ""}`;
 }
 
-/** Only same-site relative paths are followed after sign-in (no open redirect). */
+/** Only same-site relative paths of printable ASCII are followed after sign-in (no open redirect, no header injection). */
 export function safeNext(next: unknown): string {
   const s = typeof next === "string" ? next : "";
-  return /^\/(?![/\\])[^\s]*$/.test(s) && !s.startsWith("/login") ? s : "/";
+  return /^\/(?![/\\])[\x21-\x7e]*$/.test(s) && !s.startsWith("/login") ? s : "/";
+}
+
+/** A `next` carrying control characters is refused outright (400), not quietly replaced. */
+export function hasControlChars(v: unknown): boolean {
+  return typeof v === "string" && /[\x00-\x1f\x7f]/.test(v);
 }

@@ -1,4 +1,8 @@
-/** The REST API: bearer API_TOKEN. Bad input gets a 4xx with a message, and nothing is stored. */
+/**
+ * The REST API: bearer API_TOKEN. Bad input gets a 4xx with a message, and nothing is stored.
+ * The routes live in their own encapsulated plugin under the `/api` prefix; the plugin's `onRequest` hook checks
+ * the token for every route in it, whatever spelling of the URL the router matched.
+ */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { UnknownRepoError } from "../../runs/repos.ts";
@@ -8,7 +12,7 @@ import type { QueueStatus } from "../../runs/queue.ts";
 import { viewOf } from "../../runs/run-view.ts";
 import { isTerminal, RUN_STATUSES } from "../../runs/state-machine.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
-import { checkBearer } from "../auth.ts";
+import type { BearerGuard } from "../guards.ts";
 import { HttpError, zodMessage } from "../http-errors.ts";
 
 const CreateRun = z.object({
@@ -41,15 +45,20 @@ export function toHttp(e: unknown): never {
 
 export function apiRoutes(
   app: FastifyInstance,
-  deps: { service: RunService; bus: RunBus; apiToken: string; queueOf?: (run: Run) => Promise<QueueStatus | null> },
+  deps: { service: RunService; bus: RunBus; guard: BearerGuard; queueOf?: (run: Run) => Promise<QueueStatus | null> },
 ) {
+  app.register(
+    async (api) => {
+      api.addHook("onRequest", deps.guard);
+      apiPlugin(api, deps);
+    },
+    { prefix: "/api" },
+  );
+}
+
+function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBus; queueOf?: (run: Run) => Promise<QueueStatus | null> }) {
   const { service, bus } = deps;
   const store = service.store;
-
-  app.addHook("onRequest", async (req) => {
-    if (!req.url.startsWith("/api/")) return;
-    if (!checkBearer(req.headers.authorization, deps.apiToken)) throw new HttpError(401, "missing or invalid API token (Authorization: Bearer <API_TOKEN>)");
-  });
 
   const load = async (id: string) => {
     const run = await store.get(id);
@@ -57,14 +66,14 @@ export function apiRoutes(
     return run;
   };
 
-  app.post("/api/runs", async (req, reply) => {
+  app.post("/runs", async (req, reply) => {
     const body = parse(CreateRun, req.body);
     const run = await service.start({ ...body, source: "api", createdBy: body.createdBy ?? "api" }).catch(toHttp);
     reply.code(201);
     return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch };
   });
 
-  app.get("/api/runs", async (req) => {
+  app.get("/runs", async (req) => {
     const q = parse(ListQuery, req.query);
     const rows = await store.list(q);
     return {
@@ -85,7 +94,7 @@ export function apiRoutes(
     };
   });
 
-  app.get<{ Params: { id: string } }>("/api/runs/:id", async (req) => {
+  app.get<{ Params: { id: string } }>("/runs/:id", async (req) => {
     const run = await load(req.params.id);
     const events = await store.events(run.id, 0, 100_000);
     return {
@@ -96,7 +105,7 @@ export function apiRoutes(
   });
 
   /** Long poll: returns when there are events after `after` or the run changed, or after waitMs. */
-  app.get<{ Params: { id: string } }>("/api/runs/:id/events", async (req) => {
+  app.get<{ Params: { id: string } }>("/runs/:id/events", async (req) => {
     const q = parse(EventsQuery, req.query);
     let run = await load(req.params.id);
     let events = await store.events(run.id, q.after, 2000);
@@ -112,14 +121,14 @@ export function apiRoutes(
     return { run: { ...view, timeline: undefined }, events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at })), nextAfter: events.at(-1)?.seq ?? q.after };
   });
 
-  app.post<{ Params: { id: string } }>("/api/runs/:id/inputs", async (req, reply) => {
+  app.post<{ Params: { id: string } }>("/runs/:id/inputs", async (req, reply) => {
     const body = parse(FollowUp, req.body);
     const run = await service.followUp(req.params.id, { text: body.text, author: body.author ?? "api", source: "api" }).catch(toHttp);
     reply.code(202);
     return { id: run.id, status: run.status };
   });
 
-  app.post<{ Params: { id: string } }>("/api/runs/:id/stop", async (req, reply) => {
+  app.post<{ Params: { id: string } }>("/runs/:id/stop", async (req, reply) => {
     const run = await service.stop(req.params.id, { author: "api", source: "api" }).catch(toHttp);
     reply.code(202);
     return { id: run.id, status: run.status, reason: run.statusReason };

@@ -2,6 +2,10 @@
  * The web dashboard: the runs list (`/`), a run (`/runs/<id>` signed in, `/r/<pageToken>` through its read-only
  * link), live updates over server-sent events fed by the RunBus, the diff and its patch, and the follow-up / stop /
  * revoke-link actions (session + CSRF token; they go through RunService exactly like a Slack or Linear reply).
+ *
+ * Three encapsulated plugins, each with its own guard in `onRequest`: public (assets, sign-in), signed in (the
+ * list, `/runs/...`, actions, sign-out; a session row must exist) and per-run link pages (`/r/<token>/...`: the
+ * token must name a run before any handler runs).
  */
 import zlib from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -18,20 +22,9 @@ import { diffFormat, diffKey, type DiffFormat } from "../../web/diff-view.ts";
 import { ACTIVE_STATUSES, SOURCES, STATUSES } from "../../web/format.ts";
 import { renderDiffSection, renderRunPage, runRegions } from "../../web/run-page.ts";
 import { type ListFilters, type ListRow, renderLogin, renderRows, renderRunsList } from "../../web/runs-list.ts";
-import {
-  clearSessionCookie,
-  csrfMatches,
-  csrfToken,
-  newSession,
-  parseCookies,
-  readSession,
-  safeNext,
-  SESSION_COOKIE,
-  sessionCookie,
-  sessionSecret,
-  signSession,
-  type WebSession,
-} from "../../web/session.ts";
+import { clearSessionCookie, csrfMatches, csrfToken, hasControlChars, safeNext, sessionCookie, type WebSession } from "../../web/session.ts";
+import type { SessionStore } from "../../web/session-store.ts";
+import type { FailureGate } from "../guards.ts";
 import { HttpError } from "../http-errors.ts";
 import { toHttp } from "./api.ts";
 
@@ -39,8 +32,19 @@ export interface PageDeps {
   service: RunService;
   bus: RunBus;
   apiToken: string;
+  /** Revocable sessions (signed cookie + row). */
+  sessions: SessionStore;
+  /** Failed sign-ins count here (per client address). */
+  gate: FailureGate;
   publicUrl: string;
   log?: Logger;
+}
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** A page a person opens: without a session it redirects to the sign-in page (others get a 401). */
+    page?: boolean;
+  }
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -77,7 +81,7 @@ function listFilters(q: Record<string, string | undefined>): ListFilters {
 export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   const { service, bus } = deps;
   const store = service.store;
-  const secret = sessionSecret(deps.apiToken);
+  const secret = deps.sessions.secret;
   const secure = deps.publicUrl.startsWith("https:");
   const publicHost = (() => {
     try {
@@ -93,7 +97,19 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     });
   }
 
-  const sessionOf = (req: FastifyRequest): WebSession | null => readSession(parseCookies(req.headers.cookie)[SESSION_COOKIE], secret);
+  /** What the guards found, for the handlers behind them. */
+  const signedIn = new WeakMap<FastifyRequest, WebSession>();
+  const byToken = new WeakMap<FastifyRequest, Run>();
+  const sessionOf = (req: FastifyRequest): WebSession => {
+    const s = signedIn.get(req);
+    if (!s) throw new HttpError(401, "sign in first");
+    return s;
+  };
+  const tokenRun = (req: FastifyRequest): Run => {
+    const run = byToken.get(req);
+    if (!run) throw new HttpError(404, "no such run page");
+    return run;
+  };
 
   /** A cross-site POST is refused even before its CSRF token is looked at. */
   const sameOrigin = (req: FastifyRequest): boolean => {
@@ -108,10 +124,9 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     }
   };
 
-  /** A state-changing request: a valid session (401 otherwise) and its CSRF token (403 otherwise). */
+  /** A state-changing request: a valid session (the guard) and its CSRF token (403 otherwise). */
   const actor = (req: FastifyRequest): WebSession => {
     const s = sessionOf(req);
-    if (!s) throw new HttpError(401, "sign in first");
     const body = req.body as Body;
     const token = (req.headers["x-csrf-token"] as string | undefined) ?? body?._csrf;
     if (!sameOrigin(req) || !csrfMatches(s, secret, token)) throw new HttpError(403, "invalid or missing CSRF token; reload the page and try again");
@@ -123,7 +138,6 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     if (wantsJson(req)) return reply.code(status).send({ message });
     return reply.code(303).header("location", location).send();
   };
-  const toLogin = (req: FastifyRequest, reply: FastifyReply) => reply.code(303).header("location", `/login?next=${encodeURIComponent(req.url)}`).send();
 
   const runById = async (id: string): Promise<Run> => {
     const run = /^[\w-]{1,64}$/.test(id) ? await store.get(id) : null;
@@ -131,51 +145,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     return run;
   };
   const runByToken = async (token: string): Promise<Run | null> => (/^[\w-]{20,64}$/.test(token) ? store.getByPageToken(token) : null);
-  const loadByToken = async (token: string): Promise<Run> => {
-    const run = await runByToken(token);
-    if (!run) throw new HttpError(404, "no such run page");
-    return run;
-  };
   const fullView = async (run: Run) => viewOf(run, await store.events(run.id, 0, EVENTS_LIMIT), service.runPageUrl(run));
 
-  // ---- static files -------------------------------------------------------------------------------------------
-  app.get<{ Params: { name: string } }>("/assets/:name", async (req, reply) => {
-    const a = asset(req.params.name);
-    if (!a) throw new HttpError(404, "no such asset");
-    reply.header("cache-control", "public, max-age=86400").header("etag", a.etag).header("vary", "accept-encoding").header("x-content-type-options", "nosniff").type(a.type);
-    if (req.headers["if-none-match"] === a.etag) return reply.code(304).send();
-    if (/\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""))) return reply.header("content-encoding", "gzip").send(a.gzip);
-    return reply.send(a.body);
-  });
-
-  app.get("/favicon.ico", async (_req, reply) => reply.code(204).header("cache-control", "public, max-age=86400").send());
-
-  // ---- signing in and out -------------------------------------------------------------------------------------
-  app.get<{ Querystring: { next?: string } }>("/login", async (req, reply) => {
-    const next = safeNext(req.query.next);
-    if (sessionOf(req)) return reply.code(303).header("location", next).send();
-    return html(req, reply, renderLogin({ next }));
-  });
-  app.post("/login", async (req, reply) => {
-    const body = (req.body ?? {}) as Body;
-    const next = safeNext(body?.next);
-    if (!sameOrigin(req)) throw new HttpError(403, "cross-site sign-in refused");
-    const token = typeof body?.token === "string" ? body.token.trim() : "";
-    if (!token || !safeEqual(token, deps.apiToken)) {
-      await new Promise((r) => setTimeout(r, 250));
-      return html(req, reply, renderLogin({ next, error: "That is not the API token." }), 401);
-    }
-    const s = newSession(typeof body?.name === "string" ? body.name : null);
-    reply.header("set-cookie", sessionCookie(signSession(s, secret), { secure }));
-    return reply.code(303).header("location", next).send();
-  });
-  app.post("/logout", async (req, reply) => {
-    actor(req);
-    reply.header("set-cookie", clearSessionCookie(secure));
-    return reply.code(303).header("location", "/login").send();
-  });
-
-  // ---- the runs list ------------------------------------------------------------------------------------------
   const listRows = async (f: ListFilters): Promise<ListRow[]> => {
     const rows = await store.list({ ...f, limit: 100 });
     return Promise.all(
@@ -185,39 +156,14 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       }),
     );
   };
-  app.get<{ Querystring: Record<string, string | undefined> }>("/", async (req, reply) => {
-    const s = sessionOf(req);
-    if (!s) return toLogin(req, reply);
-    const f = listFilters(req.query);
-    return html(req, reply, renderRunsList(await listRows(f), f, { repos: service.repos.names(), csrf: csrfToken(s, secret), user: s.name }));
-  });
-  app.get<{ Querystring: Record<string, string | undefined> }>("/events", async (req, reply) => {
-    if (!sessionOf(req)) throw new HttpError(401, "sign in first");
-    const f = listFilters(req.query);
-    await stream(req, reply, 400, () => true, async () => ({ events: [["update", { rows: renderRows(await listRows(f)) }]] }));
-  });
-
-  // ---- one run ------------------------------------------------------------------------------------------------
-  const runPage = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, run: Run, base: string) => {
-    const s = sessionOf(req);
+  const runPage = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, run: Run, base: string, s: WebSession | null) => {
     const view = await fullView(run);
     return html(req, reply, renderRunPage(view, run.diff, { base, format: diffFormat(req.query.view), fullDiff: req.query.full === "1", ...(s ? { csrf: csrfToken(s, secret), user: s.name } : {}) }));
   };
-  app.get("/runs/:id", async (req: IdReq, reply) => {
-    if (!sessionOf(req)) return toLogin(req, reply);
-    return runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`);
-  });
-  app.get("/r/:token", async (req: TokenReq, reply) => runPage(req, reply, await loadByToken(req.params.token), `/r/${req.params.token}`));
-
   const patch = (run: Run, reply: FastifyReply) => {
     reply.header("cache-control", "no-store").header("content-disposition", `attachment; filename="${run.id}.patch"`).header("x-content-type-options", "nosniff").type("text/x-diff; charset=utf-8");
     return run.diff ?? "";
   };
-  app.get("/runs/:id/diff.patch", async (req: IdReq, reply) => {
-    if (!sessionOf(req)) throw new HttpError(401, "sign in first");
-    return patch(await runById(req.params.id), reply);
-  });
-  app.get("/r/:token/diff.patch", async (req: TokenReq, reply) => patch(await loadByToken(req.params.token), reply));
 
   /** The live stream of one run: the page's regions, re-rendered on every change; timeline items only when they changed. */
   const runStream = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, first: Run, base: string, reload: () => Promise<Run | null>) => {
@@ -244,41 +190,122 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       },
     );
   };
-  app.get("/runs/:id/events", async (req: IdReq, reply) => {
-    if (!sessionOf(req)) throw new HttpError(401, "sign in first");
-    const run = await runById(req.params.id);
-    await runStream(req, reply, run, `/runs/${run.id}`, () => store.get(run.id));
-  });
-  app.get("/r/:token/events", async (req: TokenReq, reply) => {
-    const token = req.params.token;
-    const run = await loadByToken(token);
-    // A revoked link stops streaming at the next change (the reload by token finds nothing).
-    await runStream(req, reply, run, `/r/${token}`, () => runByToken(token));
+
+  // ---- public: static files and signing in ----------------------------------------------------------------------
+  app.register(async (pub) => {
+    pub.get<{ Params: { name: string } }>("/assets/:name", async (req, reply) => {
+      const a = asset(req.params.name);
+      if (!a) throw new HttpError(404, "no such asset");
+      reply.header("cache-control", "public, max-age=86400").header("etag", a.etag).header("vary", "accept-encoding").header("x-content-type-options", "nosniff").type(a.type);
+      if (req.headers["if-none-match"] === a.etag) return reply.code(304).send();
+      if (/\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""))) return reply.header("content-encoding", "gzip").send(a.gzip);
+      return reply.send(a.body);
+    });
+
+    pub.get("/favicon.ico", async (_req, reply) => reply.code(204).header("cache-control", "public, max-age=86400").send());
+
+    pub.get<{ Querystring: { next?: string } }>("/login", async (req, reply) => {
+      if (hasControlChars(req.query.next)) throw new HttpError(400, "next must be a plain path");
+      const next = safeNext(req.query.next);
+      if (await deps.sessions.fromCookieHeader(req.headers.cookie)) return reply.code(303).header("location", next).send();
+      return html(req, reply, renderLogin({ next }));
+    });
+    pub.post("/login", async (req, reply) => {
+      if (deps.gate.lockedOut(req, reply)) return reply;
+      const body = (req.body ?? {}) as Body;
+      if (hasControlChars(body?.next)) throw new HttpError(400, "next must be a plain path");
+      const next = safeNext(body?.next);
+      if (!sameOrigin(req)) throw new HttpError(403, "cross-site sign-in refused");
+      const token = typeof body?.token === "string" ? body.token.trim() : "";
+      if (!token || !safeEqual(token, deps.apiToken)) {
+        if (await deps.gate.failed(req, reply)) return reply;
+        await new Promise((r) => setTimeout(r, 250));
+        return html(req, reply, renderLogin({ next, error: "That is not the API token." }), 401);
+      }
+      const { cookie } = await deps.sessions.create(typeof body?.name === "string" ? body.name : null);
+      reply.header("set-cookie", sessionCookie(cookie, { secure }));
+      return reply.code(303).header("location", next).send();
+    });
   });
 
-  // ---- actions: exactly what a Slack or Linear reply does -----------------------------------------------------
-  app.post("/runs/:id/follow-up", async (req: IdReq, reply) => {
-    const s = actor(req);
-    const text = String((req.body as Body)?.text ?? "").trim();
-    if (!text) throw new HttpError(400, "text must not be empty");
-    if (text.length > MAX_PROMPT_CHARS) throw new HttpError(413, `the follow-up is longer than ${MAX_PROMPT_CHARS} characters`);
-    const before = await runById(req.params.id);
-    await service.followUp(before.id, { text, author: s.name ?? "web", source: "web" }).catch(toHttp);
-    const msg = ACTIVE_STATUSES.has(before.status) ? "Sent: the agent gets it while it works." : "Sent: the run continues on the same branch.";
-    return done(req, reply, 202, msg, `/runs/${before.id}`);
+  // ---- signed in: the list, `/runs/<id>`, actions, sign-out -------------------------------------------------------
+  app.register(async (signed) => {
+    signed.addHook("onRequest", async (req, reply) => {
+      const s = await deps.sessions.fromCookieHeader(req.headers.cookie);
+      if (s) return void signedIn.set(req, s);
+      // Pages a person opens get the sign-in page; streams, patches and actions get a 401.
+      if (req.method === "GET" && req.routeOptions.config?.page) {
+        return reply.code(303).header("location", `/login?next=${encodeURIComponent(req.url)}`).send();
+      }
+      return reply.code(401).send({ error: "sign in first" });
+    });
+    const page = { config: { page: true } };
+
+    signed.post("/logout", async (req, reply) => {
+      const s = actor(req);
+      await deps.sessions.revoke(s.sid);
+      reply.header("set-cookie", clearSessionCookie(secure));
+      return reply.code(303).header("location", "/login").send();
+    });
+
+    signed.get<{ Querystring: Record<string, string | undefined> }>("/", page, async (req, reply) => {
+      const s = sessionOf(req);
+      const f = listFilters(req.query);
+      return html(req, reply, renderRunsList(await listRows(f), f, { repos: service.repos.names(), csrf: csrfToken(s, secret), user: s.name }));
+    });
+    signed.get<{ Querystring: Record<string, string | undefined> }>("/events", async (req, reply) => {
+      const f = listFilters(req.query);
+      await stream(req, reply, 400, () => true, async () => ({ events: [["update", { rows: renderRows(await listRows(f)) }]] }));
+    });
+
+    signed.get("/runs/:id", page, async (req: IdReq, reply) => runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`, sessionOf(req)));
+    signed.get("/runs/:id/diff.patch", async (req: IdReq, reply) => patch(await runById(req.params.id), reply));
+    signed.get("/runs/:id/events", async (req: IdReq, reply) => {
+      const run = await runById(req.params.id);
+      await runStream(req, reply, run, `/runs/${run.id}`, () => store.get(run.id));
+    });
+
+    // ---- actions: exactly what a Slack or Linear reply does ---------------------------------------------------
+    signed.post("/runs/:id/follow-up", async (req: IdReq, reply) => {
+      const s = actor(req);
+      const text = String((req.body as Body)?.text ?? "").trim();
+      if (!text) throw new HttpError(400, "text must not be empty");
+      if (text.length > MAX_PROMPT_CHARS) throw new HttpError(413, `the follow-up is longer than ${MAX_PROMPT_CHARS} characters`);
+      const before = await runById(req.params.id);
+      await service.followUp(before.id, { text, author: s.name ?? "web", source: "web" }).catch(toHttp);
+      const msg = ACTIVE_STATUSES.has(before.status) ? "Sent: the agent gets it while it works." : "Sent: the run continues on the same branch.";
+      return done(req, reply, 202, msg, `/runs/${before.id}`);
+    });
+    signed.post("/runs/:id/stop", async (req: IdReq, reply) => {
+      const s = actor(req);
+      const run = await service.stop((await runById(req.params.id)).id, { author: s.name ?? "web", source: "web" }).catch(toHttp);
+      return done(req, reply, 202, `Stopped: the run is ${run.status}.`, `/runs/${run.id}`);
+    });
+    signed.post("/runs/:id/rotate-link", async (req: IdReq, reply) => {
+      actor(req);
+      const run = await runById(req.params.id);
+      await store.patch(run.id, { pageToken: randomToken(24) });
+      await bus.changed(run.id);
+      deps.log?.info({ runId: run.id }, "run page link rotated");
+      return done(req, reply, 200, "The old link no longer works.", `/runs/${run.id}`);
+    });
   });
-  app.post("/runs/:id/stop", async (req: IdReq, reply) => {
-    const s = actor(req);
-    const run = await service.stop((await runById(req.params.id)).id, { author: s.name ?? "web", source: "web" }).catch(toHttp);
-    return done(req, reply, 202, `Stopped: the run is ${run.status}.`, `/runs/${run.id}`);
-  });
-  app.post("/runs/:id/rotate-link", async (req: IdReq, reply) => {
-    actor(req);
-    const run = await runById(req.params.id);
-    await store.patch(run.id, { pageToken: randomToken(24) });
-    await bus.changed(run.id);
-    deps.log?.info({ runId: run.id }, "run page link rotated");
-    return done(req, reply, 200, "The old link no longer works.", `/runs/${run.id}`);
+
+  // ---- per-run link pages: the token must name a run ------------------------------------------------------------
+  app.register(async (linked) => {
+    linked.addHook("onRequest", async (req, reply) => {
+      const token = (req.params as { token?: unknown } | undefined)?.token;
+      const run = typeof token === "string" ? await runByToken(token) : null;
+      if (!run) return reply.code(404).send({ error: "no such run page" });
+      byToken.set(req, run);
+    });
+    linked.get("/r/:token", async (req: TokenReq, reply) => runPage(req, reply, tokenRun(req), `/r/${req.params.token}`, await deps.sessions.fromCookieHeader(req.headers.cookie)));
+    linked.get("/r/:token/diff.patch", async (req: TokenReq, reply) => patch(tokenRun(req), reply));
+    linked.get("/r/:token/events", async (req: TokenReq, reply) => {
+      const token = req.params.token;
+      // A revoked link stops streaming at the next change (the reload by token finds nothing).
+      await runStream(req, reply, tokenRun(req), `/r/${token}`, () => runByToken(token));
+    });
   });
 
   /**

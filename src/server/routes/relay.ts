@@ -24,36 +24,52 @@ const Heartbeat = z.object({
 const CommandsQuery = z.object({ after: z.coerce.number().int().min(0).max(2_147_483_647).default(0), waitMs: z.coerce.number().int().min(0).max(30_000).default(25_000) });
 const Ack = z.object({ seq: z.number().int().positive().max(2_147_483_647) });
 
+/** Per-route body limits: a batch of events may be big; a heartbeat or an ack is tiny. */
+export const RELAY_BODY_LIMITS = { events: 32 * 1024 * 1024, heartbeat: 16 * 1024, ack: 4 * 1024 } as const;
+
+/**
+ * The relay's routes, as one encapsulated plugin: its `onRequest` hook checks the run's relay token before any
+ * body is read, so an unauthenticated upload is answered 401 at once. Self-contained: it can be registered on
+ * more than one listener.
+ */
 export function relayRoutes(app: FastifyInstance, receiver: RelayReceiver) {
-  const auth = async (runId: string, header: string | undefined) => {
+  app.register(async (relay) => relayPlugin(relay, receiver));
+}
+
+function relayPlugin(app: FastifyInstance, receiver: RelayReceiver) {
+  const authed = new WeakMap<object, Awaited<ReturnType<RelayReceiver["authenticate"]>>>();
+  app.addHook("onRequest", async (req, reply) => {
+    const runId = (req.params as { runId?: unknown } | undefined)?.runId;
     try {
-      return await receiver.authenticate(runId, bearer(header));
+      if (typeof runId !== "string") throw new RelayAuthError();
+      authed.set(req, await receiver.authenticate(runId, bearer(req.headers.authorization)));
     } catch (e) {
-      if (e instanceof RelayAuthError) throw new HttpError(401, e.message);
-      throw e;
+      if (!(e instanceof RelayAuthError)) throw e;
+      // Close the connection: whatever body follows is not read.
+      return reply.code(401).header("connection", "close").send({ error: e.message });
     }
+  });
+  const runOf = (req: object) => {
+    const run = authed.get(req);
+    if (!run) throw new HttpError(401, "not authenticated");
+    return run;
   };
   type P = { Params: { runId: string } };
 
-  app.post<P>("/relay/v1/runs/:runId/events", { bodyLimit: 32 * 1024 * 1024 }, async (req) => {
-    const run = await auth(req.params.runId, req.headers.authorization);
-    return receiver.ingest(run, parse(Batch, req.body) as never);
-  });
-  app.post<P>("/relay/v1/runs/:runId/heartbeat", async (req) => {
-    const run = await auth(req.params.runId, req.headers.authorization);
-    await receiver.heartbeat(run, parse(Heartbeat, req.body));
+  app.post<P>("/relay/v1/runs/:runId/events", { bodyLimit: RELAY_BODY_LIMITS.events }, async (req) => receiver.ingest(runOf(req), parse(Batch, req.body) as never));
+  app.post<P>("/relay/v1/runs/:runId/heartbeat", { bodyLimit: RELAY_BODY_LIMITS.heartbeat }, async (req) => {
+    await receiver.heartbeat(runOf(req), parse(Heartbeat, req.body));
     return { ok: true };
   });
   app.get<P>("/relay/v1/runs/:runId/commands", async (req) => {
-    const run = await auth(req.params.runId, req.headers.authorization);
+    const run = runOf(req);
     const q = parse(CommandsQuery, req.query);
     const ac = new AbortController();
     req.raw.on("close", () => ac.abort());
     return receiver.commands(run, q.after, q.waitMs, ac.signal);
   });
-  app.post<P>("/relay/v1/runs/:runId/commands/ack", async (req) => {
-    const run = await auth(req.params.runId, req.headers.authorization);
-    await receiver.ack(run, parse(Ack, req.body).seq);
+  app.post<P>("/relay/v1/runs/:runId/commands/ack", { bodyLimit: RELAY_BODY_LIMITS.ack }, async (req) => {
+    await receiver.ack(runOf(req), parse(Ack, req.body).seq);
     return { ok: true };
   });
 }
