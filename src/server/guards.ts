@@ -53,12 +53,13 @@ export function failureGate(app: FastifyInstance, opts: { max: number; windowMs:
   };
 }
 
-/** onRequest hook: `Authorization: Bearer <API_TOKEN>` or 401 (429 once the address failed too often). */
+/** onRequest hook: `Authorization: Bearer <API_TOKEN>` or 401 (429 once the address sent too many wrong tokens). */
 export function bearerGuard(token: string, gate: FailureGate): BearerGuard {
   return async (req, reply) => {
     if (gate.lockedOut(req, reply)) return reply;
     if (checkBearer(req.headers.authorization, token)) return;
-    if (await gate.failed(req, reply)) return reply;
+    // A wrong token is a guess and counts; no token at all is not.
+    if (req.headers.authorization !== undefined && (await gate.failed(req, reply))) return reply;
     return reply.code(401).send({ error: "missing or invalid API token (Authorization: Bearer <API_TOKEN>)" });
   };
 }

@@ -53,7 +53,19 @@ describe("POST /linear/webhook and the OAuth install", () => {
     agentSessionCreatedPayload({ sessionId, issue, appUserId: fake.appUserId, organizationId: fake.organizationId, webhookTimestamp: ts });
 
   it("installs a workspace: install redirects to Linear with actor=app; the callback stores the token and app user", async () => {
-    const start = await fetch(`${srv.url}/linear/oauth/install`, { redirect: "manual" });
+    // Only a signed-in dashboard session may install: anyone else is sent to the sign-in page.
+    const anonymous = await fetch(`${srv.url}/linear/oauth/install`, { redirect: "manual" });
+    expect(anonymous.status).toBe(303);
+    expect(anonymous.headers.get("location")).toBe("/login?next=%2Flinear%2Foauth%2Finstall");
+    const signIn = await fetch(`${srv.url}/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: srv.deckhand.apiToken, next: "/linear/oauth/install" }).toString(),
+    });
+    expect(signIn.status).toBe(303);
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    const start = await fetch(`${srv.url}/linear/oauth/install`, { redirect: "manual", headers: { cookie } });
     expect(start.status).toBe(302);
     const to = new URL(start.headers.get("location")!);
     expect(to.origin + to.pathname).toBe("https://linear.app/oauth/authorize");

@@ -3,6 +3,7 @@
  * activities. Mounts `POST /linear/webhook`, the OAuth install routes, and the Linear notifier on the outbox.
  */
 import type { Deckhand } from "../../app.ts";
+import { requireSession } from "../../server/raw-guards.ts";
 import { registerIntegration } from "../index.ts";
 import type { LinearDeps } from "./deps.ts";
 import { LinearClients } from "./linear-clients.ts";
@@ -28,7 +29,8 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
     void p.finally(() => inflight.delete(p));
   };
   deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track));
-  deckhand.mountRaw("/linear/oauth/install", oauthInstallHandler(deps));
+  // Installing the app in a workspace is an admin's act: a signed-in dashboard session first.
+  deckhand.mountRaw("/linear/oauth/install", requireSession(deckhand.sessions, "/linear/oauth/install", oauthInstallHandler(deps)));
   deckhand.mountRaw("/linear/oauth/callback", oauthCallbackHandler(deps));
   deckhand.outbox.register(new LinearNotifier(clients));
   const settled = async () => {
