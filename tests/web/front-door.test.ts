@@ -130,11 +130,124 @@ describe(`front door (${database})`, () => {
     expect((await srv.api("GET", `/api/runs/${run.id}`)).body.status).toBe("queued");
   }, 300_000);
 
-  it("the walk would catch a route added without a guard", async () => {
-    // Every non-public route answered a stranger with a refusal above; a route outside the guarded plugins answers
-    // with its data. Prove the detector on the one place that is public on purpose: /healthz without a token.
-    const res = await raw(srv.url, "GET", "/healthz");
-    expect(res.status).toBe(200);
-    expect(JSON.parse(res.body)).toEqual({ ok: true });
+  it("/healthz: {ok} to anyone; the details only with the API token", async () => {
+    const anon = await raw(srv.url, "GET", "/healthz");
+    expect(anon.status).toBe(200);
+    expect(JSON.parse(anon.body)).toEqual({ ok: true });
+    const wrong = await raw(srv.url, "GET", "/healthz", { headers: { authorization: "Bearer not-the-token-at-all" } });
+    expect(JSON.parse(wrong.body)).toEqual({ ok: true });
+    const full = await srv.api("GET", "/healthz");
+    expect(full.status).toBe(200);
+    expect(full.body).toMatchObject({ ok: true, database: database, model: "deckhand-llm/m" });
+    expect(full.body.sandboxBreaker).toBeTruthy();
   });
+
+  it("relay uploads without a token are refused before their body is read: forty 30 MB posts, each 401", async () => {
+    const size = 30 * 1024 * 1024;
+    const u = new URL(srv.url);
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    const cpu0 = process.cpuUsage();
+    const one = () =>
+      new Promise<{ status: number; sent: number }>((resolve) => {
+        let sent = 0;
+        let status = 0;
+        let done = false;
+        const finish = () => {
+          if (done) return;
+          done = true;
+          resolve({ status, sent });
+        };
+        const req = http.request(
+          { host: u.hostname, port: u.port, method: "POST", path: `/relay/v1/runs/${run.id}/events`, agent: false, headers: { "content-type": "application/json", "content-length": size } },
+          (res) => {
+            status = res.statusCode!;
+            res.resume();
+            res.on("end", () => {
+              req.destroy();
+              finish();
+            });
+          },
+        );
+        req.on("error", finish);
+        req.on("close", finish);
+        const pump = () => {
+          while (!done && sent < size) {
+            sent += chunk.length;
+            if (!req.write(chunk)) return void req.once("drain", pump);
+          }
+          if (!done) req.end();
+        };
+        pump();
+      });
+    const results = await Promise.all(Array.from({ length: 40 }, one));
+    const cpu = process.cpuUsage(cpu0);
+    console.log(`relay flood: ${results.length} posts, ${(results.reduce((n, r) => n + r.sent, 0) / 1048576).toFixed(1)} MB pushed by the client, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU`);
+    for (const r of results) expect(r.status).toBe(401);
+    // The client could not push the bodies through: the server answered and closed instead of reading 1.2 GB.
+    const total = results.reduce((n, r) => n + r.sent, 0);
+    expect(total).toBeLessThan(40 * size * 0.25);
+    // A bound of work (client and server share this process): nowhere near parsing 1.2 GB of JSON.
+    expect((cpu.user + cpu.system) / 1e6).toBeLessThan(10);
+    expect(await counts()).toMatchObject({ runs: 1 });
+  }, 120_000);
+
+  it("signing out ends the session: the old cookie opens nothing afterwards", async () => {
+    const signIn = await fetch(`${srv.url}/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ token: srv.deckhand.apiToken, name: "Ana" }).toString() });
+    expect(signIn.status).toBe(303);
+    const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+    const list = await fetch(`${srv.url}/`, { headers: { cookie }, redirect: "manual" });
+    expect(list.status).toBe(200);
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await list.text())![1]!;
+    const out = await fetch(`${srv.url}/logout`, { method: "POST", redirect: "manual", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ _csrf: csrf }).toString() });
+    expect(out.status).toBe(303);
+    // Someone who kept a copy of the cookie is signed out too.
+    const again = await fetch(`${srv.url}/`, { headers: { cookie }, redirect: "manual" });
+    expect(again.status).toBe(303);
+    expect(again.headers.get("location")).toMatch(/^\/login/);
+    expect((await fetch(`${srv.url}/runs/${run.id}/diff.patch`, { headers: { cookie } })).status).toBe(401);
+  });
+
+  it("/login?next= with control characters is a 400, not a 500", async () => {
+    for (const next of ["%0d%0aSet-Cookie:%20x=1", "/%00", "/runs%7f"]) {
+      const res = await raw(srv.url, "GET", `/login?next=${next}`);
+      expect(res.status, next).toBe(400);
+      expect(JSON.parse(res.body).error).toMatch(/next/);
+    }
+    const post = await raw(srv.url, "POST", "/login", { body: JSON.stringify({ token: "x", next: "/\u0001" }) });
+    expect(post.status).toBe(400);
+    // A plain path is still followed after sign-in.
+    expect((await raw(srv.url, "GET", "/login?next=/runs/abc")).status).toBe(200);
+  });
+
+  it("brute force: wrong bearer tokens and sign-ins from one address get 429 with Retry-After, even for the right token", async () => {
+    // Each scenario from its own loopback address, so the rest of this file (127.0.0.1) is not locked out.
+    const from = (addr: string, method: string, path: string, headers: Record<string, string>, body?: string) =>
+      new Promise<Answer>((resolve, reject) => {
+        const u = new URL(srv.url);
+        const req = http.request({ host: u.hostname, port: u.port, method, path, localAddress: addr, agent: false, headers: { ...headers, ...(body ? { "content-length": Buffer.byteLength(body) } : {}) } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await from("127.0.0.2", "GET", "/api/runs", { authorization: `Bearer guess-${i}-0123456789abcdef` })).status);
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(statuses.slice(5)).toEqual([429, 429]);
+    const right = await from("127.0.0.2", "GET", "/api/runs", { authorization: `Bearer ${srv.deckhand.apiToken}` });
+    expect(right.status).toBe(429);
+    expect(Number(right.headers["retry-after"])).toBeGreaterThan(0);
+    // Another address is not affected.
+    expect((await srv.api("GET", "/api/runs")).status).toBe(200);
+
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    const signIns: number[] = [];
+    for (let i = 0; i < 6; i++) signIns.push((await from("127.0.0.3", "POST", "/login", form, `token=wrong-${i}`)).status);
+    expect(signIns).toEqual([401, 401, 401, 401, 401, 429]);
+    const rightSignIn = await from("127.0.0.3", "POST", "/login", form, `token=${srv.deckhand.apiToken}`);
+    expect(rightSignIn.status).toBe(429);
+    expect(Number(rightSignIn.headers["retry-after"])).toBeGreaterThan(0);
+  }, 60_000);
 });
