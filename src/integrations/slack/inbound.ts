@@ -15,6 +15,7 @@ import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
 import { isTerminal } from "../../runs/state-machine.ts";
 import { askRepoText, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
+import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import type { SlackRef } from "./notifier.ts";
 import { chooseRepo, parseMessage, type ParsedMessage } from "./parse.ts";
 
@@ -26,6 +27,9 @@ export interface Incoming {
   threadTs?: string;
   user?: string;
   team?: string;
+  /** The workspace the event was delivered for (envelope team_id), and the speaker's own (Slack Connect). */
+  workspace?: string;
+  userTeam?: string;
   text: string;
   channelType?: string;
   /** Arrived as app_mention, or mentions the bot. */
@@ -38,6 +42,8 @@ export interface InboundOptions {
   log: Logger;
   channelRepos: Record<string, string>;
   defaultRepo?: string | null;
+  /** Who may drive runs (allowlist.ts). */
+  policy?: SlackPolicy;
 }
 
 const SOURCE = "slack";
@@ -150,6 +156,13 @@ export class SlackInbound {
     }
     if (!(await this.claim(keys.message(m.channel, m.ts)))) return;
     claimed.push(keys.message(m.channel, m.ts));
+
+    // Who may drive runs: a refused person gets one short reply, and nothing else happens.
+    const refusal = this.o.policy ? slackRefusal(m, this.o.policy) : null;
+    if (refusal) {
+      this.o.log.info({ user: m.user, channel: m.channel, userTeam: m.userTeam }, "Slack request refused by the allowlist");
+      return this.reply(m.channel, root, refusal);
+    }
 
     if (run) return this.onReply(run, m, parsed, claimed);
     if (answersAsk) return this.onRepoAnswer(m, parsed, root, claimed, botUserId);

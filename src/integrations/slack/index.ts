@@ -73,7 +73,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   });
   deckhand.outbox.register(new SlackNotifier({ client: notifierClient, minIntervalMs: opts.minIntervalMs }));
 
-  const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO });
+  const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO, policy: { users: c.SLACK_ALLOWED_USERS, channels: c.SLACK_ALLOWED_CHANNELS, allowExternal: c.SLACK_ALLOW_EXTERNAL } });
 
   /** The parts of a Slack message event that Deckhand reads. */
   const incoming = (e: Record<string, string | undefined>, body: unknown, extra: Pick<Incoming, "mentioned"> & Partial<Incoming>): Incoming => ({
@@ -83,6 +83,8 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     threadTs: e.thread_ts,
     user: e.user,
     team: e.team,
+    workspace: (body as { team_id?: string }).team_id,
+    userTeam: e.user_team ?? e.team,
     text: e.text ?? "",
     ...extra,
   });
