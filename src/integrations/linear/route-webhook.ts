@@ -2,6 +2,7 @@
  * Which Linear webhooks we act on, the keys that make a redelivery a duplicate, and the work to do in the
  * background. Anything else is acknowledged and ignored.
  */
+import { refuseDelivery } from "./allowlist.ts";
 import type { LinearDeps } from "./deps.ts";
 import { assignedToBot, onIssueAssigned } from "./on-issue-assigned.ts";
 import { classifyComment, onCommentCreated } from "./on-comment-created.ts";
@@ -16,6 +17,9 @@ export interface Routed {
 }
 
 export async function routeWebhook(deps: LinearDeps, payload: any): Promise<Routed | null> {
+  // Which workspaces may drive runs (allowlist.ts): a refused one gets one answer, nothing else.
+  const refused = refuseDelivery(deps, payload);
+  if (refused) return refused === "ignore" ? null : refused;
   const hook = String(payload?.webhookId ?? "");
   if (payload?.type === "AgentSessionEvent") {
     const sessionId = payload.agentSession?.id;
