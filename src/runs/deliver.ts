@@ -11,6 +11,7 @@ import type { Run } from "../db/schema.ts";
 import { digest } from "../events/vocabulary.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Sandbox } from "../sandbox/provider.ts";
+import { isProtectedBranch } from "./branch-guard.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
 
@@ -134,6 +135,9 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
 /** Bundle the run branch in the sandbox, unbundle it into a backend-side cache repo, push to the remote. */
 async function pushFromBundle(run: Run, sandbox: Sandbox, base: string, deps: DeliverDeps) {
   const repoDir = sandbox.paths.repo;
+  // The branch guard, once more at the last moment: never the remote's default branch, main, master, release/*.
+  const remoteDefault = await sh(sandbox, ["git", "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], repoDir).catch(() => "");
+  if (isProtectedBranch(run.branch, remoteDefault.trim() || null)) throw new Error(`refusing to push to the protected branch ${run.branch}`);
   const bundleIn = `${sandbox.paths.control}/result.bundle`;
   await sh(sandbox, ["git", "bundle", "create", "--quiet", bundleIn, run.branch], repoDir);
   const bytes = await sandbox.readFile(bundleIn);

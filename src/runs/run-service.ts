@@ -33,6 +33,11 @@ export class RunService {
     return `${this.publicUrl}/r/${run.pageToken}`;
   }
 
+  /** The run page that needs a signed-in session: the link for places outside our control (pull requests). */
+  signedInRunUrl(run: Pick<Run, "id">): string {
+    return `${this.publicUrl}/runs/${run.id}`;
+  }
+
   /** Pick the repo: explicit, else the default; unknown names are refused with the allowed list. */
   resolveRepo(repo: string | undefined | null): string {
     const name = repo?.trim() || this.defaultRepo;

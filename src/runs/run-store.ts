@@ -4,6 +4,7 @@ import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
 import type { RunBus } from "./run-bus.ts";
 import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
+import { guardBranch } from "./branch-guard.ts";
 import { branchName, newRunId, randomToken, titleFrom } from "./tokens.ts";
 
 export interface CreateRunInput {
@@ -41,7 +42,8 @@ export class RunStore {
       ref: input.ref ?? null,
       prompt: input.prompt,
       title: input.title ?? titleFrom(input.prompt),
-      branch: input.branch ?? branchName(input.prompt, id),
+      // Never main/master/release/* or the ref the run starts from, whatever name was suggested.
+      branch: input.branch ? guardBranch(input.branch, id, input.ref) : branchName(input.prompt, id),
       source: input.source,
       sourceRef: input.sourceRef ?? {},
       createdBy: input.createdBy ?? null,

@@ -48,7 +48,7 @@ export async function mountGitHub(deckhand: Deckhand, mounted?: (m: GitHubMount)
   }
 
   const credentials = new GitHubCredentials(tokens, webOrigin);
-  const publisher = new PullRequestPublisher({ tokens, apiUrl, webOrigin, draft: c.GITHUB_PR_DRAFT, runPageUrl: (r) => deckhand.service.runPageUrl(r), log });
+  const publisher = new PullRequestPublisher({ tokens, apiUrl, webOrigin, draft: c.GITHUB_PR_DRAFT, runPageUrl: (r) => deckhand.service.signedInRunUrl(r), log });
   deckhand.repos.addCredentials(credentials);
   deckhand.addPublisher(publisher);
 

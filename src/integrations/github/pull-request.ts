@@ -1,10 +1,13 @@
 /**
  * What a run's pull request says: title and body from the run and its result. Pure.
- * The body links back to where the run came from (the Slack thread, the Linear issue) and to the run page;
+ * The body links back to where the run came from (the Slack thread, the Linear issue) and to the sign-in-required
+ * run page (never the per-run token link: a public repository would publish it); the agent's summary is quoted,
+ * attributed and neutralised (agent-words.ts);
  * a Linear run's PR title starts with the issue identifier, which is how Linear links a pull request to an issue.
  */
 import type { Run } from "../../db/schema.ts";
 import type { RunResult } from "../../runs/deliver.ts";
+import { quoteAgent } from "../agent-words.ts";
 
 /** GitHub refuses bodies over 65536 characters and titles over 256. */
 export const MAX_BODY = 60_000;
@@ -74,7 +77,7 @@ export function pullRequestBody(
 ): string {
   const parts: string[] = [];
   const summary = result.summary?.trim();
-  parts.push(summary ? summary : `_The agent left no summary._`);
+  parts.push(summary ? quoteAgent(summary) : `_The agent left no summary._`);
 
   const files = result.filesChanged;
   const fileLines = files.slice(0, MAX_FILES_LISTED).map((f) => `- \`${f.path.replace(/`/g, "'")}\` (+${f.additions} −${f.deletions})`);
@@ -97,7 +100,7 @@ export function pullRequestBody(
   if (body.length > MAX_BODY) {
     // Keep the links: shorten the summary.
     const over = body.length - MAX_BODY + 40;
-    const cut = summary ? `${summary.slice(0, Math.max(0, summary.length - over))}\n\n… (summary shortened; the full text is on the run page)` : "";
+    const cut = summary ? `${quoteAgent(summary.slice(0, Math.max(0, summary.length - over * 2)))}\n\n… (summary shortened; the full text is on the run page)` : "";
     body = [cut, ...parts.slice(1)].join("\n\n").slice(0, MAX_BODY);
   }
   return body;

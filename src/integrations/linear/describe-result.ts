@@ -2,6 +2,7 @@
 import type { Run } from "../../db/schema.ts";
 import type { RunDigest } from "../../events/vocabulary.ts";
 import type { RunResult } from "../../runs/deliver.ts";
+import { quoteAgent } from "../agent-words.ts";
 
 const MAX_FILES = 15;
 
@@ -14,7 +15,7 @@ export function resultLink(result: Partial<RunResult> | null | undefined, runPag
 
 export function responseBody(result: Partial<RunResult>, runPageUrl: string): string {
   const lines: string[] = [];
-  lines.push(result.summary?.trim() || "Done.");
+  lines.push(result.summary?.trim() ? quoteAgent(result.summary) : "Done.");
   const files = result.filesChanged ?? [];
   if (files.length) {
     lines.push("", `**Files changed** (+${result.additions ?? 0} −${result.deletions ?? 0}):`);
@@ -35,7 +36,8 @@ export function responseBody(result: Partial<RunResult>, runPageUrl: string): st
 
 export function errorBody(run: Pick<Run, "statusReason" | "failureCode">, d: Pick<RunDigest, "lastError">, runPageUrl: string): string {
   const reason = run.statusReason?.trim() || d.lastError?.message || "The run failed for an unknown reason";
-  const extra = d.lastError && d.lastError.message !== reason ? `\n${d.lastError.message}` : "";
+  // Error details come from the sandbox: the agent's (or its tools') words, quoted and neutralised.
+  const extra = d.lastError && d.lastError.message !== reason ? `\n\n${quoteAgent(d.lastError.message, "error")}` : "";
   return `The run failed: ${reason}${extra}\n[Run details](${runPageUrl})`;
 }
 
