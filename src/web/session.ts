@@ -1,7 +1,7 @@
 /**
- * Dashboard sessions without a table: an HMAC-signed cookie keyed by a secret derived from API_TOKEN, so every
- * server process accepts it and rotating API_TOKEN signs everybody out. Each session carries a random id; its CSRF
- * token is an HMAC of that id, checked on every state-changing request. Pure (no I/O).
+ * Dashboard sessions: an HMAC-signed cookie keyed by a secret derived from API_TOKEN, naming a row in the
+ * `web_sessions` table (session-store.ts: signing out or rotating API_TOKEN ends it). Each session carries a
+ * random id; its CSRF token is an HMAC of that id, checked on every state-changing request. Pure (no I/O).
  */
 import crypto from "node:crypto";
 

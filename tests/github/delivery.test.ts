@@ -91,8 +91,11 @@ describe("GitHub delivery with a GitHub App", () => {
       source: "slack",
       sourceRef: { channel: "C0WIDGETS", threadTs: "1700000000.000100", teamDomain: "acme" },
       createdBy: "U123",
+      // As Linear might suggest: the branch guard turns the default branch into a deckhand/ branch.
+      branch: "main",
     });
     runId = run.id;
+    expect(run.branch).toMatch(/^deckhand\/main-[a-z0-9]{5}$/);
     // A run without changes, at the same time, on another repository.
     noChangeId = (await srv.api("POST", "/api/runs", { repo: "gadgets", prompt: NO_CHANGE })).body.id;
 
@@ -110,10 +113,13 @@ describe("GitHub delivery with a GitHub App", () => {
     expect(fake.pulls).toHaveLength(1);
     const pr = fake.pulls[0]!;
     expect(pr).toMatchObject({ owner: "acme", repo: "widgets", number: 1, head: run.branch, base: "main", draft: true, title: "Create hello.txt with a greeting", updates: 0 });
-    expect(pr.body).toContain("I created hello.txt with a greeting.");
+    // The agent's words are quoted and attributed; the link is the sign-in-required run page, never the token link.
+    expect(pr.body).toContain("**The agent's summary** (its own words, not checked by Deckhand):\n\n> I created hello.txt with a greeting.");
     expect(pr.body).toContain("- `hello.txt` (+1 −0)");
     expect(pr.body).toContain("Requested in [the Slack thread](https://acme.slack.com/archives/C0WIDGETS/p1700000000000100) by U123");
-    expect(pr.body).toContain(`Run: [${runId}](${done.url})`);
+    expect(pr.body).toContain(`Run: [${runId}](${srv.deckhand.config.PUBLIC_URL}/runs/${runId})`);
+    expect(pr.body).not.toContain(new URL(done.url).pathname);
+    expect(pr.body).not.toContain("/r/");
 
     // Tokens: every one scoped to widgets. The clone's read token was used for the clone and revoked at once; the
     // push had its own contents:write token, revoked right after; the PR token is kept for later idles.

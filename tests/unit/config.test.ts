@@ -37,4 +37,24 @@ describe("config", () => {
     expect(() => loadConfig({ REPOS: "api=/srv/api.git", DEFAULT_REPO: "web" })).toThrow(/DEFAULT_REPO.*not one of REPOS \(api\)/);
     expect(loadConfig({ REPOS: "api=/srv/api.git, web=acme/web", DEFAULT_REPO: "web" }).REPOS).toEqual({ api: "/srv/api.git", web: "acme/web" });
   });
+  it("front door: listens on loopback by default; allowlists parse as lists; REPOS with credentials are refused", () => {
+    const c = loadConfig({ SLACK_ALLOWED_USERS: "U1, U2", LINEAR_ALLOWED_ORGANIZATIONS: "acme" });
+    expect(c.HOST).toBe("127.0.0.1");
+    expect(c.SLACK_ALLOWED_USERS).toEqual(["U1", "U2"]);
+    expect(c.SLACK_ALLOWED_CHANNELS).toEqual([]);
+    expect(c.SLACK_ALLOW_EXTERNAL).toBe(false);
+    expect(c.LINEAR_ALLOWED_ORGANIZATIONS).toEqual(["acme"]);
+    let err: unknown;
+    try {
+      loadConfig({ REPOS: "api=https://x-access-token:ghp_SECRET123@github.com/acme/api.git,web=acme/web" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(String(err)).toMatch(/REPOS\.api: the clone URL carries credentials.*GitHub App.*GITHUB_TOKEN/);
+    // The secret itself is never repeated in the message.
+    expect(String(err)).not.toContain("ghp_SECRET123");
+    expect(() => loadConfig({ REPOS: "u=https://user@example.com/r.git" })).toThrow(/credentials/);
+    expect(loadConfig({ REPOS: "ok=https://github.com/acme/api.git,ssh=git@github.com:acme/api.git" }).REPOS.ok).toBe("https://github.com/acme/api.git");
+  });
 });
