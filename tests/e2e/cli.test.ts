@@ -1,5 +1,6 @@
 /** The `deckhand` command line against a real server, as a user runs it (child processes, no TTY). */
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scripts } from "../fakes/model-server.ts";
@@ -111,9 +112,14 @@ describe("deckhand serve and migrate on the embedded defaults", () => {
       expect(out).toContain("repos: none");
       expect(out).toContain("slack: not configured");
       expect(out).toContain("linear: not configured");
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      // Anyone learns that it is up; what it runs on only with the token (written 0600 in DATA_DIR, itself 0700).
+      expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ ok: true });
+      expect(fs.statSync(dataDir).mode & 0o777).toBe(0o700);
+      const token = fs.readFileSync(path.join(dataDir, "api-token"), "utf8").trim();
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { authorization: `Bearer ${token}` } });
       expect(health.status).toBe(200);
       expect(await health.json()).toMatchObject({ ok: true, database: "pglite", sandbox: "local" });
+      expect(out).toContain("set HOST=0.0.0.0 to listen on every interface");
     } finally {
       child.kill("SIGTERM");
       await new Promise((r) => child.on("close", r));

@@ -79,7 +79,7 @@ describe(`a provider that keeps failing (${database})`, () => {
     await until("the Slack status saying new sandboxes are paused", () => slackSaid(/New sandboxes are paused/), 30_000);
 
     // /healthz says so, and while the breaker is open no sandbox is asked for.
-    const health = await srv.api("GET", "/healthz", undefined, null);
+    const health = await srv.api("GET", "/healthz");
     expect(health.status).toBe(200);
     if (health.body.sandboxBreaker.state === "open") {
       expect(health.body.sandboxBreaker.message).toMatch(/New sandboxes are paused/);
@@ -101,7 +101,7 @@ describe(`a provider that keeps failing (${database})`, () => {
     expect(creates()).toBeLessThanOrEqual(2 * ids.length);
     const err = await until("the Linear error activity", () => session.activities().find((a) => a.content.type === "error"), 30_000);
     expect(err.content.body).toMatch(/E2B is having a bad day/);
-    console.log(`[faults] failing provider: ${ids.length} runs failed after ${creates()} create calls in ${Date.now() - t0} ms; breaker ${JSON.stringify((await srv.api("GET", "/healthz", undefined, null)).body.sandboxBreaker.state)}`);
+    console.log(`[faults] failing provider: ${ids.length} runs failed after ${creates()} create calls in ${Date.now() - t0} ms; breaker ${JSON.stringify((await srv.api("GET", "/healthz")).body.sandboxBreaker.state)}`);
   }, 120_000);
 });
 
