@@ -134,7 +134,7 @@ describe("the final message", () => {
     const c = finalContent(view(run, d));
     const text = allText(c);
     expect(c.blocks[0].text.text).toBe(":white_check_mark: *Done* in 2m 05s");
-    expect(c.blocks[1].text.text).toBe("I fixed the *login* bug.\n\n*Changes*\n• `src/app.ts`: check the <https://example.com/s|session> first");
+    expect(c.blocks[1].text.text).toBe("_The agent's summary, in its own words:_\nI fixed the *login* bug.\n\n*Changes*\n• `src/app.ts`: check the <https://example.com/s|session> first");
     expect(text).toContain("*2 files changed* (+13 −1)\n• `src/app.ts` +3 −1\n• `test/app.test.ts` +10 −0");
     expect(text).toContain(`<${PAGE}#diff|Diff>  ·  <${PAGE}|Run page>`);
     expect(text).toContain("13k tokens (12k in, 678 out)");

@@ -97,14 +97,14 @@ export function markdownToMrkdwn(md: string): string {
  * The agent's text as mrkdwn that fits one section (with room for the "full text" link): cut on the Markdown
  * side so no link, entity or code fence is broken.
  */
-export function agentText(md: string, fullTextUrl: string, max = SUMMARY_MAX): string {
+export function agentText(md: string, fullTextUrl: string, max = SUMMARY_MAX, label = ""): string {
   const src = md.trim();
   let limit = Math.min(max, src.length);
   for (;;) {
     const c = cut(src, limit);
     let text = c.text;
     if (c.cut && (text.match(/```/g)?.length ?? 0) % 2 === 1) text += "\n```";
-    let out = markdownToMrkdwn(text);
+    let out = label + markdownToMrkdwn(text);
     if (c.cut) out += `\n<${fullTextUrl}|Read the full text on the run page>`;
     if (out.length <= SECTION_MAX || limit < 200) return out.length <= SECTION_MAX ? out : `${out.slice(0, SECTION_MAX - 60)}…\n<${fullTextUrl}|Full text>`;
     limit = Math.floor(limit * 0.8);
@@ -257,7 +257,8 @@ export function finalContent(v: RunView): SlackContent {
   const files = r.filesChanged ?? [];
   const blocks: Block[] = [];
   blocks.push(section(`:white_check_mark: *Done* in ${fmtDuration(v.durationMs)}`));
-  if (r.summary?.trim()) blocks.push(section(agentText(r.summary, v.url)));
+  // The agent's words are labelled as the agent's, never shown as Deckhand's own status line.
+  if (r.summary?.trim()) blocks.push(section(agentText(r.summary, v.url, SUMMARY_MAX, "_The agent's summary, in its own words:_\n")));
   if (files.length) {
     const add = r.additions ?? files.reduce((a, f) => a + f.additions, 0);
     const del = r.deletions ?? files.reduce((a, f) => a + f.deletions, 0);
