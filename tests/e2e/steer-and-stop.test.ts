@@ -65,7 +65,7 @@ describe("steering and stopping runs", () => {
     expect(mine()[0]!.userTexts[0]).toBe(task);
     expect(mine().at(-1)!.userTexts).toEqual([task, ...follow]);
     await srv.api("POST", `/api/runs/${body.id}/stop`);
-  });
+  }, 120_000);
 
   it("a follow-up after the run went idle continues it on the same branch", async () => {
     model = heldModel();
