@@ -151,6 +151,12 @@ export class SlackInbound {
     if (!(await this.claim(keys.message(m.channel, m.ts)))) return;
     claimed.push(keys.message(m.channel, m.ts));
 
+    // Workflows and some apps mention us without a user: no anonymous runs (nobody could be asked or allowed).
+    if (!m.user) {
+      this.o.log.info({ channel: m.channel, ts: m.ts }, "refused a Slack message without a user");
+      return this.reply(m.channel, root, "I only take work from a person, and this message has no user (a workflow or an app?). Ask someone to mention me with the task.");
+    }
+
     if (run) return this.onReply(run, m, parsed, claimed);
     if (answersAsk) return this.onRepoAnswer(m, parsed, root, claimed, botUserId);
     return this.onNewRequest(m, parsed, root, claimed);
