@@ -52,6 +52,21 @@ describe("steering and stopping runs", () => {
     expect(run.result.filesChanged.map((f: any) => f.path).sort()).toEqual(["also-add-steer.txt", "first.txt"]);
   });
 
+  it("follow-ups sent right after creating a run reach the agent after the task, in the order sent", async () => {
+    const task = "Ordered task: write first.txt";
+    const follow = ["ordered follow-up one", "ordered follow-up two"];
+    model = { handler: () => ({ text: "noted" }), release: () => {}, seen: Promise.resolve() };
+    const { body } = await srv.api("POST", "/api/runs", { repo: "demo", prompt: task });
+    for (const text of follow) expect((await srv.api("POST", `/api/runs/${body.id}/inputs`, { text })).status).toBe(202);
+    const end = Date.now() + 90_000;
+    const mine = () => srv.model.requests.filter((r) => [task, ...follow].some((t) => r.userTexts.includes(t)));
+    while (!mine().some((r) => r.userTexts.includes(follow[1]!)) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    // The first thing the model sees is the task; the last request holds every input, in the order sent.
+    expect(mine()[0]!.userTexts[0]).toBe(task);
+    expect(mine().at(-1)!.userTexts).toEqual([task, ...follow]);
+    await srv.api("POST", `/api/runs/${body.id}/stop`);
+  }, 120_000);
+
   it("a follow-up after the run went idle continues it on the same branch", async () => {
     model = heldModel();
     model.release();

@@ -158,3 +158,28 @@ describe("config", () => {
     expect(() => configFromEnv({ ...env, DECKHAND_RELAY_TOKEN: "" })).toThrow(/DECKHAND_RELAY_TOKEN/);
   });
 });
+
+describe("user messages (the order of inputs)", () => {
+  it("counts each user message of our session once, from a recorded steering stream", async () => {
+    const { UserMessageWatch } = await import("../../src/relay/agent/user-messages.ts");
+    const evs = fixture("opencode-steer.events.jsonl");
+    const sid = "ses_df9c8739fffeO3b26HFoq3gAe6";
+    const watch = new UserMessageWatch();
+    for (const ev of evs) watch.observe(ev, sid);
+    expect(watch.count).toBe(2); // five user message.updated events, two messages
+    const other = new UserMessageWatch();
+    for (const ev of evs) other.observe(ev, "ses_someone_else");
+    expect(other.count).toBe(0);
+  });
+  it("waiting for the next one resolves when it comes, false after the bound", async () => {
+    const { UserMessageWatch } = await import("../../src/relay/agent/user-messages.ts");
+    const watch = new UserMessageWatch();
+    const signal = new AbortController().signal;
+    const t0 = Date.now();
+    expect(await watch.waitForMoreThan(0, 50, signal)).toBe(false);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    const later = watch.waitForMoreThan(0, 5_000, signal);
+    setTimeout(() => watch.observe({ type: "message.updated", properties: { info: { id: "msg_1", role: "user", sessionID: "s" } } }, "s"), 10);
+    expect(await later).toBe(true);
+  });
+});

@@ -69,6 +69,8 @@ async function startFakeOpencode(): Promise<FakeOpencode> {
     if (p === "/session/status") return json(res, 200, fo.status);
     if (p === `/session/${SID}/prompt_async`) {
       res.writeHead(204).end();
+      // Like OpenCode: the prompt becomes a user message (after 204), which the relay waits for before the next one.
+      fo.send("message.updated", { sessionID: SID, info: { id: `msg_u${fo.calls.length}`, sessionID: SID, role: "user" } });
       fo.onPrompt(body.parts[0].text);
       return;
     }

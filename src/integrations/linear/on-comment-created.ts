@@ -2,6 +2,7 @@
  * Classic path: comments are the conversation. A reply in a run's thread steers it (continues it when idle, or
  * starts a continuation on the same branch when it is over); "stop" stops it; a reply to "which repo?" starts it.
  */
+import { commandOf } from "../../intake/decide.ts";
 import type { Run } from "../../db/schema.ts";
 import { isTerminal } from "../../runs/state-machine.ts";
 import { continuationPrompt } from "./build-prompt.ts";
@@ -37,7 +38,7 @@ export async function onCommentCreated(deps: LinearDeps, payload: any, target: E
     return;
   }
   const run = target.run;
-  if (/^stop[.!]?$/i.test(text)) {
+  if (commandOf(text) === "stop") {
     if (!isTerminal(run.status)) await deps.service.stop(run.id, { author, source: "linear" });
     return;
   }

@@ -1,80 +1,94 @@
 /**
- * `AgentSessionEvent` / `prompted`: the user wrote in the session. It steers a working run, continues an idle
- * one (or a finished one, on the same branch), answers a "which repo?" question, or — with the `stop`
- * signal — stops the run (the notifier then posts the final activity).
+ * `AgentSessionEvent` / `prompted`: the user wrote in the session. The shared intake (src/intake) decides: steer a
+ * working run, continue an idle one (or a finished one, on the same branch), answer a "which repo?" question,
+ * start a run for a session we never saw, stop (the `stop` signal or a stop word), or say where the run is.
  */
-import { isTerminal } from "../../runs/state-machine.ts";
+import { decideIntake } from "../../intake/decide.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
 import { latestRunForSession, pendingStart } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
-import { linearRef } from "./source-ref.ts";
+import { joinedRunningIssue, pendingFromSession } from "./on-session-created.ts";
 import { sayWithoutRun } from "./say-without-run.ts";
+import { linearRef } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
-import { askForRepo, startLinearRun } from "./start-linear-run.ts";
-import { pendingFromSession } from "./on-session-created.ts";
+import { askForRepo, repoChoiceFor, startLinearRun } from "./start-linear-run.ts";
+
+const HELP = "Write here to steer the agent or to continue when it is done; `status` says where the run is; `stop` stops it.";
 
 export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise<void> {
   const sessionId = String(payload.agentSession?.id ?? "");
   const activity = payload.agentActivity ?? {};
-  const activityId = String(activity.id ?? "");
   const text = String(activity.content?.body ?? activity.body ?? "").trim();
+  // Without an activity id, what the activity says and when names it (never "" shared by every such prompt).
+  const activityId = String(activity.id ?? "") || `x-${stableUuid(JSON.stringify([sessionId, activity.createdAt ?? payload.createdAt ?? payload.webhookTimestamp, text, activity.signal]))}`;
   const author = activity.user?.name ?? activity.userId ?? null;
-  const stop = activity.signal === "stop";
   const run = await latestRunForSession(deps.db, sessionId);
+  const asked = run ? null : await pendingStart(deps.db, { sessionId });
+  const fresh: PendingStart = { ...pendingFromSession(payload), request: text, promptContext: null, author };
+  const repo = run ? run.repo : asked ? null : repoChoiceFor(deps, fresh, payload.agentSession?.issue?.team?.key ?? null).repo;
+  const decision = decideIntake({ text, stopSignal: activity.signal === "stop", addressed: true }, { run, askedRepo: !!asked, repo });
   const to = { workspaceId: String(payload.organizationId ?? ""), mode: "agent" as const, sessionId, issueId: String(payload.agentSession?.issueId ?? "") };
+  const say = (body: string, type: "thought" | "response" = "thought") => sayWithoutRun(deps, to, `linear:say:${sessionId}:${activityId}`, { type, body });
 
-  if (stop) {
-    if (run && !isTerminal(run.status)) {
-      await deps.service.stop(run.id, { author, source: "linear" });
+  switch (decision.kind) {
+    case "stop":
+      if (run && decision.running) return void (await deps.service.stop(run.id, { author, source: "linear" }));
+      return say("Stopped. Nothing was running.", "response");
+    case "status":
+      return say(run ? `The run is ${run.status}${run.statusReason ? ` (${run.statusReason})` : ""}: ${deps.service.runPageUrl(run)}` : "There is no run in this session yet.");
+    case "help":
+      return say(HELP);
+    case "ignore":
+      return;
+    case "steer":
+    case "continue": {
+      await deps.service.followUp(run!.id, { text, author, source: "linear" });
+      const ref = linearRef(run!)!;
+      const key = `linear:${run!.id}:ack:${activityId}`;
+      await deps.outbox.enqueue(run!.id, "linear", [
+        {
+          dedupeKey: key,
+          orderingKey: `linear:session:${sessionId}`,
+          kind: "activity.thought",
+          payload: {
+            op: "activity",
+            workspaceId: ref.workspaceId,
+            sessionId,
+            id: stableUuid(key),
+            content: { type: "thought", body: decision.kind === "continue" ? `Continuing on branch ${run!.branch}…` : "Got it; passing that to the agent." },
+            ephemeral: true,
+          },
+        },
+      ]);
+      deps.outbox.kick();
       return;
     }
-    await sayWithoutRun(deps, to, `linear:stop:${sessionId}:${activityId}`, { type: "response", body: "Stopped. Nothing was running." });
-    return;
+    case "start":
+    case "ask_repo": {
+      if (run) {
+        // Finished (closed, failed, cancelled): a new run continues on the same branch.
+        const ref = linearRef(run)!;
+        const p: PendingStart = { workspaceId: ref.workspaceId, mode: "agent", sessionId, issueId: ref.issueId, identifier: ref.identifier, title: run.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author };
+        await startLinearRun(deps, p, { repo: run.repo, dedupe: `${sessionId}:${activityId}`, continueFrom: run, prompt: continuationPrompt(run.prompt, text) });
+        return;
+      }
+      // A session we never saw (its `created` was missed during downtime): start as `created` would, with this text.
+      if (await joinedRunningIssue(deps, fresh, `${sessionId}:${activityId}`)) return;
+      await startLinearRun(deps, fresh, { repo: decision.kind === "start" ? decision.repo : null, dedupe: `${sessionId}:${activityId}` });
+      return;
+    }
+    case "answer": {
+      // No run yet: the answer to "which repo?".
+      const pending = asked!.pending;
+      const allowed = deps.service.repos.names();
+      const chosen = repoFromAnswer(text, allowed);
+      if (!chosen) {
+        await askForRepo(deps, pending, { repo: null, reason: "none", allowed }, `linear:ask:${sessionId}:${activityId}`);
+        return;
+      }
+      await startLinearRun(deps, { ...pending, author: pending.author ?? author }, { repo: chosen, dedupe: `${sessionId}:${activityId}` });
+    }
   }
-  if (!text) return;
-
-  if (run && !isTerminal(run.status)) {
-    const wasIdle = run.status === "idle";
-    await deps.service.followUp(run.id, { text, author, source: "linear" });
-    const ref = linearRef(run)!;
-    const key = `linear:${run.id}:ack:${activityId}`;
-    await deps.outbox.enqueue(run.id, "linear", [
-      {
-        dedupeKey: key,
-        orderingKey: `linear:session:${sessionId}`,
-        kind: "activity.thought",
-        payload: {
-          op: "activity",
-          workspaceId: ref.workspaceId,
-          sessionId,
-          id: stableUuid(key),
-          content: { type: "thought", body: wasIdle ? `Continuing on branch ${run.branch}…` : "Got it; passing that to the agent." },
-          ephemeral: true,
-        },
-      },
-    ]);
-    deps.outbox.kick();
-    return;
-  }
-
-  if (run) {
-    // Finished (closed, failed, cancelled): a new run continues on the same branch.
-    const ref = linearRef(run)!;
-    const p: PendingStart = { workspaceId: ref.workspaceId, mode: "agent", sessionId, issueId: ref.issueId, identifier: ref.identifier, title: run.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author };
-    await startLinearRun(deps, p, { repo: run.repo, dedupe: `${sessionId}:${activityId}`, continueFrom: run, prompt: continuationPrompt(run.prompt, text) });
-    return;
-  }
-
-  // No run yet: the answer to "which repo?".
-  const asked = await pendingStart(deps.db, { sessionId });
-  const pending: PendingStart = asked?.pending ?? { ...pendingFromSession(payload), request: text, promptContext: null };
-  const allowed = deps.service.repos.names();
-  const repo = repoFromAnswer(text, allowed);
-  if (!repo) {
-    await askForRepo(deps, pending, { repo: null, reason: "none", allowed }, `linear:ask:${sessionId}:${activityId}`);
-    return;
-  }
-  await startLinearRun(deps, { ...pending, author: pending.author ?? author }, { repo, dedupe: `${sessionId}:${activityId}` });
 }

@@ -3,6 +3,7 @@
  * suggested branch so Linear links the pull request. The notifier takes it from there.
  */
 import type { Run } from "../../db/schema.ts";
+import { continuationOf } from "../../intake/decide.ts";
 import { runLog } from "../../log/logger.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
@@ -76,7 +77,7 @@ export async function startLinearRun(
     }
     repo = choice.repo;
   }
-  const details = o.continueFrom ? {} : await issueDetails(deps, p, p.mode === "classic");
+  const details = o.continueFrom || !p.issueId ? {} : await issueDetails(deps, p, p.mode === "classic");
   teamKey ??= details.teamKey ?? null;
   const prompt =
     o.prompt ??
@@ -99,9 +100,9 @@ export async function startLinearRun(
     ...(p.url ? { issueUrl: p.url } : {}),
     ...(p.teamId ? { teamId: p.teamId } : {}),
   };
-  const prev = o.continueFrom;
-  const branch = prev ? prev.branch : details.branchName && BRANCH_RE.test(details.branchName) ? details.branchName : undefined;
-  const ref0 = prev ? ((prev.result as { pushed?: boolean } | null)?.pushed ? prev.branch : prev.ref) : null;
+  const next = o.continueFrom ? continuationOf(o.continueFrom) : null;
+  const branch = next ? next.branch : details.branchName && BRANCH_RE.test(details.branchName) ? details.branchName : undefined;
+  const ref0 = next ? next.ref : null;
   try {
     const run = await deps.service.start({
       prompt,

@@ -10,6 +10,7 @@ import { deliveries, type Run } from "../../db/schema.ts";
 import { digest } from "../../events/vocabulary.ts";
 import type { Logger } from "../../log/logger.ts";
 import { runLog } from "../../log/logger.ts";
+import { continuationOf } from "../../intake/decide.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
@@ -157,6 +158,11 @@ export class SlackInbound {
     if (!(await this.claim(keys.message(m.channel, m.ts)))) return;
     claimed.push(keys.message(m.channel, m.ts));
 
+    // Workflows and some apps mention us without a user: no anonymous runs (nobody could be asked or allowed).
+    if (!m.user) {
+      this.o.log.info({ channel: m.channel, ts: m.ts }, "refused a Slack message without a user");
+      return this.reply(m.channel, root, "I only take work from a person, and this message has no user (a workflow or an app?). Ask someone to mention me with the task.");
+    }
     // Who may drive runs: a refused person gets one short reply, and nothing else happens.
     const refusal = this.o.policy ? slackRefusal(m, this.o.policy) : null;
     if (refusal) {
@@ -206,14 +212,10 @@ export class SlackInbound {
     }
     // The run is over: a reply starts a new run in this thread, continuing its branch when it was pushed.
     const fresh = (await service.store.get(run.id)) ?? run;
-    const result = (fresh.result ?? {}) as { pushed?: boolean; summary?: string | null };
-    const sameBranch = fresh.status === "closed" && result.pushed === true;
-    const prompt = sameBranch ? continuationPrompt(fresh, result.summary ?? null, parsed.text) : parsed.text;
-    await this.startRun(m, parsed, thread, claimed, {
-      repo: parsed.repo ?? fresh.repo,
-      prompt,
-      ...(sameBranch ? { ref: fresh.branch, branch: fresh.branch } : { ref: fresh.ref }),
-    });
+    const result = (fresh.result ?? {}) as { summary?: string | null };
+    const next = continuationOf(fresh);
+    const prompt = next.onBranch ? continuationPrompt(fresh, result.summary ?? null, parsed.text) : parsed.text;
+    await this.startRun(m, parsed, thread, claimed, { repo: parsed.repo ?? fresh.repo, prompt, ref: next.ref, branch: next.branch });
   }
 
   /** A reply with `repo=<name>` in a thread where we asked which repo to use. */

@@ -11,6 +11,7 @@ import type { Logger } from "../../log/logger.ts";
 import { registerIntegration } from "../index.ts";
 import { guardSlackRequests } from "./guard.ts";
 import { type Incoming, SlackInbound } from "./inbound.ts";
+import { slackMessageText } from "./message-text.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
 
 export const EVENTS_PATH = "/slack/events";
@@ -85,7 +86,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     team: e.team,
     workspace: (body as { team_id?: string }).team_id,
     userTeam: e.user_team ?? e.team,
-    text: e.text ?? "",
+    text: slackMessageText(e),
     ...extra,
   });
 
@@ -98,7 +99,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   app.event("message", async ({ event, body, context }) => {
     const e = event as unknown as Record<string, string | undefined>;
     if (!SPOKEN_SUBTYPES.has(e.subtype) || e.bot_id || !e.user) return;
-    const text = e.text ?? "";
+    const text = slackMessageText(e);
     const m = incoming(e, body, { channelType: e.channel_type, mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`) });
     await inbound.handle(m, context.botUserId);
   });

@@ -3,7 +3,9 @@
  * and an optional `repo=<name>`. Slack's markup (mentions, links, escapes) is turned back into plain text.
  */
 
-export type Command = "stop" | "status" | "help";
+import { commandOf, type IntakeCommand } from "../../intake/decide.ts";
+
+export type Command = IntakeCommand;
 
 export interface ParsedMessage {
   /** The message as plain text, without the bot mention and without `repo=...`. */
@@ -13,14 +15,6 @@ export interface ParsedMessage {
   /** A bare command word ("stop", "cancel", "status", "help"), when the whole message is one. */
   command: Command | null;
 }
-
-const COMMANDS: Record<string, Command> = {
-  stop: "stop",
-  cancel: "stop",
-  abort: "stop",
-  status: "status",
-  help: "help",
-};
 
 /** Slack's message markup back to plain text: `<@U1>` removed for the bot, links unwrapped, entities decoded. */
 export function slackToPlain(text: string, botUserId?: string | null): string {
@@ -47,12 +41,7 @@ export function parseMessage(raw: string, botUserId?: string | null): ParsedMess
     repo = m[1]!.replace(/[.]+$/, "");
     text = (text.slice(0, m.index) + " " + text.slice(m.index! + m[0].length)).replace(/^\s*[,;:]\s*/, "").replace(/\s{2,}/g, " ").trim();
   }
-  const word = text
-    .toLowerCase()
-    .replace(/[!.?]+$/, "")
-    .trim();
-  const command = COMMANDS[word] ?? null;
-  return { text, repo, command };
+  return { text, repo, command: commandOf(text) };
 }
 
 /**

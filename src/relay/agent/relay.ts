@@ -5,21 +5,24 @@
  *   startup    wait for OpenCode (log line + health), create/reuse the session, then start the loops below
  *   events     GET /event → filter → outbox (reconnects with backoff; confirms status after each reconnect)
  *   sender     outbox → POST events (one request in flight; whatever piled up meanwhile is the next batch)
- *   commands   long-poll commands → prompt / abort / shutdown, each applied once, in order
- *   status     while a turn is open, GET /session/status every 5 s (a lost session.idle must not hang a run)
- *   heartbeat  every DECKHAND_HEARTBEAT_MS
- *   pid watch  every second: OpenCode's process gone → deckhand.opencode_exited (once)
+ *   commands   long-poll commands → prompt / abort / shutdown, each applied once, in order; a prompt is
+ *              applied once OpenCode has registered the previous one (user-messages.ts)
+ *   status     while a turn is open, GET /session/status every 5 s (idle-watch.ts)
+ *   heartbeat  every DECKHAND_HEARTBEAT_MS; pid watch every second (liveness.ts)
  */
 import { RELAY_EVENT, RELAY_PROTOCOL_VERSION, type RelayCommand } from "../protocol.ts";
 import { BackendClient, RunOverError } from "./backend-client.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import type { RelayConfig } from "./config.ts";
 import { isAssistantMessageDone, sessionErrorMessage, sessionIdOf, shouldForward, TextTracker, type OpencodeEvent } from "./events.ts";
+import { IdleWatch } from "./idle-watch.ts";
+import { Liveness } from "./liveness.ts";
 import { errMsg, log } from "./log.ts";
-import { fileSize, logSaysListening, OpencodeClient, pidAlive, readPid } from "./opencode.ts";
+import { logSaysListening, OpencodeClient } from "./opencode.ts";
 import { Outbox } from "./outbox.ts";
+import { sendEvents } from "./sender.ts";
 import { StateStore } from "./state.ts";
-import { awaitingIdle, shouldEmitIdle, statusOf, type TurnState } from "./turn.ts";
+import { UserMessageWatch } from "./user-messages.ts";
 
 export interface RelayExit {
   code: number;
@@ -32,6 +35,8 @@ export interface RelayTimings {
   commandWaitMs: number;
   readyWarnMs: number;
   shutdownFlushMs: number;
+  /** How long a prompt may take to show up as a user message before the next one is sent anyway. */
+  registerWaitMs: number;
 }
 
 const DEFAULT_TIMINGS: RelayTimings = {
@@ -40,6 +45,7 @@ const DEFAULT_TIMINGS: RelayTimings = {
   commandWaitMs: 25_000,
   readyWarnMs: 120_000,
   shutdownFlushMs: 5_000,
+  registerWaitMs: 15_000,
 };
 
 export class Relay {
@@ -59,20 +65,12 @@ export class Relay {
   private sessionId?: string;
   private ready = false;
   private eventsConnected = false;
-  private pid?: number;
-  private opencodeExited = false;
   private readonly eventsAbort = new AbortController();
 
-  private sessionBusy = false;
-  private sawBusySinceDelivery = false;
-  private deliveryEpoch = 0;
-  private turnError?: string;
-  private idleChecking = false;
-  private idleCheckAgain = false;
   private readonly text = new TextTracker();
-
-  private lastActivityAt?: number;
-  private logSize = 0;
+  private readonly userMessages = new UserMessageWatch();
+  private readonly idle: IdleWatch;
+  private readonly live: Liveness;
 
   constructor(
     private readonly cfg: RelayConfig,
@@ -83,6 +81,27 @@ export class Relay {
     this.state = new StateStore(cfg.stateDir);
     this.backend = new BackendClient(cfg.backendUrl, cfg.runId, cfg.relayToken);
     this.oc = new OpencodeClient({ baseUrl: cfg.opencodeUrl, password: cfg.opencodePassword, directory: cfg.opencodeDirectory });
+    const common = { state: this.state, oc: this.oc, emit: this.emit.bind(this), signal: this.stop.signal };
+    this.idle = new IdleWatch({
+      ...common,
+      sessionId: () => this.sessionId,
+      opencodeExited: () => this.opencodeExited,
+      statusPollMs: this.t.statusPollMs,
+    });
+    this.live = new Liveness({
+      ...common,
+      cfg,
+      backend: this.backend,
+      idle: this.idle,
+      outboxPending: () => this.outbox.pendingCount,
+      pidCheckMs: this.t.pidCheckMs,
+      onExit: () => this.eventsAbort.abort(),
+      onRunOver: (err) => this.runOver(err),
+    });
+  }
+
+  private get opencodeExited(): boolean {
+    return this.live.exited;
   }
 
   /** Runs until the run is over (401), a shutdown command, or stopNow(). */
@@ -95,9 +114,9 @@ export class Relay {
       lastAppliedSeq: this.state.value.lastAppliedSeq,
     });
     this.emit(RELAY_EVENT.started, { relayVersion: RELAY_PROTOCOL_VERSION, pid: process.pid, restarted: resumed });
-    this.loop("sender", () => this.senderLoop());
-    this.loop("heartbeat", () => this.heartbeatLoop());
-    this.loop("pid-watch", () => this.pidWatchLoop());
+    this.loop("sender", () => sendEvents(this.outbox, this.backend, this.stopSender.signal, (err) => this.runOver(err)));
+    this.loop("heartbeat", () => this.live.heartbeatLoop());
+    this.loop("pid-watch", () => this.live.pidWatchLoop());
     this.loop("startup", () => this.startup());
     this.loop("commands", () => this.commandLoop());
     return this.done;
@@ -122,7 +141,7 @@ export class Relay {
     let warned = false;
     for (;;) {
       if (this.stop.signal.aborted || this.opencodeExited) return;
-      if (this.pid === undefined) this.pid = readPid(this.cfg.opencodePidFile);
+      if (this.live.pid === undefined) this.live.checkPid();
       if (logSaysListening(this.cfg.opencodeLogFile) && (await this.oc.healthy(2_000))) break;
       if (!warned && Date.now() - t0 > this.t.readyWarnMs) {
         warned = true;
@@ -130,7 +149,7 @@ export class Relay {
       }
       await sleep(200, this.stop.signal);
     }
-    log("info", "opencode is up", { ms: Date.now() - t0, pid: this.pid });
+    log("info", "opencode is up", { ms: Date.now() - t0, pid: this.live.pid });
 
     const backoff = new Backoff(200, 5_000);
     let reused = false;
@@ -157,8 +176,8 @@ export class Relay {
     this.ready = true;
     this.emit(RELAY_EVENT.opencodeReady, { sessionId: this.sessionId, reused });
     log("info", "session ready", { sessionId: this.sessionId, reused });
-    this.loop("status", () => this.statusLoop());
-    this.scheduleIdleCheck("startup");
+    this.loop("status", () => this.idle.pollLoop());
+    this.idle.schedule("startup");
   }
 
   private async eventLoop(): Promise<void> {
@@ -175,7 +194,7 @@ export class Relay {
             backoff.reset();
             if (connections > 1) {
               log("info", "event stream reconnected", { connections });
-              this.scheduleIdleCheck("reconnect", true);
+              this.idle.schedule("reconnect", true);
             }
           }
           this.onEvent(ev);
@@ -185,39 +204,37 @@ export class Relay {
         if (!this.stop.signal.aborted) log("warn", "event stream failed", { error: errMsg(err) });
       }
       if (this.stop.signal.aborted) return;
-      this.checkPid();
+      this.live.checkPid();
       await sleep(backoff.next(), this.stop.signal);
     }
   }
 
   private onEvent(ev: OpencodeEvent): void {
-    this.lastActivityAt = Date.now();
+    this.live.touch();
     const sid = sessionIdOf(ev);
     if (sid !== undefined && sid !== this.sessionId) return;
     this.text.observe(ev);
+    this.userMessages.observe(ev, this.sessionId);
     if (!shouldForward(ev, this.sessionId)) return;
     const p = ev.properties ?? {};
     switch (ev.type) {
-      case "session.status": {
-        const type = p.status?.type;
-        this.sessionBusy = type === "busy" || type === "retry";
-        if (this.sessionBusy) this.sawBusySinceDelivery = true;
+      case "session.status":
+        this.idle.onStatus(p.status?.type);
         break;
-      }
       case "session.error":
         this.flushText();
-        if (sid !== undefined && awaitingIdle(this.turnState())) this.turnError = sessionErrorMessage(ev);
+        if (sid !== undefined) this.idle.onError(sessionErrorMessage(ev));
         break;
       case "session.idle":
         this.flushText();
-        this.sessionBusy = false;
+        this.idle.busy = false;
         break;
       case "message.updated":
         if (isAssistantMessageDone(ev)) this.flushText(p.info.id);
         break;
     }
     this.emit(ev.type, p);
-    if (ev.type === "session.idle" || (ev.type === "session.status" && !this.sessionBusy)) this.scheduleIdleCheck(ev.type);
+    if (ev.type === "session.idle" || (ev.type === "session.status" && !this.idle.busy)) this.idle.schedule(ev.type);
     if (ev.type === "permission.asked" && typeof p.id === "string") {
       void this.answer("permission", p.id, () => this.oc.replyPermission(p.id, "once"));
     }
@@ -242,102 +259,6 @@ export class Relay {
       } catch (err) {
         log("warn", `${kind} answer failed`, { id, attempt, error: errMsg(err) });
         await sleep(backoff.next(), this.stop.signal);
-      }
-    }
-  }
-
-  /* ------------------------------------------------------------ idle */
-
-  private turnState(): TurnState {
-    const s = this.state.value;
-    return {
-      deliveredSeq: s.deliveredSeq,
-      deliveredAt: s.deliveredAt,
-      idleEmittedSeq: s.idleEmittedSeq,
-      sawBusySinceDelivery: this.sawBusySinceDelivery,
-    };
-  }
-
-  /** Confirms with GET /session/status and emits agent_idle when due. Serialized; `always` also refreshes `busy`. */
-  private scheduleIdleCheck(why: string, always = false): void {
-    if (!this.sessionId || (!always && !awaitingIdle(this.turnState()) && !this.sessionBusy)) return;
-    if (this.idleChecking) {
-      this.idleCheckAgain = true;
-      return;
-    }
-    this.idleChecking = true;
-    void (async () => {
-      try {
-        do {
-          this.idleCheckAgain = false;
-          await this.checkIdleOnce(why);
-        } while (this.idleCheckAgain && !this.stop.signal.aborted);
-      } finally {
-        this.idleChecking = false;
-      }
-    })();
-  }
-
-  private async checkIdleOnce(why: string): Promise<void> {
-    if (!this.sessionId || this.opencodeExited) return;
-    const epoch = this.deliveryEpoch;
-    let status;
-    try {
-      status = statusOf(await this.oc.status(), this.sessionId);
-    } catch (err) {
-      log("warn", "status check failed", { why, error: errMsg(err) });
-      return; // the status loop tries again
-    }
-    if (epoch !== this.deliveryEpoch) {
-      this.idleCheckAgain = true; // a prompt was delivered meanwhile: that answer may predate it
-      return;
-    }
-    this.sessionBusy = status !== "idle";
-    if (this.sessionBusy) this.sawBusySinceDelivery = true;
-    if (!shouldEmitIdle(this.turnState(), status, Date.now())) return;
-    const inputSeq = this.state.value.deliveredSeq;
-    this.state.update({ idleEmittedSeq: inputSeq });
-    const error = this.turnError;
-    this.turnError = undefined;
-    this.emit(RELAY_EVENT.agentIdle, { inputSeq, ...(error ? { error } : {}) });
-    log("info", "agent idle", { inputSeq, why, error });
-  }
-
-  private async statusLoop(): Promise<void> {
-    while (!this.stop.signal.aborted && !this.opencodeExited) {
-      await sleep(this.t.statusPollMs, this.stop.signal);
-      if (awaitingIdle(this.turnState()) || this.sessionBusy) this.scheduleIdleCheck("poll");
-    }
-  }
-
-  /* ------------------------------------------------------------ events out */
-
-  private async senderLoop(): Promise<void> {
-    const backoff = new Backoff();
-    const signal = this.stopSender.signal;
-    while (!signal.aborted) {
-      if (this.outbox.pendingCount === 0) {
-        const more = this.outbox.compactIfIdle();
-        await (more ? Promise.race([this.outbox.waitForEvents(signal), sleep(1_000, signal)]) : this.outbox.waitForEvents(signal));
-        if (signal.aborted) return;
-        if (this.outbox.pendingCount === 0) continue;
-      }
-      const batch = this.outbox.peek();
-      try {
-        this.outbox.sync();
-        const acked = await this.backend.postEvents(batch);
-        this.outbox.ack(acked);
-        backoff.reset();
-        if (acked < batch[batch.length - 1]!.seq) {
-          log("warn", "backend acknowledged less than sent", { acked, sentUpTo: batch[batch.length - 1]!.seq });
-          await sleep(backoff.next(), signal);
-        }
-      } catch (err) {
-        if (err instanceof RunOverError) return this.runOver(err);
-        if (signal.aborted) return;
-        const delay = backoff.next();
-        log("warn", "sending events failed", { error: errMsg(err), pending: this.outbox.pendingCount, retryInMs: delay });
-        await sleep(delay, signal);
       }
     }
   }
@@ -379,12 +300,17 @@ export class Relay {
     switch (cmd.kind) {
       case "prompt": {
         if (!(await this.waitUntilReady())) throw new Error("OpenCode is not available");
-        this.sawBusySinceDelivery = false;
-        this.deliveryEpoch++;
+        this.idle.beforeDelivery();
+        const before = this.userMessages.count;
         await this.oc.promptAsync(this.sessionId!, cmd.text ?? "");
         this.state.update({ lastAppliedSeq: cmd.seq, deliveredSeq: cmd.seq, deliveredAt: Date.now() });
         this.emit(RELAY_EVENT.promptDelivered, { inputSeq: cmd.seq });
         await this.ackCommand(cmd.seq);
+        // The next input waits until OpenCode has this one as a user message, so they keep their order.
+        const t0 = Date.now();
+        const registered = await this.userMessages.waitForMoreThan(before, this.t.registerWaitMs, this.stop.signal);
+        if (!registered && !this.stop.signal.aborted) log("warn", "prompt not seen as a user message in time; going on", { seq: cmd.seq, waitedMs: Date.now() - t0 });
+        else log("debug", "prompt registered", { seq: cmd.seq, ms: Date.now() - t0 });
         return;
       }
       case "abort": {
@@ -427,63 +353,6 @@ export class Relay {
       await sleep(100, this.stop.signal);
     }
     return !this.opencodeExited;
-  }
-
-  /* ------------------------------------------------------------ liveness */
-
-  private async pidWatchLoop(): Promise<void> {
-    while (!this.stop.signal.aborted) {
-      this.checkPid();
-      await sleep(this.t.pidCheckMs, this.stop.signal);
-    }
-  }
-
-  /** Reports OpenCode's exit once (per pid, across relay restarts). */
-  private checkPid(): void {
-    const pid = readPid(this.cfg.opencodePidFile) ?? this.pid;
-    if (pid === undefined) return;
-    if (pid !== this.pid) this.pid = pid;
-    if (this.opencodeExited) return;
-    const { alive, reason } = pidAlive(pid);
-    if (alive) return;
-    this.opencodeExited = true;
-    this.sessionBusy = false;
-    this.eventsAbort.abort();
-    log("warn", "opencode exited", { pid, reason });
-    if (this.state.value.exitedPid === pid) return;
-    this.state.update({ exitedPid: pid });
-    this.emit(RELAY_EVENT.opencodeExited, { reason: reason ?? "exited", pid });
-  }
-
-  private async heartbeatLoop(): Promise<void> {
-    while (!this.stop.signal.aborted) {
-      try {
-        await this.heartbeat();
-      } catch (err) {
-        if (err instanceof RunOverError) return this.runOver(err);
-        if (!this.stop.signal.aborted) log("warn", "heartbeat failed", { error: errMsg(err) });
-      }
-      await sleep(this.cfg.heartbeatMs, this.stop.signal);
-    }
-  }
-
-  private async heartbeat(): Promise<void> {
-    this.checkPid();
-    const size = fileSize(this.cfg.opencodeLogFile);
-    if (size !== this.logSize) {
-      this.logSize = size;
-      this.lastActivityAt = Date.now();
-    }
-    const opencodeAlive = this.pid !== undefined && !this.opencodeExited && pidAlive(this.pid).alive && (await this.oc.healthy(3_000));
-    if (this.stop.signal.aborted) return;
-    await this.backend.heartbeat({
-      at: new Date().toISOString(),
-      opencodeAlive,
-      ...(this.lastActivityAt ? { lastActivityAt: new Date(this.lastActivityAt).toISOString() } : {}),
-      busy: this.sessionBusy || (awaitingIdle(this.turnState()) && !this.opencodeExited),
-      outboxPending: this.outbox.pendingCount,
-      relayVersion: RELAY_PROTOCOL_VERSION,
-    });
   }
 
   /* ------------------------------------------------------------ ending */

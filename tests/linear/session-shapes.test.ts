@@ -1,0 +1,123 @@
+/**
+ * Real-world agent-session shapes (from other projects' payloads) through the real webhook door, the real
+ * @linear/sdk and the fake Linear API. No sandbox starts (noReconciler): runs stay queued, which is what
+ * "one run per issue at a time" is about; what is stored and what Linear is told is checked.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Run } from "../../src/db/schema.ts";
+import { mountLinear } from "../../src/integrations/linear/index.ts";
+import { agentSessionCreatedPayload, agentSessionPromptedPayload, postLinearWebhook, startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
+import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+
+const SECRET = "linear-webhook-secret-for-tests";
+
+async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("Linear agent sessions: real-world shapes", () => {
+  let fake: FakeLinear;
+  let srv: TestServer;
+  let hook: string;
+  let n = 0;
+  const newIssue = () => {
+    n++;
+    return fake.addIssue({ id: `issue-shape-${n}-${randomUUID().slice(0, 6)}`, identifier: `OPS-${n}`, title: `Shape ${n}`, description: "d", teamId: "team-ops" });
+  };
+
+  beforeAll(async () => {
+    fake = await startFakeLinear();
+    fake.addTeam({ id: "team-ops", key: "OPS", name: "Operations" }); // no team mapping: DEFAULT_REPO decides
+    srv = await startTestServer({
+      noReconciler: true,
+      repos: { api: makeRepo().bare, web: makeRepo().bare },
+      env: { LINEAR_WEBHOOK_SECRET: SECRET, LINEAR_ACCESS_TOKEN: fake.token, LINEAR_API_URL: fake.apiUrl, DEFAULT_REPO: "api" },
+    });
+    await mountLinear(srv.deckhand);
+    hook = `${srv.url}/linear/webhook`;
+  });
+  afterAll(async () => {
+    await srv?.close();
+    await fake?.close();
+  });
+
+  const ids = () => ({ appUserId: fake.appUserId, organizationId: fake.organizationId });
+  const runsOf = async (sessionId: string) => (await srv.deckhand.store.list({ source: "linear" })).filter((r: Run) => (r.sourceRef as any).agentSessionId === sessionId);
+  const activitiesOf = (sessionId: string) => fake.activities.filter((a) => a.agentSessionId === sessionId);
+  const prompts = async (runId: string) => (await srv.deckhand.store.inputs(runId)).filter((i: any) => i.kind === "prompt").map((i: any) => i.text);
+
+  it("a session without an issue becomes a run that reports back in the session; prompted on it steers the run", async () => {
+    const sessionId = randomUUID();
+    const payload = agentSessionCreatedPayload({ sessionId, issue: { id: "x", identifier: "X-1", title: "t", teamId: "team-ops" }, comment: { id: randomUUID(), body: "Tidy the logging setup" }, ...ids() });
+    delete payload.agentSession.issue;
+    delete payload.agentSession.issueId;
+    delete payload.agentSession.comment.issueId;
+    payload.promptContext = "<user>Tidy the logging setup</user>";
+    expect((await postLinearWebhook(hook, SECRET, payload)).status).toBe(200);
+    const [run] = await until("a run", () => runsOf(sessionId).then((r) => (r.length ? r : null)));
+    expect(run!.repo).toBe("api");
+    await until("the first thought", () => activitiesOf(sessionId).find((a) => a.content.type === "thought" && /Starting a sandbox for api/.test(a.content.body)));
+
+    const res = await postLinearWebhook(hook, SECRET, agentSessionPromptedPayload({ sessionId, issueId: "", body: "and drop the debug lines", ...ids() }));
+    expect(res.body).toBe("OK");
+    await until("the follow-up stored", async () => (await prompts(run!.id)).includes("and drop the debug lines"));
+    await until("the ack", () => activitiesOf(sessionId).find((a) => a.content.type === "thought" && /passing that to the agent/.test(a.content.body)));
+  });
+
+  it("prompted for a session never seen (its created was missed) starts a run on DEFAULT_REPO without asking", async () => {
+    const issue = newIssue();
+    const sessionId = randomUUID();
+    const res = await postLinearWebhook(hook, SECRET, agentSessionPromptedPayload({ sessionId, issueId: issue.id, body: "Please fix the flaky test", ...ids() }));
+    expect(res.body).toBe("OK");
+    const [run] = await until("a run", () => runsOf(sessionId).then((r) => (r.length ? r : null)));
+    expect(run!.repo).toBe("api");
+    expect(run!.prompt).toContain("Please fix the flaky test");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(activitiesOf(sessionId).filter((a) => a.content.type === "elicitation")).toEqual([]);
+  });
+
+  it("two sessions on one issue: the second joins the working run (its request is a follow-up); no second run", async () => {
+    const issue = newIssue();
+    const first = randomUUID();
+    const second = randomUUID();
+    const created = (sessionId: string, body: string) =>
+      postLinearWebhook(hook, SECRET, agentSessionCreatedPayload({ sessionId, issue, comment: { id: randomUUID(), body }, ...ids() }));
+    await created(first, "@deckhand fix it");
+    const [run] = await until("the first run", () => runsOf(first).then((r) => (r.length ? r : null)));
+    await created(second, "@deckhand also add a test");
+    const said = await until("a word in the second session", () => activitiesOf(second)[0]);
+    expect(said.content.type).toBe("response");
+    expect(said.content.body).toContain(srv.deckhand.service.runPageUrl(run!));
+    expect(await runsOf(second)).toEqual([]);
+    expect((await srv.deckhand.store.list({ source: "linear" })).filter((r: Run) => (r.sourceRef as any).issueId === issue.id)).toHaveLength(1);
+    expect(await prompts(run!.id)).toEqual([run!.prompt, "@deckhand also add a test"]);
+  });
+
+  it("prompted without an activity id: two different prompts are both delivered; a redelivery is still a duplicate", async () => {
+    const issue = newIssue();
+    const sessionId = randomUUID();
+    await postLinearWebhook(hook, SECRET, agentSessionCreatedPayload({ sessionId, issue, ...ids() }));
+    const [run] = await until("a run", () => runsOf(sessionId).then((r) => (r.length ? r : null)));
+    const noId = (body: string) => {
+      const p = agentSessionPromptedPayload({ sessionId, issueId: issue.id, body, ...ids() });
+      delete p.agentActivity.id;
+      return p;
+    };
+    const a = noId("first note");
+    const r1 = await postLinearWebhook(hook, SECRET, a, { deliveryId: "no-activity-id-1" });
+    const r2 = await postLinearWebhook(hook, SECRET, noId("second note"), { deliveryId: "no-activity-id-2" });
+    const again = await postLinearWebhook(hook, SECRET, a, { deliveryId: "no-activity-id-1" });
+    expect([r1.body, r2.body, again.body]).toEqual(["OK", "OK", "Duplicate"]);
+    await until("both notes", async () => (await prompts(run!.id)).length === 3);
+    expect((await prompts(run!.id)).slice(1)).toEqual(["first note", "second note"]);
+    // Each got its own acknowledgement in the session (their outbox keys differ).
+    await until("two acks", () => activitiesOf(sessionId).filter((a) => /passing that to the agent/.test(a.content.body)).length === 2);
+  });
+});
