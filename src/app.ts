@@ -17,14 +17,14 @@ import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
 import { RunService } from "./runs/run-service.ts";
 import { RunStore } from "./runs/run-store.ts";
-import { createSandboxProvider } from "./sandbox/index.ts";
+import { createSandboxProvider, sandboxChannelSocket } from "./sandbox/index.ts";
 import type { SandboxProvider } from "./sandbox/provider.ts";
 import { createReaper, type SandboxReaper } from "./sandbox/reaper.ts";
 import { resolveApiToken } from "./server/auth.ts";
 import { HttpError } from "./server/http-errors.ts";
 import { apiRoutes } from "./server/routes/api.ts";
 import { pageRoutes } from "./server/routes/pages.ts";
-import { relayRoutes } from "./server/routes/relay.ts";
+import { listenSandboxChannel, sandboxChannelRoutes } from "./server/sandbox-channel.ts";
 
 /** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -153,7 +153,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     };
   });
   apiRoutes(app, { service, bus, apiToken, queueOf });
-  relayRoutes(app, receiver);
+  sandboxChannelRoutes(app, { receiver });
+  let channel: FastifyInstance | null = null;
   pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
 
   const deckhand: Deckhand = {
@@ -175,6 +176,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     onClose: (fn) => void closers.push(fn),
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
+      // Local sandboxes reach the backend only through this socket (relay routes and nothing else).
+      if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver }, { bodyLimit: config.MAX_BODY_BYTES, log });
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();
@@ -187,6 +190,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       await outbox.stop();
       for (const c of closers.reverse()) await c();
       await app.close();
+      await channel?.close();
       await bus.stop();
       await provider.close?.();
       await database.close();

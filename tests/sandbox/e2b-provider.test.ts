@@ -82,15 +82,6 @@ describe("E2B failures reach the user in plain words", () => {
     expect(e.message).toContain("Cannot reach E2B at http://127.0.0.1:9");
   });
 
-  it("a repository that is a local folder: refused before any sandbox is made (real E2B cannot read it)", async () => {
-    const before = fake.calls.length;
-    const p = provider({ sandboxUrl: undefined, domain: "e2b.example" });
-    const e = await rejection(p.create({ ...spec(), readOnlyPaths: ["/srv/repos/api.git"] }));
-    expect(e).toMatchObject({ code: "bad_repo", retryable: false });
-    expect(e.message).toContain("/srv/repos/api.git");
-    expect(fake.calls.length).toBe(before);
-  });
-
   it("a sandbox that died: commands fail with 'stopped', get() answers null", async () => {
     const p = provider();
     const sb = await p.create(spec());
