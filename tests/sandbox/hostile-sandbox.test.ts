@@ -48,7 +48,7 @@ describe.skipIf(!bwrap)("a hostile agent in a local sandbox", () => {
 
   it("every probe fails: secrets, capabilities, mounts, system folders, host loopback, host processes, big files", async () => {
     const sb = await provider.create({ runId: "r1", labels: {} });
-    const r = await sb.exec(["/bin/bash", "-c", probeScript({ marks: [MARK], loopbackPorts: [port, 5432] })], { timeoutMs: 120_000 });
+    const r = await sb.exec(["/bin/bash", "-c", probeScript({ marks: [MARK], loopbackPorts: [port, 5432], bigFileBytes: 40 * 1048576 })], { timeoutMs: 120_000 });
     expect(r.stdout).toContain("PROBES-DONE");
     expect(r.stdout).toMatch(/PROBE caps: ok/);
     expect(leaks(r.stdout), r.stdout).toEqual([]);

@@ -2,7 +2,7 @@
  * The hostile agent's probe script (bash), shared by the provider-level and the end-to-end hostile suites.
  * Every line it prints is `PROBE <name>: ok` or `PROBE <name>: LEAK <detail>`.
  */
-export function probeScript(o: { marks: string[]; loopbackPorts: number[] }): string {
+export function probeScript(o: { marks: string[]; loopbackPorts: number[]; bigFileBytes: number }): string {
   // The marks travel base64-encoded: the script's own command line must not contain them.
   const marks = Buffer.from(o.marks.join("\n") + "\n").toString("base64");
   const hostProcs = Buffer.from("vitest\npostgres:\n").toString("base64");
@@ -26,8 +26,9 @@ code=$(exec 3<>/dev/tcp/127.0.0.1/4780 2>/dev/null && { printf 'GET /api/runs HT
 [ "$code" = 200 ] && p channel-api "LEAK the channel serves /api/runs" || p channel-api "ok ($code)"
 n=$(ls -d /proc/[0-9]* | wc -l); others=$(grep -l -s -f /tmp/.hostprocs /proc/[0-9]*/cmdline | wc -l)
 [ "$others" = 0 ] && p processes "ok ($n visible)" || p processes "LEAK sees $others host processes"
-(ulimit -f; head -c 40000000 /dev/zero > /workspace/big.bin) >/dev/null 2>&1; sz=$(stat -c %s /workspace/big.bin 2>/dev/null || echo 0); rm -f /workspace/big.bin
-[ "$sz" -lt 40000000 ] && p big-file "ok ($sz bytes)" || p big-file "LEAK wrote $sz bytes"
+# Over the file-size limit (written to a tmpfs so the disk monitor does not stop the sandbox first).
+(head -c ${o.bigFileBytes} /dev/zero > /dev/shm/big.bin) >/dev/null 2>&1; sz=$(stat -c %s /dev/shm/big.bin 2>/dev/null || echo 0); rm -f /dev/shm/big.bin
+[ "$sz" -lt ${o.bigFileBytes} ] && p big-file "ok ($sz bytes)" || p big-file "LEAK wrote $sz bytes"
 echo PROBES-DONE
 `;
 }
