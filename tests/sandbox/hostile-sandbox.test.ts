@@ -3,6 +3,7 @@
  * level: every probe must fail; a fork bomb and a memory hog stop the sandbox with a plain reason; the backend
  * refuses a symlinked or oversized file. (tests/e2e/hostile-agent.test.ts drives the same probes through OpenCode.)
  */
+import { execFile } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -53,6 +54,25 @@ describe.skipIf(!bwrap)("a hostile agent in a local sandbox", () => {
     expect(r.stdout).toMatch(/PROBE caps: ok/);
     expect(leaks(r.stdout), r.stdout).toEqual([]);
   }, 180_000);
+
+  it.skipIf(process.getuid?.() !== 0)("the same probes fail when the server runs as an ordinary user", async () => {
+    const dataDir = tmpDir();
+    fs.chmodSync(dataDir, 0o755);
+    fs.chownSync(dataDir, 65534, 65534);
+    const tsx = path.resolve("node_modules/.bin/tsx");
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(
+        "setpriv",
+        ["--reuid=65534", "--regid=65534", "--clear-groups", "--", tsx, path.resolve("tests/sandbox/nonroot-probe.ts"), dataDir, Buffer.from(MARK).toString("base64"), String(port)],
+        { env: { PATH: process.env.PATH!, HOME: dataDir, GITHUB_TOKEN: `ghp_${MARK}` }, cwd: dataDir, timeout: 240_000, maxBuffer: 1 << 20 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      ),
+    );
+    expect(out).toContain("uid-outside=65534");
+    expect(out).toContain("PROBES-DONE");
+    expect(out).toMatch(/PROBE caps: ok/);
+    expect(leaks(out), out).toEqual([]);
+  }, 300_000);
 
   it("the backend refuses a symlinked or oversized file the agent left for it", async () => {
     const sb = await provider.create({ runId: "r2", labels: {} });
