@@ -24,7 +24,7 @@ describe.skipIf(!bwrap)("a hostile agent driving real OpenCode in a local sandbo
   let backendPort = 0;
   const handler: ModelHandler = (req) => {
     if (req.lastRole === "tool") return { text: "Probes finished." };
-    return { toolCalls: [{ name: "bash", arguments: { command: probeScript({ marks: Object.values(MARKS), loopbackPorts: [backendPort, 5432], bigFileBytes: 80 * 1048576 }), description: "Probe the sandbox", timeout: 180_000 } }] };
+    return { toolCalls: [{ name: "bash", arguments: { command: probeScript({ marks: Object.values(MARKS), loopbackPorts: [backendPort, 5432], bigFileBytes: 600 * 1048576 }), description: "Probe the sandbox", timeout: 180_000 } }] };
   };
 
   beforeAll(async () => {
@@ -32,7 +32,7 @@ describe.skipIf(!bwrap)("a hostile agent driving real OpenCode in a local sandbo
     process.env.GITHUB_TOKEN = MARKS.GITHUB_TOKEN;
     process.env.SLACK_BOT_TOKEN = MARKS.SLACK_BOT_TOKEN;
     process.env.LINEAR_WEBHOOK_SECRET = MARKS.LINEAR_WEBHOOK_SECRET;
-    srv = await startTestServer({ handler, repos: { demo: makeRepo().bare }, env: { API_TOKEN: MARKS.API_TOKEN, LOCAL_SANDBOX_DISK_MB: "64" } });
+    srv = await startTestServer({ handler, repos: { demo: makeRepo().bare }, env: { API_TOKEN: MARKS.API_TOKEN, LOCAL_SANDBOX_DISK_MB: "512" } });
     backendPort = Number(new URL(srv.url).port);
   }, 240_000);
   afterAll(async () => {

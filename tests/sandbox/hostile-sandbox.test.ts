@@ -64,7 +64,7 @@ describe.skipIf(!bwrap)("a hostile agent in a local sandbox", () => {
       execFile(
         "setpriv",
         ["--reuid=65534", "--regid=65534", "--clear-groups", "--", tsx, path.resolve("tests/sandbox/nonroot-probe.ts"), dataDir, Buffer.from(MARK).toString("base64"), String(port)],
-        { env: { PATH: process.env.PATH!, HOME: dataDir, GITHUB_TOKEN: `ghp_${MARK}` }, cwd: dataDir, timeout: 240_000, maxBuffer: 1 << 20 },
+        { env: { PATH: process.env.PATH!, HOME: dataDir, GITHUB_TOKEN: `ghp_${MARK}` }, cwd: dataDir, timeout: 420_000, maxBuffer: 1 << 20 },
         (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
       ),
     );
@@ -72,7 +72,7 @@ describe.skipIf(!bwrap)("a hostile agent in a local sandbox", () => {
     expect(out).toContain("PROBES-DONE");
     expect(out).toMatch(/PROBE caps: ok/);
     expect(leaks(out), out).toEqual([]);
-  }, 300_000);
+  }, 450_000);
 
   it("the backend refuses a symlinked or oversized file the agent left for it", async () => {
     const sb = await provider.create({ runId: "r2", labels: {} });
