@@ -38,7 +38,7 @@ describe.skipIf(!bwrap)("a hostile agent driving real OpenCode in a local sandbo
   afterAll(async () => {
     for (const k of ["GITHUB_TOKEN", "SLACK_BOT_TOKEN", "LINEAR_WEBHOOK_SECRET"]) delete process.env[k];
     await srv?.close();
-  });
+  }, 120_000);
 
   it("every probe fails and the run still ends idle with the model's answer", async () => {
     const health = await srv.api("GET", "/healthz");

@@ -91,7 +91,7 @@ describe("E2B failures reach the user in plain words", () => {
       const r = await sb.exec(["/bin/sh", "-c", "env"], { env: { ONLY_THIS: "1" } });
       expect(r.stdout).toContain("ONLY_THIS=1");
       expect(r.stdout).not.toContain(mark);
-      await sb.exec(["/bin/sh", "-c", `ln -s /etc/passwd ${sb.paths.control}/result.bundle; head -c 3000 /dev/zero > ${sb.paths.control}/huge`]);
+      await sb.exec(["/bin/sh", "-c", `mkdir -p ${sb.paths.control}; ln -s /etc/passwd ${sb.paths.control}/result.bundle; head -c 3000 /dev/zero > ${sb.paths.control}/huge`]);
       await expect(sb.readFile(`${sb.paths.control}/result.bundle`)).rejects.toMatchObject({ code: "bad_path" });
       await expect(sb.readFile(`${sb.paths.control}/huge`, 1000)).rejects.toMatchObject({ code: "too_large" });
     } finally {
