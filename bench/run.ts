@@ -27,7 +27,14 @@ const pct = (xs: number[], p: number) => {
 const median = (xs: number[]) => pct(xs, 50);
 const round = (n: number) => Math.round(n * 10) / 10;
 
-async function rawShellBaseline(model: { baseUrl: string }, repo: string): Promise<number> {
+/**
+ * The same raw steps in today's hardened sandbox (issue #13): own user and network namespaces, no capabilities,
+ * an empty environment, pasta attached for outbound access; versus the unhardened bubblewrap of before.
+ */
+const HARDENED_FLAGS =
+  "--unshare-user --unshare-net --cap-drop ALL --new-session --clearenv --setenv PATH /usr/bin:/bin --tmpfs /dev --dev-bind /dev/null /dev/null --dev-bind /dev/urandom /dev/urandom --dev-bind /dev/zero /dev/zero --info-fd 3";
+
+async function rawShellBaseline(model: { baseUrl: string }, repo: string, hardened = false): Promise<number> {
   // The raw steps in one shell script: sandbox up, clone, start OpenCode and wait for it, create a session, prompt.
   const dir = tmpDir("deckhand-raw-");
   const script = `
@@ -35,7 +42,7 @@ set -e
 D=${dir}
 mkdir -p $D/ws $D/home $D/ctl
 PORT=$(node -e 'const s=require("net").createServer().listen(0,()=>{console.log(s.address().port);s.close()})')
-bwrap --unshare-pid --unshare-ipc --unshare-uts --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp \\
+bwrap --unshare-pid --unshare-ipc --unshare-uts ${hardened ? HARDENED_FLAGS : "--dev /dev"} --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --tmpfs /tmp \\
   --bind $D/ws /workspace --bind $D/home /home/deckhand --bind $D/ctl /deckhand --ro-bind ${repo} ${repo} --ro-bind ${opencodeBinary()} /opt/oc \\
   --chdir /workspace -- /bin/sh -c '
     git clone -q file://${repo} /workspace/repo && cd /workspace/repo && git checkout -q -b deckhand/raw
@@ -48,7 +55,12 @@ bwrap --unshare-pid --unshare-ipc --unshare-uts --ro-bind /usr /usr --ro-bind /e
     SID=$(curl -s -X POST http://127.0.0.1:'$PORT'/session -H content-type:application/json -d "{}" | node -pe "JSON.parse(require(\\"fs\\").readFileSync(0)).id")
     curl -s -o /dev/null -X POST http://127.0.0.1:'$PORT'/session/$SID/prompt_async -H content-type:application/json -d "{\\"parts\\":[{\\"type\\":\\"text\\",\\"text\\":\\"hi\\"}]}"
     kill -9 $OC 2>/dev/null || true
-  '
+  ' ${hardened ? `3>$D/info &
+B=$!
+until grep -q child-pid $D/info 2>/dev/null; do sleep 0.01; done
+P=$(grep -o '"child-pid": [0-9]*' $D/info | grep -o '[0-9]*$')
+pasta --quiet --config-net --no-map-gw -t none -u none -U none -T none --userns /proc/$P/ns/user --netns /proc/$P/ns/net 2>/dev/null || true
+wait $B` : ""}
 `;
   const t = performance.now();
   execFileSync("bash", ["-c", script], { stdio: "pipe", timeout: 120_000 });
@@ -63,6 +75,7 @@ async function benchProvisioning() {
   const srv = await startTestServer({ model, repos: { demo: repo.bare }, database: (await postgresAvailable()) ? "postgres" : "pglite" });
   const ours: number[] = [];
   const raw: number[] = [];
+  const rawHardened: number[] = [];
   const phases: Record<string, number[]> = {};
   const latencies: number[] = [];
   try {
@@ -70,6 +83,7 @@ async function benchProvisioning() {
     await rawShellBaseline(model, repo.bare);
     for (let i = 0; i < REPS; i++) {
       raw.push(await rawShellBaseline(model, repo.bare));
+      rawHardened.push(await rawShellBaseline(model, repo.bare, true));
       const { body } = await srv.api("POST", "/api/runs", { repo: "demo", prompt: `bench ${i}` });
       const run = await srv.waitFor(body.id, ["idle", "failed"], 120_000);
       const at = (p: string) => Date.parse(run.phases.find((x: { phase: string }) => x.phase === p)?.at ?? "NaN");
@@ -99,6 +113,14 @@ async function benchProvisioning() {
       goal: "overhead ≤ max(10%, 300 ms)",
       met: oursMed - rawMed <= Math.max(0.1 * rawMed, 300),
       phasesMsP50: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, round(median(v))])),
+    },
+    sandboxHardening: {
+      repetitions: REPS,
+      unhardenedMs: { p50: round(rawMed), p90: round(pct(raw, 90)) },
+      hardenedMs: { p50: round(median(rawHardened)), p90: round(pct(rawHardened, 90)) },
+      ratio: round((median(rawHardened) / rawMed) * 100) / 100,
+      goal: "hardening adds ≤ max(10%, 300 ms) to sandbox up → prompt delivered",
+      met: median(rawHardened) - rawMed <= Math.max(0.1 * rawMed, 300),
     },
     relayLatency: {
       events: latencies.length,

@@ -18,7 +18,7 @@ import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
 import { RunService } from "./runs/run-service.ts";
 import { RunStore } from "./runs/run-store.ts";
-import { createSandboxProvider } from "./sandbox/index.ts";
+import { createSandboxProvider, sandboxChannelSocket } from "./sandbox/index.ts";
 import type { SandboxProvider } from "./sandbox/provider.ts";
 import { createReaper, type SandboxReaper } from "./sandbox/reaper.ts";
 import { checkBearer, resolveApiToken } from "./server/auth.ts";
@@ -26,7 +26,7 @@ import { bearerGuard, failureGate } from "./server/guards.ts";
 import { HttpError } from "./server/http-errors.ts";
 import { apiRoutes } from "./server/routes/api.ts";
 import { pageRoutes } from "./server/routes/pages.ts";
-import { relayRoutes } from "./server/routes/relay.ts";
+import { listenSandboxChannel, sandboxChannelRoutes } from "./server/sandbox-channel.ts";
 import { SessionStore } from "./web/session-store.ts";
 import { restrictDataDir } from "./server/data-dir.ts";
 
@@ -181,7 +181,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     };
   });
   apiRoutes(app, { service, bus, guard, queueOf });
-  relayRoutes(app, receiver);
+  sandboxChannelRoutes(app, { receiver });
+  let channel: FastifyInstance | null = null;
   pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log });
 
   const deckhand: Deckhand = {
@@ -211,6 +212,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       if (config.HOST === "127.0.0.1" || config.HOST === "localhost" || config.HOST === "::1") {
         log.info({ host: config.HOST }, `Listening on ${config.HOST} only: set HOST=0.0.0.0 to listen on every interface (containers, other machines)`);
       }
+      // Local sandboxes reach the backend only through this socket (relay routes and nothing else).
+      if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver }, { bodyLimit: config.MAX_BODY_BYTES, log });
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();
@@ -223,6 +226,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       await outbox.stop();
       for (const c of closers.reverse()) await c();
       await app.close();
+      await channel?.close();
       await bus.stop();
       await provider.close?.();
       await database.close();

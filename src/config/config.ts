@@ -74,6 +74,23 @@ const schema = z
     SANDBOX_PROVIDER: z.enum(["local", "e2b"]).default("local"),
     /** Require bubblewrap: refuse to run unisolated (production default is to warn). */
     LOCAL_SANDBOX_REQUIRE_ISOLATION: bool.default(false),
+    // --- Local sandbox hardening (issue #13): network, limits, who the sandbox runs as ---
+    /** isolated: own network namespace, outbound through pasta, host loopback unreachable; none: no network; host: shares the host's (unsafe). */
+    LOCAL_SANDBOX_NETWORK: z.enum(["isolated", "none", "host"]).default("isolated"),
+    /** Explicit opt-out for development: start runs even when the isolation probe fails. */
+    LOCAL_SANDBOX_ALLOW_UNISOLATED: bool.default(false),
+    /** Host uid (and gid) the sandboxes run as when the server runs as root (unused otherwise: the server's own uid). */
+    LOCAL_SANDBOX_HOST_UID: z.coerce.number().int().min(1).max(4_294_967_294).default(61000),
+    /** Processes (and threads) one sandbox may hold at once. */
+    LOCAL_SANDBOX_MAX_PROCESSES: positiveInt(512),
+    /** Memory of one sandbox in MiB (cgroup; not limited where no cgroup is writable). */
+    LOCAL_SANDBOX_MEMORY_MB: positiveInt(4096),
+    /** CPU share of one sandbox, in cores (cgroup cpu quota; else processes run at nice 10). */
+    LOCAL_SANDBOX_CPUS: z.coerce.number().positive().max(1024).default(2),
+    /** Largest file the agent may write, and the workspace size checked while the run lives, in MiB. */
+    LOCAL_SANDBOX_DISK_MB: positiveInt(4096),
+    /** Largest git bundle of a local-folder repository shipped into a sandbox, in MiB. */
+    LOCAL_REPO_BUNDLE_MAX_MB: positiveInt(1024),
     REPOS: pairs("REPOS (name=cloneURL)"),
     DEFAULT_REPO: z.string().optional(),
     MODEL: z

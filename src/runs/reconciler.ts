@@ -254,7 +254,8 @@ export class Reconciler {
       case "deliver": {
         const sandbox = fresh.sandboxId ? await provider.get(fresh.sandboxId) : null;
         if (!sandbox) {
-          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped before the result could be collected" });
+          const overLimit = fresh.sandboxId ? await provider.endReason?.(fresh.sandboxId).catch(() => null) : null;
+          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: overLimit ?? "The sandbox stopped before the result could be collected" });
           return 0;
         }
         const idleSeq = fresh.idleInputSeq ?? 0;
@@ -282,10 +283,14 @@ export class Reconciler {
       case "close":
         await store.transition(run.id, { type: "keepalive_expired" });
         return 0;
-      case "fail":
-        log.warn({ code: action.code, reason: action.reason }, "failing run");
-        await store.transition(run.id, { type: "fail", reason: action.reason, code: action.code });
+      case "fail": {
+        // A sandbox the provider stopped for going over a limit (fork bomb, memory hog): say that, plainly.
+        const overLimit = fresh.sandboxId ? await provider.endReason?.(fresh.sandboxId).catch(() => null) : null;
+        const reason = overLimit ?? action.reason;
+        log.warn({ code: action.code, reason }, "failing run");
+        await store.transition(run.id, { type: "fail", reason, code: action.code });
         return 0;
+      }
       case "destroy": {
         const n = await destroyRunSandboxes(provider, run.id, log);
         await store.patch(run.id, { sandboxDestroyedAt: new Date() });

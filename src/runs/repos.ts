@@ -11,8 +11,8 @@ export interface GitAccess {
   url: string;
   /** Environment for git carrying credentials for this one command (GIT_CONFIG_* http.extraHeader). */
   env: Record<string, string>;
-  /** Host paths a local sandbox must be able to read (a local repository). */
-  readOnlyPaths: string[];
+  /** A repository that is a folder on this server: shipped into the sandbox as a git bundle, never mounted. */
+  localPath?: string;
   /** Call once the git command is done: a short-lived credential is revoked right away. Never throws. */
   release(): Promise<void>;
 }
@@ -99,7 +99,7 @@ export class RepoRegistry {
       released = true;
       await cred.release(token, url, runId).catch(() => {});
     };
-    return { url, env: token ? gitAuthEnv(token) : {}, readOnlyPaths: local ? [local] : [], release };
+    return { url, env: token ? gitAuthEnv(token) : {}, ...(local ? { localPath: local } : {}), release };
   }
 
   cloneAccess(name: string, runId: string): Promise<GitAccess> {

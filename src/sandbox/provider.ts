@@ -22,8 +22,6 @@ export interface SandboxSpec {
   labels: Record<string, string>;
   /** Lifetime backstop, for providers that have one (E2B). */
   timeoutMs?: number;
-  /** Host paths made readable inside (local provider), e.g. a local repository used as a clone source. */
-  readOnlyPaths?: string[];
 }
 
 export interface ExecOptions {
@@ -56,7 +54,11 @@ export interface Sandbox {
   exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
   /** Start a long-lived process and return at once. */
   startBackground(argv: string[], opts: BackgroundOptions): Promise<{ pid: number }>;
-  readFile(path: string): Promise<Buffer>;
+  /**
+   * Read a file the agent may have written: a regular file only (never through a symlink), at most `maxBytes`
+   * (default: the provider's cap); larger ones throw SandboxError "too_large".
+   */
+  readFile(path: string, maxBytes?: number): Promise<Buffer>;
   writeFile(path: string, data: string | Buffer, mode?: number): Promise<void>;
   /** Ask the provider to keep the sandbox alive this much longer (no-op where lifetimes don't exist). */
   extend?(ms: number): Promise<void>;
@@ -89,6 +91,8 @@ export interface SandboxProvider {
   /** Extend a sandbox's lifetime by id, without waking it (providers with lifetimes: E2B). */
   extend?(id: string, ms: number): Promise<void>;
   close?(): Promise<void>;
+  /** Why the provider itself stopped a sandbox (e.g. over its process or memory limit); null when it did not. */
+  endReason?(id: string): Promise<string | null>;
 }
 
 export class SandboxError extends Error {

@@ -82,13 +82,21 @@ describe("E2B failures reach the user in plain words", () => {
     expect(e.message).toContain("Cannot reach E2B at http://127.0.0.1:9");
   });
 
-  it("a repository that is a local folder: refused before any sandbox is made (real E2B cannot read it)", async () => {
-    const before = fake.calls.length;
-    const p = provider({ sandboxUrl: undefined, domain: "e2b.example" });
-    const e = await rejection(p.create({ ...spec(), readOnlyPaths: ["/srv/repos/api.git"] }));
-    expect(e).toMatchObject({ code: "bad_repo", retryable: false });
-    expect(e.message).toContain("/srv/repos/api.git");
-    expect(fake.calls.length).toBe(before);
+  // The fake runs sandbox processes on this host (no VM), so only their own environments are checked here.
+  it("no server secret reaches a process inside; a symlinked or oversized result file is refused", async () => {
+    const mark = `ghp_MARK${Math.random().toString(36).slice(2)}`;
+    process.env.GITHUB_TOKEN = mark;
+    try {
+      const sb = await provider().create(spec());
+      const r = await sb.exec(["/bin/sh", "-c", "env"], { env: { ONLY_THIS: "1" } });
+      expect(r.stdout).toContain("ONLY_THIS=1");
+      expect(r.stdout).not.toContain(mark);
+      await sb.exec(["/bin/sh", "-c", `mkdir -p ${sb.paths.control}; ln -s /etc/passwd ${sb.paths.control}/result.bundle; head -c 3000 /dev/zero > ${sb.paths.control}/huge`]);
+      await expect(sb.readFile(`${sb.paths.control}/result.bundle`)).rejects.toMatchObject({ code: "bad_path" });
+      await expect(sb.readFile(`${sb.paths.control}/huge`, 1000)).rejects.toMatchObject({ code: "too_large" });
+    } finally {
+      delete process.env.GITHUB_TOKEN;
+    }
   });
 
   it("a sandbox that died: commands fail with 'stopped', get() answers null", async () => {

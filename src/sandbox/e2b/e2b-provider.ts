@@ -110,13 +110,6 @@ export class E2BSandboxProvider implements SandboxProvider {
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
-    if (spec.readOnlyPaths?.length && !this.sharesHost) {
-      throw new SandboxError(
-        `The repository is a folder on the Deckhand server (${spec.readOnlyPaths[0]}), which an E2B sandbox cannot read: give it a clone URL in REPOS`,
-        "bad_repo",
-        false,
-      );
-    }
     const lifetime = Math.min(spec.timeoutMs ?? this.opts.lifetimeMs, this.opts.lifetimeMs);
     let sbx: E2BSandbox;
     try {
@@ -242,7 +235,13 @@ export class E2BSandboxProvider implements SandboxProvider {
           throw fail(e, `starting ${path.posix.basename(argv[0] ?? "a process")}`);
         }
       },
-      async readFile(p: string): Promise<Buffer> {
+      async readFile(p: string, maxBytes = 256 * 1024 * 1024): Promise<Buffer> {
+        // What the agent wrote: a regular file (not a link), within the cap, checked before any byte is fetched.
+        const st = await self.exec(["stat", "-c", "%F|%s", "--", p]);
+        const [kind, size] = st.stdout.trim().split("|");
+        if (st.exitCode !== 0) throw new SandboxError(`${p} does not exist`, "not_found");
+        if (kind !== "regular file" && kind !== "regular empty file") throw new SandboxError(`${p} is not a regular file (${kind}): refused`, "bad_path");
+        if (Number(size) > maxBytes) throw new SandboxError(`${p} is ${size} bytes, over the ${maxBytes}-byte limit`, "too_large");
         try {
           return Buffer.from(await sbx.files.read(p, { format: "bytes" }));
         } catch (e) {

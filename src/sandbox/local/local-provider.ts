@@ -1,237 +1,276 @@
 /**
- * Local sandboxes with bubblewrap: own mount, pid, ipc and uts namespaces; the run's folders bind-mounted
- * read-write; the host's system directories read-only; the network shared. The sandbox is a detached
- * `bwrap … sleep infinity` whose pid 1 holds the namespaces: commands join them with `nsenter`, and killing
- * pid 1 kills every process inside. Sandboxes survive a restart of the server (crash recovery reattaches).
+ * Local sandboxes with bubblewrap, hardened for a hostile agent (docs/sandboxing.md): own user, pid, ipc, uts
+ * and network namespaces; an unprivileged uid with no capabilities; an empty environment; the system folders
+ * read-only and the run's own folders (owned by the sandbox's user) read-write; limits by cgroup or rlimit;
+ * outbound network through pasta with the host's loopback out of reach; the backend reached only through the
+ * sandbox channel (a Unix socket, forwarded to 127.0.0.1:CHANNEL_PORT inside).
  *
- * Without bubblewrap the sandbox is only a folder and processes run unisolated: the server says so loudly.
+ * A sandbox is a detached `bwrap … sleep infinity` whose pid 1 holds the namespaces; commands enter them (see
+ * plan.ts enterArgv). Sandboxes survive a restart of the server (crash recovery reattaches).
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import {
-  type BackgroundOptions,
-  type ExecOptions,
-  type ExecResult,
-  OWNER_LABEL,
-  type Sandbox,
-  SandboxError,
-  type SandboxInfo,
-  type SandboxPaths,
-  type SandboxProvider,
-  type SandboxSpec,
-} from "../provider.ts";
+import { type BackgroundOptions, type ExecOptions, type ExecResult, OWNER_LABEL, type Sandbox, SandboxError, type SandboxInfo, type SandboxPaths, type SandboxProvider, type SandboxSpec } from "../provider.ts";
+import { cgroupBreaches, createCgroups, removeCgroups, type SandboxCgroups } from "./cgroups.ts";
+import { FORWARDER_SOURCE } from "./forwarder.ts";
+import { diskUsage, findTool, HELPER_ENV, hostLayout, isAlive, killPid, runHelper, serverUid } from "./host.ts";
+import { bwrapArgs, CHANNEL_PORT, enterArgv, INSIDE, insideEnv, type Limits, limitVerdict, type NetworkMode, SAFE_PATH } from "./plan.ts";
+import { readRegularFile, runCapped, writeRegularFile } from "./safe-files.ts";
 
 interface Record_ {
   id: string;
   labels: Record<string, string>;
   isolated: boolean;
-  /** pid 1 of the sandbox's pid namespace (isolated) */
   initPid?: number;
   outerPid?: number;
-  /** process groups started unisolated */
+  pastaPid?: number;
+  cgroups?: SandboxCgroups;
   pgids: number[];
   createdAt: string;
-}
-
-const INSIDE = { workspace: "/workspace", home: "/home/deckhand", control: "/deckhand", tmp: "/tmp", opencode: "/opt/deckhand/bin/opencode" };
-const SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-export function findBwrap(): string | null {
-  const r = spawnSync("sh", ["-c", "command -v bwrap"], { encoding: "utf8" });
-  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
-}
-
-/** Does bubblewrap actually work here (a container may forbid namespaces)? */
-export function bwrapWorks(bwrap: string): { ok: boolean; error?: string } {
-  const r = spawnSync(bwrap, ["--unshare-pid", "--unshare-ipc", "--unshare-uts", ...systemBinds(), "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"], {
-    encoding: "utf8",
-    timeout: 10_000,
-  });
-  return r.status === 0 ? { ok: true } : { ok: false, error: (r.stderr || r.error?.message || `exit ${r.status}`).trim() };
-}
-
-function systemBinds(): string[] {
-  const args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"];
-  for (const d of ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]) {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(d);
-    } catch {
-      continue;
-    }
-    if (st.isSymbolicLink()) args.push("--symlink", fs.readlinkSync(d), d);
-    else if (st.isDirectory()) args.push("--ro-bind", d, d);
-  }
-  return args;
-}
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/\) Z /.test(stat); // a zombie is dead
-  } catch {
-    return true;
-  }
-}
-
-/**
- * bubblewrap reports the child's pid (--info-fd) before it has set up the mounts: a command entering the
- * namespaces right away may find no /bin/sh or no /workspace. Wait until the sandbox's own folders are there
- * (they appear at "/" only after bubblewrap's pivot_root, i.e. once every bind mount is in place).
- */
-async function waitForMounts(initPid: number, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = spawn("nsenter", ["--target", String(initPid), "--mount", "--", "/bin/sh", "-c", `test -d ${INSIDE.control} && test -d ${INSIDE.workspace}`], { stdio: "ignore" });
-      c.on("error", () => resolve(false));
-      c.on("close", (code) => resolve(code === 0));
-    });
-    if (ok) return;
-    if (!alive(initPid)) throw new SandboxError("bubblewrap exited while setting up the sandbox", "unavailable");
-    if (Date.now() > end) throw new SandboxError("the sandbox's folders did not appear within 10 s", "unavailable");
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  /** Why the provider stopped it (a limit), for the run's failure reason. */
+  endReason?: string;
 }
 
 export interface LocalProviderOptions {
   dataDir: string;
   opencodeBin: string;
-  /** Use bubblewrap (default: when present and working). */
+  /** Isolate with bubblewrap (default: when bwrap is installed; false: a folder only, development opt-out). */
   isolate?: boolean;
-  log?: { warn(obj: object, msg: string): void };
+  bwrap?: string;
+  network?: NetworkMode;
+  limits?: Limits;
+  cgroups?: "v1" | "v2" | null;
+  /** Host uid sandboxes run as when the server is root. */
+  sandboxUid?: number;
+  /** The backend's sandbox-channel socket (bind-mounted into each sandbox). */
+  channelSocket?: string;
+  /** Host loopback TCP ports reachable inside at the same port (a loopback model endpoint). */
+  forwardPorts?: number[];
+  log?: { warn(obj: object, msg: string): void; info?(obj: object, msg: string): void };
 }
+
+export const DEFAULT_LIMITS: Limits = { maxProcesses: 512, memoryBytes: 4096 * 1048576, cpus: 2, diskBytes: 4096 * 1048576 };
 
 export class LocalSandboxProvider implements SandboxProvider {
   readonly name = "local";
-  readonly sharedNetwork = true;
+  readonly sharedNetwork: boolean;
   readonly isolated: boolean;
   private readonly root: string;
+  private readonly network: NetworkMode;
+  private readonly limits: Limits;
+  private readonly uid = serverUid();
+  private readonly sandboxUid: number;
+  private readonly forwarderFile: string;
   private readonly bwrap: string | null;
+  private monitor: NodeJS.Timeout | null = null;
+  private readonly watched = new Map<string, Record_>();
 
   constructor(private readonly opts: LocalProviderOptions) {
-    this.root = path.join(opts.dataDir, "sandboxes");
-    fs.mkdirSync(this.root, { recursive: true });
-    const bwrap = findBwrap();
-    this.bwrap = opts.isolate === false ? null : bwrap;
+    this.root = path.join(path.resolve(opts.dataDir), "sandboxes");
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    this.bwrap = opts.isolate === false ? null : (opts.bwrap ?? findTool("bwrap"));
     this.isolated = this.bwrap !== null;
     if (opts.isolate === true && !this.isolated) throw new SandboxError("bubblewrap (bwrap) is not installed", "unavailable");
+    this.network = opts.network ?? "isolated";
+    this.sharedNetwork = !this.isolated || this.network === "host";
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.sandboxUid = this.uid === 0 ? (opts.sandboxUid ?? 61000) : this.uid;
+    this.forwarderFile = path.join(path.resolve(opts.dataDir), "forwarder.cjs");
+    // A root server's sandboxes run as another uid, which must be able to pass through (not list) these folders.
+    if (this.isolated && this.uid === 0) for (const d of [path.resolve(opts.dataDir), this.root]) fs.chmodSync(d, fs.statSync(d).mode & 0o777 | 0o711);
+    fs.writeFileSync(this.forwarderFile, FORWARDER_SOURCE, { mode: 0o644 });
+    if (opts.channelSocket && this.isolated) {
+      // Only the server and the sandboxes' user may reach the channel (root server: group of the sandbox uid).
+      const dir = path.dirname(opts.channelSocket);
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (this.uid === 0) {
+        fs.chownSync(dir, 0, this.sandboxUid);
+        fs.chmodSync(dir, 0o710);
+      } else fs.chmodSync(dir, 0o700);
+    }
   }
 
   private dir(id: string) {
-    if (!/^[a-z0-9-]+$/.test(id)) throw new SandboxError(`bad sandbox id ${id}`, "not_found");
+    if (!/^sbx-[a-f0-9]{12}$/.test(id)) throw new SandboxError(`bad sandbox id ${id}`, "not_found");
     return path.join(this.root, id);
   }
 
   private paths(rec: Record_): SandboxPaths {
-    if (rec.isolated) {
-      return {
-        repo: `${INSIDE.workspace}/repo`,
-        home: INSIDE.home,
-        control: INSIDE.control,
-        opencodeBin: INSIDE.opencode,
-        nodeBin: process.execPath,
-      };
-    }
+    if (rec.isolated) return { repo: `${INSIDE.workspace}/repo`, home: INSIDE.home, control: INSIDE.control, opencodeBin: INSIDE.opencode, nodeBin: process.execPath };
     const d = this.dir(rec.id);
-    return {
-      repo: path.join(d, "workspace", "repo"),
-      home: path.join(d, "home"),
-      control: path.join(d, "control"),
-      opencodeBin: this.opts.opencodeBin,
-      nodeBin: process.execPath,
-    };
+    return { repo: path.join(d, "workspace", "repo"), home: path.join(d, "home"), control: path.join(d, "control"), opencodeBin: this.opts.opencodeBin, nodeBin: process.execPath };
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
     const id = `sbx-${crypto.randomBytes(6).toString("hex")}`;
     const d = this.dir(id);
-    for (const sub of ["workspace", "home", "control", "tmp"]) await fsp.mkdir(path.join(d, sub), { recursive: true });
+    await fsp.mkdir(d, { mode: 0o700 });
+    if (this.isolated && this.uid === 0) await fsp.chmod(d, 0o711);
+    for (const sub of ["workspace", "home", "control", "tmp"]) {
+      await fsp.mkdir(path.join(d, sub), { mode: 0o700 });
+      if (this.isolated) await fsp.chown(path.join(d, sub), this.sandboxUid, this.sandboxUid);
+    }
     const rec: Record_ = { id, labels: { ...spec.labels, [OWNER_LABEL]: "1" }, isolated: this.isolated, pgids: [], createdAt: new Date().toISOString() };
-    if (this.bwrap) {
-      const args = [
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--hostname",
-        "deckhand-sandbox",
-        ...systemBinds(),
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--bind",
-        path.join(d, "tmp"),
-        INSIDE.tmp,
-        "--bind",
-        path.join(d, "workspace"),
-        INSIDE.workspace,
-        "--bind",
-        path.join(d, "home"),
-        INSIDE.home,
-        "--bind",
-        path.join(d, "control"),
-        INSIDE.control,
-        "--ro-bind",
-        this.opts.opencodeBin,
-        INSIDE.opencode,
-      ];
-      const nodePrefix = path.dirname(path.dirname(process.execPath));
-      if (!["/usr", "/usr/local", "/"].includes(nodePrefix) && !nodePrefix.startsWith("/usr/")) args.push("--ro-bind", nodePrefix, nodePrefix);
-      for (const p of spec.readOnlyPaths ?? []) if (fs.existsSync(p)) args.push("--ro-bind", p, p);
-      args.push("--chdir", INSIDE.workspace, "--info-fd", "3", "--", "/usr/bin/sleep", "infinity");
-      const child = spawn(this.bwrap, args, { detached: true, stdio: ["ignore", "ignore", "pipe", "pipe"] });
-      const info = await new Promise<{ "child-pid": number }>((resolve, reject) => {
-        let buf = "";
-        let err = "";
-        const fd3 = child.stdio[3] as NodeJS.ReadableStream;
-        fd3.on("data", (c: Buffer) => {
-          buf += c.toString();
-          try {
-            resolve(JSON.parse(buf));
-          } catch {
-            /* wait for more */
-          }
-        });
-        child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
-        child.on("exit", (code) => reject(new SandboxError(`bubblewrap exited (${code}): ${err.trim()}`, "unavailable")));
-        child.on("error", (e) => reject(new SandboxError(`bubblewrap failed to start: ${e.message}`, "unavailable")));
-      });
-      (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-      child.stderr!.destroy();
-      child.unref();
-      rec.initPid = info["child-pid"];
-      rec.outerPid = child.pid;
+    if (this.isolated) {
       try {
-        await waitForMounts(rec.initPid);
+        await this.start(rec, d);
       } catch (e) {
-        for (const pid of [rec.initPid, rec.outerPid]) {
-          try {
-            if (pid) process.kill(pid, "SIGKILL");
-          } catch {
-            /* gone */
-          }
-        }
+        await this.teardown(rec);
         await fsp.rm(d, { recursive: true, force: true });
         throw e;
       }
     }
     await this.save(rec);
+    if (rec.isolated) this.watch(rec);
     return this.handle(rec);
+  }
+
+  /** bwrap (as the sandbox's user, in its cgroups), then the network, then the channel forwarder. */
+  private async start(rec: Record_, d: string): Promise<void> {
+    if (this.opts.cgroups) rec.cgroups = createCgroups(this.opts.cgroups, rec.id, this.limits);
+    const O_PATH = 0o10000000;
+    const open = (p: string) => fs.openSync(p, fs.constants.O_RDONLY | O_PATH | fs.constants.O_NOFOLLOW);
+    const fdList: number[] = [];
+    const take = (p: string) => {
+      const fd = open(p);
+      fdList.push(fd);
+      return 4 + fdList.length - 1; // child fd number (0-2 stdio, 3 info)
+    };
+    try {
+      const fds = {
+        workspace: take(path.join(d, "workspace")),
+        home: take(path.join(d, "home")),
+        control: take(path.join(d, "control")),
+        tmp: take(path.join(d, "tmp")),
+        opencode: take(fs.realpathSync(this.opts.opencodeBin)),
+        forwarder: take(this.forwarderFile),
+        channel: this.opts.channelSocket ? take(path.dirname(this.opts.channelSocket)) : undefined,
+      };
+      const args = bwrapArgs({ host: hostLayout(), fds, network: this.network, infoFd: 3 });
+      const { procs } = rec.cgroups ?? { procs: [] };
+      const argv = [...(procs.length ? ["/bin/sh", "-c", 'for f in "$@"; do [ "$f" = -- ] && { shift; break; }; echo $$ > "$f" || exit 125; shift; done; exec "$@"', "sh", ...procs, "--"] : []), ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []), this.bwrap!, ...args];
+      const child = spawn(argv[0]!, argv.slice(1), { detached: true, cwd: "/", env: HELPER_ENV, stdio: ["ignore", "ignore", "pipe", "pipe", ...fdList] });
+      let err = "";
+      const info = await new Promise<{ "child-pid": number }>((resolve, reject) => {
+        let buf = "";
+        const timer = setTimeout(() => reject(new SandboxError("bubblewrap did not start within 20 s", "unavailable", true)), 20_000);
+        (child.stdio[3] as NodeJS.ReadableStream).on("data", (c: Buffer) => {
+          buf += c.toString();
+          try {
+            resolve(JSON.parse(buf));
+            clearTimeout(timer);
+          } catch {
+            /* more to come */
+          }
+        });
+        child.stderr!.on("data", (c: Buffer) => (err += c.toString().slice(0, 2000)));
+        child.on("exit", (code) => reject(new SandboxError(`bubblewrap exited (${code}): ${err.trim()}`, "unavailable")));
+        child.on("error", (e) => reject(new SandboxError(`bubblewrap failed to start: ${e.message}`, "unavailable")));
+      });
+      rec.initPid = info["child-pid"];
+      rec.outerPid = child.pid;
+      try {
+        await this.waitForMounts(rec);
+      } catch (e) {
+        const hint = /Permission denied/.test(err) ? ` (every folder above DATA_DIR and the opencode binary must be searchable by uid ${this.sandboxUid})` : "";
+        throw new SandboxError(`${(e as Error).message}${err.trim() ? `: ${err.trim()}` : ""}${hint}`, "unavailable");
+      } finally {
+        (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+        child.stderr!.destroy();
+        child.removeAllListeners("exit");
+        child.unref();
+      }
+    } finally {
+      for (const fd of fdList) fs.closeSync(fd);
+    }
+    if (this.network === "isolated") await this.startNetwork(rec, d);
+    if (this.opts.channelSocket) {
+      const h = this.handle(rec);
+      await h.startBackground([process.execPath, INSIDE.forwarder, INSIDE.channel, String(CHANNEL_PORT)], { logFile: `${INSIDE.control}/forwarder.log`, cwd: INSIDE.control });
+    }
+  }
+
+  /** bwrap reports its pid before the mounts are in place: wait until the sandbox's folders are there. */
+  private async waitForMounts(rec: Record_): Promise<void> {
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const r = await runCapped(...this.enter(rec, ["/bin/true"], "/"), { env: HELPER_ENV }).catch(() => ({ exitCode: 1 }));
+      if (r.exitCode === 0) return;
+      if (!isAlive(rec.initPid)) throw new SandboxError("bubblewrap exited while setting up the sandbox", "unavailable");
+      if (Date.now() > end) throw new SandboxError("the sandbox did not come up within 10 s", "unavailable", true);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** pasta gives the namespace outbound access only: no host port reaches in, no host loopback port reaches out. */
+  private async startNetwork(rec: Record_, d: string): Promise<void> {
+    const pidFile = path.join(d, "pasta.pid");
+    const fwd = (this.opts.forwardPorts ?? []).map(String);
+    const argv = [
+      ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []),
+      "pasta", "--quiet", "--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-U", "none",
+      "-T", fwd.length ? fwd.join(",") : "none",
+      "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", `/proc/${rec.initPid}/ns/net`,
+    ];
+    // pasta writes its pid file as the sandbox's user: give it a file it may write.
+    if (this.uid === 0) {
+      fs.writeFileSync(pidFile, "");
+      fs.chownSync(pidFile, this.sandboxUid, this.sandboxUid);
+    }
+    const r = await runHelper([...argv, "--pid", pidFile]);
+    if (r.code !== 0) throw new SandboxError(`pasta could not give the sandbox a network (${r.stderr || `exit ${r.code}`}); install passt or set LOCAL_SANDBOX_NETWORK=none`, "unavailable");
+    rec.pastaPid = Number(fs.readFileSync(pidFile, "utf8").trim()) || undefined;
+  }
+
+  /** The command line that runs argv inside the sandbox. */
+  private enter(rec: Record_, argv: string[], cwd: string): [string, string[]] {
+    const full = enterArgv({ initPid: rec.initPid!, serverUid: this.uid, sandboxUid: this.sandboxUid, network: this.network, cgroupProcs: rec.cgroups?.procs ?? [], limits: this.limits, cwd, argv, nice: !rec.cgroups });
+    return [full[0]!, full.slice(1)];
+  }
+
+  private watch(rec: Record_): void {
+    this.watched.set(rec.id, rec);
+    this.monitor ??= setInterval(() => void this.checkLimits(), 2000);
+    this.monitor.unref();
+  }
+
+  /** A sandbox over its limits is stopped, with the reason kept for the run. */
+  private async checkLimits(): Promise<void> {
+    for (const rec of this.watched.values()) {
+      if (!isAlive(rec.initPid)) {
+        this.watched.delete(rec.id);
+        continue;
+      }
+      const b = rec.cgroups ? cgroupBreaches(rec.cgroups) : { pidsMaxHits: 0, oomKills: 0 };
+      const verdict = limitVerdict({ ...b, workspaceBytes: await diskUsage(this.dir(rec.id)) }, this.limits);
+      if (!verdict) continue;
+      this.opts.log?.warn({ sandboxId: rec.id, runId: rec.labels.deckhandRunId, reason: verdict }, "sandbox stopped: over its limits");
+      rec.endReason = verdict;
+      await this.save(rec).catch(() => {});
+      await this.teardown(rec);
+      this.watched.delete(rec.id);
+    }
+  }
+
+  /** Why the provider stopped this sandbox (over a limit), if it did. */
+  async endReason(id: string): Promise<string | null> {
+    return (await this.load(id))?.endReason ?? null;
+  }
+
+  private async teardown(rec: Record_): Promise<void> {
+    killPid(rec.initPid);
+    killPid(rec.outerPid);
+    killPid(rec.pastaPid);
+    for (const g of rec.pgids) killPid(-g);
+    if (rec.cgroups) await removeCgroups(rec.cgroups);
   }
 
   private async save(rec: Record_) {
     const file = path.join(this.dir(rec.id), "sandbox.json");
-    await fsp.writeFile(`${file}.tmp`, JSON.stringify(rec));
+    await fsp.writeFile(`${file}.tmp`, JSON.stringify(rec), { mode: 0o600 });
     await fsp.rename(`${file}.tmp`, file);
   }
 
@@ -244,21 +283,23 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   private isAlive(rec: Record_): boolean {
-    return rec.isolated ? alive(rec.initPid) : true;
+    return rec.isolated ? isAlive(rec.initPid) && !rec.endReason : true;
   }
 
   async get(id: string): Promise<Sandbox | null> {
     const rec = await this.load(id);
     if (!rec || !this.isAlive(rec)) return null;
+    if (rec.isolated && !this.watched.has(id)) this.watch(rec);
     return this.handle(rec);
   }
 
   async list(labels: Record<string, string> = {}): Promise<SandboxInfo[]> {
     const out: SandboxInfo[] = [];
     for (const id of await fsp.readdir(this.root).catch(() => [] as string[])) {
+      if (!/^sbx-[a-f0-9]{12}$/.test(id)) continue;
       const rec = await this.load(id);
       if (!rec) continue;
-      if (Object.entries(labels).every(([k, v]) => rec.labels[k] === v)) out.push({ id, labels: rec.labels, state: "running" });
+      if (Object.entries(labels).every(([k, v]) => Object.hasOwn(rec.labels, k) && rec.labels[k] === v)) out.push({ id, labels: rec.labels, state: "running" });
     }
     return out;
   }
@@ -266,89 +307,70 @@ export class LocalSandboxProvider implements SandboxProvider {
   async destroy(id: string): Promise<boolean> {
     const rec = await this.load(id);
     if (!rec) return false;
-    const kill = (pid: number | undefined) => {
-      if (!pid) return;
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    };
-    if (rec.isolated) {
-      kill(rec.initPid);
-      kill(rec.outerPid);
-    } else {
-      for (const g of rec.pgids) kill(-g);
-    }
+    this.watched.delete(id);
+    await this.teardown(rec);
     await fsp.rm(this.dir(id), { recursive: true, force: true, maxRetries: 3 });
     return true;
   }
 
-  /** Host path of a path inside the sandbox (for file access). */
-  private hostPath(rec: Record_, p: string): string {
+  async close(): Promise<void> {
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+    this.watched.clear();
+  }
+
+  /** Host side of a path inside the sandbox: [the bind-mounted folder, the file under it]. */
+  private hostPath(rec: Record_, p: string): [string, string] {
     const d = this.dir(rec.id);
-    if (!rec.isolated) {
-      const resolved = path.resolve(p);
-      if (!resolved.startsWith(d + path.sep)) throw new SandboxError(`${p} is outside the sandbox`, "bad_path");
-      return resolved;
-    }
-    const map: [string, string][] = [
-      [INSIDE.workspace, "workspace"],
-      [INSIDE.home, "home"],
-      [INSIDE.control, "control"],
-      [INSIDE.tmp, "tmp"],
-    ];
     const norm = path.posix.normalize(p);
+    if (!rec.isolated) {
+      for (const sub of ["workspace", "home", "control", "tmp"]) {
+        const base = path.join(d, sub);
+        if (norm === base || norm.startsWith(base + "/")) return [base, norm];
+      }
+      throw new SandboxError(`${p} is outside the sandbox`, "bad_path");
+    }
+    const map: [string, string][] = [[INSIDE.workspace, "workspace"], [INSIDE.home, "home"], [INSIDE.control, "control"], [INSIDE.tmp, "tmp"]];
     for (const [inside, sub] of map) {
-      if (norm === inside || norm.startsWith(inside + "/")) return path.join(d, sub, norm.slice(inside.length));
+      if (norm === inside || norm.startsWith(inside + "/")) return [path.join(d, sub), path.join(d, sub, norm.slice(inside.length))];
     }
     throw new SandboxError(`${p} is not in a writable sandbox folder`, "bad_path");
   }
 
   private handle(rec: Record_): Sandbox {
     const paths = this.paths(rec);
-    const env = (extra?: Record<string, string>) => ({ PATH: SAFE_PATH, HOME: paths.home, LANG: "C.UTF-8", ...extra });
     const command = (argv: string[], cwd: string | undefined): [string, string[], string | undefined] => {
-      if (!rec.isolated) return [argv[0]!, argv.slice(1), cwd ?? paths.repo.replace(/\/repo$/, "")];
-      const nsenter = ["--target", String(rec.initPid), "--mount", "--pid", "--ipc", "--uts", "--"];
-      return ["nsenter", [...nsenter, "/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd ?? INSIDE.workspace, ...argv], undefined];
+      if (!rec.isolated) return [argv[0]!, argv.slice(1), cwd ?? path.dirname(paths.repo)];
+      return [...this.enter(rec, argv, cwd ?? INSIDE.workspace), undefined];
     };
     const ensureAlive = () => {
-      if (!this.isAlive(rec)) throw new SandboxError("The sandbox is gone", "not_found");
+      if (!this.isAlive(rec)) throw new SandboxError(rec.endReason ?? "The sandbox is gone", "not_found");
     };
+    const owner = rec.isolated && this.uid === 0 ? this.sandboxUid : undefined;
     return {
       id: rec.id,
       provider: this.name,
       paths,
+      backendUrl: rec.isolated && this.opts.channelSocket && this.network !== "host" ? `http://127.0.0.1:${CHANNEL_PORT}` : undefined,
       exec: async (argv: string[], o: ExecOptions = {}): Promise<ExecResult> => {
         ensureAlive();
         const [cmd, args, cwd] = command(o.timeoutMs ? ["timeout", "-s", "KILL", String(Math.ceil(o.timeoutMs / 1000)), ...argv] : argv, o.cwd);
-        return await new Promise((resolve, reject) => {
-          const child = spawn(cmd, args, { cwd: o.cwd && !rec.isolated ? o.cwd : cwd, env: env(o.env), stdio: ["ignore", "pipe", "pipe"] });
-          const out: Buffer[] = [];
-          const err: Buffer[] = [];
-          child.stdout.on("data", (c) => out.push(c));
-          child.stderr.on("data", (c) => err.push(c));
-          child.on("error", (e) => reject(new SandboxError(`exec failed: ${e.message}`, "exec_failed")));
-          child.on("close", (code, signal) =>
-            resolve({ exitCode: code ?? (signal ? 137 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
-          );
-        });
+        return await runCapped(cmd, args, { cwd: rec.isolated ? undefined : (o.cwd ?? cwd), env: insideEnv(paths.home, o.env) });
       },
       startBackground: async (argv: string[], o: BackgroundOptions) => {
         ensureAlive();
-        const logHost = this.hostPath(rec, o.logFile);
-        await fsp.mkdir(path.dirname(logHost), { recursive: true });
-        const fd = fs.openSync(logHost, "a");
+        const [base, logHost] = this.hostPath(rec, o.logFile);
+        await writeRegularFile(base, logHost, "", 0o644, owner);
+        const fd = fs.openSync(logHost, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_NOFOLLOW);
         try {
           const [cmd, args, cwd] = command(argv, o.cwd);
-          const child = spawn(cmd, args, { cwd: o.cwd && !rec.isolated ? o.cwd : cwd, env: env(o.env), detached: true, stdio: ["ignore", fd, fd] });
+          const child = spawn(cmd, args, { cwd: rec.isolated ? undefined : (o.cwd ?? cwd), env: insideEnv(paths.home, o.env), detached: true, stdio: ["ignore", fd, fd] });
           await new Promise<void>((resolve, reject) => {
             child.once("spawn", resolve);
             child.once("error", (e) => reject(new SandboxError(`could not start ${argv[0]}: ${e.message}`, "exec_failed")));
           });
           child.unref();
-          if (!rec.isolated && child.pid) {
+          if (child.pid) {
             rec.pgids.push(child.pid);
             await this.save(rec);
           }
@@ -357,12 +379,10 @@ export class LocalSandboxProvider implements SandboxProvider {
           fs.closeSync(fd);
         }
       },
-      readFile: async (p: string) => fsp.readFile(this.hostPath(rec, p)),
-      writeFile: async (p: string, data: string | Buffer, mode?: number) => {
-        const h = this.hostPath(rec, p);
-        await fsp.mkdir(path.dirname(h), { recursive: true });
-        await fsp.writeFile(h, data, { mode });
-      },
+      readFile: async (p: string, maxBytes?: number) => readRegularFile(...this.hostPath(rec, p), maxBytes),
+      writeFile: async (p: string, data: string | Buffer, mode?: number) => writeRegularFile(...this.hostPath(rec, p), data, mode, owner),
     };
   }
 }
+
+export { SAFE_PATH };
