@@ -6,6 +6,7 @@ import http from "node:http";
 import path from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Config } from "./config/config.ts";
+import { gatewayRoutes } from "./gateway/routes.ts";
 import { type Database, migrate, openDatabase } from "./db/database.ts";
 import { createLogger, type Logger } from "./log/logger.ts";
 import { Outbox } from "./notify/outbox.ts";
@@ -87,7 +88,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   await bus.start();
   const store = new RunStore(database.db, bus);
   const repos = new RepoRegistry(config.REPOS, process.cwd(), githubWebOrigin(config.GITHUB_API_URL));
-  const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log);
+  const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log, config.model?.allowed);
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
   const receiver = new RelayReceiver(database.db, store, bus, log);
   const apiToken = resolveApiToken(config)!;
@@ -154,6 +155,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   });
   apiRoutes(app, { service, bus, apiToken, queueOf });
   relayRoutes(app, receiver);
+  gatewayRoutes(app, { config, store, bus, log, apiToken });
   pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
 
   const deckhand: Deckhand = {
