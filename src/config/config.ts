@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import { z } from "zod";
+import { parsePrice } from "../gateway/prices.ts";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -264,6 +265,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       };
     }
   }
+  for (const [m, spec] of Object.entries(c.MODEL_PRICES)) {
+    try {
+      parsePrice(spec);
+    } catch (e) {
+      problems.push(`MODEL_PRICES: ${m}: ${(e as Error).message}`);
+    }
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const publicUrl = (c.PUBLIC_URL ?? `http://127.0.0.1:${c.PORT}`).replace(/\/+$/, "");
@@ -275,6 +283,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       ? `model: ${model.openaiCompatible ? `${model.openaiCompatible.model} at ${model.openaiCompatible.baseURL}` : model.id}`
       : "model: none configured — runs will fail until MODEL (with its API key) or LLM_BASE_URL + LLM_MODEL is set",
   );
+  if (model) {
+    const limits = [
+      c.RUN_BUDGET_USD !== undefined && `$${c.RUN_BUDGET_USD} per run`,
+      c.RUN_BUDGET_TOKENS !== undefined && `${c.RUN_BUDGET_TOKENS} tokens per run`,
+      c.DAILY_BUDGET_USD !== undefined && `$${c.DAILY_BUDGET_USD} per person and in total per day`,
+    ].filter(Boolean);
+    summary.push(`model gateway: models ${model.allowed.join(", ")}; budgets: ${limits.length ? limits.join(", ") : "none"}`);
+  }
   const repoNames = Object.keys(c.REPOS);
   summary.push(repoNames.length ? `repos: ${repoNames.join(", ")}${c.DEFAULT_REPO ? ` (default ${c.DEFAULT_REPO})` : ""}` : "repos: none — set REPOS=name=cloneURL to allow runs");
   summary.push(c.API_TOKEN ? "API: bearer API_TOKEN" : `API: bearer token generated in ${path.resolve(cwd, c.DATA_DIR, "api-token")} (set API_TOKEN to choose one)`);

@@ -13,6 +13,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Sandbox } from "../sandbox/provider.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
+import { measuredUsage } from "./run-view.ts";
 
 const pexec = promisify(execFile);
 
@@ -108,7 +109,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
     branch: run.branch,
     commit: head === base ? null : head,
     pushed: false,
-    usage: d.usage,
+    usage: measuredUsage(run, d.usage),
     error: d.lastError,
   };
 
