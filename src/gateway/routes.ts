@@ -80,10 +80,10 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
         b.stream_options = { ...so, include_usage: true };
       }
 
-      const fresh = (await store.get(run.id)) ?? run;
+      // `run` was read by onRequest for this request: its usage columns are current.
       const verdict = checkBudget(
         { runUsd: config.RUN_BUDGET_USD, runTokens: config.RUN_BUDGET_TOKENS, dailyUsd: config.DAILY_BUDGET_USD },
-        await usage.spending(fresh),
+        await usage.spending(run, config.DAILY_BUDGET_USD !== undefined),
       );
       if (!verdict.ok) {
         rlog.warn({ code: verdict.code }, "model call refused: over budget");

@@ -34,11 +34,12 @@ export class UsageStore {
     return r ?? null;
   }
 
-  async spending(run: Run, now = new Date()): Promise<Spending> {
+  /** What this run has spent (from its row) and, when `daily`, what its person and everyone spent today. */
+  async spending(run: Run, daily: boolean, now = new Date()): Promise<Spending> {
     const day = utcDay(now);
-    const [total] = await this.db.select({ c: sum(modelUsage.costMicros) }).from(modelUsage).where(eq(modelUsage.day, day));
+    const [total] = daily ? await this.db.select({ c: sum(modelUsage.costMicros) }).from(modelUsage).where(eq(modelUsage.day, day)) : [{ c: 0 }];
     let person = 0;
-    if (run.createdBy) {
+    if (daily && run.createdBy) {
       const [p] = await this.db
         .select({ c: sum(modelUsage.costMicros) })
         .from(modelUsage)
