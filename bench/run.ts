@@ -183,6 +183,8 @@ Object.assign(results, await benchProvisioning());
 results.ingest = await benchIngest();
 const e2b = await import("./e2b.ts").catch(() => null);
 if (e2b?.benchE2B) results.e2b = await e2b.benchE2B();
+const gateway = await import("./gateway.ts").catch(() => null);
+if (gateway?.benchGateway) results.gateway = await gateway.benchGateway();
 const load = await import("./load.ts").catch(() => null);
 if (load?.benchReliability && process.env.BENCH_SKIP_LOAD !== "1") results.reliability = await load.benchReliability();
 fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });

@@ -7,6 +7,7 @@ import path from "node:path";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Config } from "./config/config.ts";
+import { gatewayRoutes } from "./gateway/routes.ts";
 import { type Database, migrate, openDatabase } from "./db/database.ts";
 import { createLogger, type Logger } from "./log/logger.ts";
 import { Outbox } from "./notify/outbox.ts";
@@ -99,7 +100,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   await bus.start();
   const store = new RunStore(database.db, bus);
   const repos = new RepoRegistry(config.REPOS, process.cwd(), githubWebOrigin(config.GITHUB_API_URL));
-  const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log);
+  const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log, config.model?.allowed);
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
   const receiver = new RelayReceiver(database.db, store, bus, log);
   const apiToken = resolveApiToken(config)!;
@@ -181,7 +182,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     };
   });
   apiRoutes(app, { service, bus, guard, queueOf });
-  sandboxChannelRoutes(app, { receiver });
+  const gateway = { config, store, bus, log, apiToken };
+  sandboxChannelRoutes(app, { receiver, gateway });
   let channel: FastifyInstance | null = null;
   pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log });
 
@@ -213,7 +215,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
         log.info({ host: config.HOST }, `Listening on ${config.HOST} only: set HOST=0.0.0.0 to listen on every interface (containers, other machines)`);
       }
       // Local sandboxes reach the backend only through this socket (relay routes and nothing else).
-      if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver }, { bodyLimit: config.MAX_BODY_BYTES, log });
+      if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver, gateway }, { bodyLimit: config.MAX_BODY_BYTES, log });
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();

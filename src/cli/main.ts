@@ -11,7 +11,7 @@ import { exitCodeFor, fmtDuration, isDone, progressLine, summary } from "./progr
 const USAGE = `Usage:
   deckhand serve                                   start the server (also: npm start)
   deckhand migrate                                 apply database migrations
-  deckhand run --repo <name> [--ref <branch>] "<prompt>"   start a run and follow it
+  deckhand run --repo <name> [--ref <branch>] [--model <id>] "<prompt>"   start a run and follow it
   deckhand runs [--status s] [--repo r] [--limit n]        list runs
   deckhand say <run-id> "<text>"                   send a follow-up to a run
   deckhand stop <run-id>                           stop a run
@@ -114,11 +114,11 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         return 0;
       }
       case "run": {
-        const { values, positionals } = parseArgs({ args: rest, options: { repo: { type: "string" }, ref: { type: "string" }, detach: { type: "boolean" } }, allowPositionals: true });
+        const { values, positionals } = parseArgs({ args: rest, options: { repo: { type: "string" }, ref: { type: "string" }, model: { type: "string" }, detach: { type: "boolean" } }, allowPositionals: true });
         const prompt = positionals.join(" ").trim();
         if (!prompt) throw new CliError('A prompt is required: deckhand run --repo <name> "<prompt>"');
         const api = client(config());
-        const created = await api.call<{ id: string; url: string }>("POST", "/api/runs", { repo: values.repo, ref: values.ref, prompt, createdBy: process.env.USER ?? "cli" });
+        const created = await api.call<{ id: string; url: string }>("POST", "/api/runs", { repo: values.repo, ref: values.ref, model: values.model, prompt, createdBy: process.env.USER ?? "cli" });
         out.write(`Run ${created.id} started: ${created.url}\n`);
         if (values.detach) return 0;
         const v = await follow(api, created.id, out);

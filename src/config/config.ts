@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import { z } from "zod";
+import { parsePrice } from "../gateway/prices.ts";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -100,6 +101,22 @@ const schema = z
     LLM_BASE_URL: z.string().url().optional(),
     LLM_API_KEY: z.string().optional(),
     LLM_MODEL: z.string().optional(),
+
+    // Model gateway (src/gateway): the sandbox reaches the provider only through the backend, with a per-run token.
+    /** Models a run may choose (`model=<id>`, `--model`, API `model`), comma-separated; default: the configured one. */
+    MODELS: z.string().optional(),
+    /** Price overrides in USD per million tokens: `model=input/output[/cacheRead/cacheWrite]`, comma-separated. */
+    MODEL_PRICES: pairs("MODEL_PRICES (model=input/output[/cacheRead/cacheWrite])"),
+    /** Per-run limits: the gateway refuses further model calls once a run has spent this much. */
+    RUN_BUDGET_USD: z.coerce.number().positive().optional(),
+    RUN_BUDGET_TOKENS: z.coerce.number().int().positive().optional(),
+    /** Per UTC day, for each person and for everyone together. */
+    DAILY_BUDGET_USD: z.coerce.number().positive().optional(),
+    /** Retries of a provider 429/5xx (before any byte reached the agent), and the longest Retry-After honoured. */
+    GATEWAY_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+    GATEWAY_MAX_RETRY_WAIT_SECONDS: z.coerce.number().min(0).max(600).default(30),
+    /** Largest model request body the gateway accepts (conversations with tool output get big). */
+    GATEWAY_MAX_BODY_BYTES: positiveInt(16 * 1024 * 1024),
     MAX_CONCURRENT_RUNS: positiveInt(4),
     /** Runs of one repo provisioning or running at once (default: only MAX_CONCURRENT_RUNS applies). */
     REPO_MAX_CONCURRENT_RUNS: z.coerce.number().int().positive().optional(),
@@ -209,8 +226,14 @@ export interface ModelConfig {
   id: string;
   /** Provider block for OpenCode's config, when the model is an OpenAI-compatible endpoint. */
   openaiCompatible?: { baseURL: string; apiKey: string; model: string };
-  /** Environment variables the model's provider needs inside the sandbox (its key). */
+  /** Environment variables for the sandbox: always empty since the gateway (no key ever enters a sandbox). */
   env: Record<string, string>;
+  /** The model name the provider knows (e.g. "claude-sonnet-4-5", "qwen2.5-coder:32b"). */
+  name: string;
+  /** Where the gateway forwards, with the real key (never sent to a sandbox). */
+  upstream: { kind: "openai" | "anthropic"; baseURL: string; apiKey: string; keyName: string };
+  /** Models a run may choose (upstream names); the first is the default. */
+  allowed: string[];
 }
 
 export interface Config extends RawConfig {
@@ -228,17 +251,29 @@ export class ConfigError extends Error {
   }
 }
 
-/** Known provider → key variable, so MODEL=anthropic/... forwards only ANTHROPIC_API_KEY into the sandbox. */
+/** Known provider → key variable and the API the gateway forwards to (the key stays on the backend). */
 const PROVIDER_KEYS: Record<string, string[]> = {
   anthropic: ["ANTHROPIC_API_KEY"],
   openai: ["OPENAI_API_KEY"],
-  google: ["GOOGLE_GENERATIVE_AI_API_KEY", "GEMINI_API_KEY"],
   openrouter: ["OPENROUTER_API_KEY"],
   groq: ["GROQ_API_KEY"],
   mistral: ["MISTRAL_API_KEY"],
   deepseek: ["DEEPSEEK_API_KEY"],
   xai: ["XAI_API_KEY"],
 };
+const PROVIDER_URLS: Record<string, string> = {
+  anthropic: "https://api.anthropic.com/v1",
+  openai: "https://api.openai.com/v1",
+  openrouter: "https://openrouter.ai/api/v1",
+  groq: "https://api.groq.com/openai/v1",
+  mistral: "https://api.mistral.ai/v1",
+  deepseek: "https://api.deepseek.com/v1",
+  xai: "https://api.x.ai/v1",
+};
+/** Override of a provider's API address (tests, proxies): `ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`, ... */
+const baseUrlVar = (provider: string) => `${provider.toUpperCase()}_BASE_URL`;
+
+const modelList = (raw: string | undefined, first: string) => [first, ...(raw ?? "").split(",").map((s) => s.trim()).filter((s) => s && s !== first)];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const cleaned: Record<string, string> = {};
@@ -257,13 +292,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       id: `deckhand-llm/${c.LLM_MODEL}`,
       openaiCompatible: { baseURL: c.LLM_BASE_URL, apiKey: c.LLM_API_KEY ?? "none", model: c.LLM_MODEL },
       env: {},
+      name: c.LLM_MODEL,
+      upstream: { kind: "openai", baseURL: c.LLM_BASE_URL.replace(/\/+$/, ""), apiKey: c.LLM_API_KEY ?? "none", keyName: "LLM_API_KEY" },
+      allowed: modelList(c.MODELS, c.LLM_MODEL),
     };
   } else if (c.MODEL) {
     const provider = c.MODEL.split("/")[0]!;
-    const keys = PROVIDER_KEYS[provider] ?? [];
-    const present = keys.filter((k) => cleaned[k]);
-    if (keys.length && !present.length) problems.push(`MODEL: ${c.MODEL} needs ${keys.join(" or ")} to be set`);
-    model = { id: c.MODEL, env: Object.fromEntries(present.map((k) => [k, cleaned[k]!])) };
+    const name = c.MODEL.slice(provider.length + 1);
+    const keys = PROVIDER_KEYS[provider];
+    const present = (keys ?? []).filter((k) => cleaned[k]);
+    if (!keys) problems.push(`MODEL: provider "${provider}" is not supported by the model gateway (supported: ${Object.keys(PROVIDER_KEYS).join(", ")}; or use LLM_BASE_URL + LLM_MODEL)`);
+    else if (!present.length) problems.push(`MODEL: ${c.MODEL} needs ${keys.join(" or ")} to be set`);
+    else {
+      model = {
+        id: c.MODEL,
+        env: {},
+        name,
+        upstream: {
+          kind: provider === "anthropic" ? "anthropic" : "openai",
+          baseURL: (cleaned[baseUrlVar(provider)] ?? PROVIDER_URLS[provider]!).replace(/\/+$/, ""),
+          apiKey: cleaned[present[0]!]!,
+          keyName: present[0]!,
+        },
+        allowed: modelList(c.MODELS, name),
+      };
+    }
+  }
+  for (const [m, spec] of Object.entries(c.MODEL_PRICES)) {
+    try {
+      parsePrice(spec);
+    } catch (e) {
+      problems.push(`MODEL_PRICES: ${m}: ${(e as Error).message}`);
+    }
   }
   if (problems.length) throw new ConfigError(problems);
 
@@ -276,6 +336,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       ? `model: ${model.openaiCompatible ? `${model.openaiCompatible.model} at ${model.openaiCompatible.baseURL}` : model.id}`
       : "model: none configured — runs will fail until MODEL (with its API key) or LLM_BASE_URL + LLM_MODEL is set",
   );
+  if (model) {
+    const limits = [
+      c.RUN_BUDGET_USD !== undefined && `$${c.RUN_BUDGET_USD} per run`,
+      c.RUN_BUDGET_TOKENS !== undefined && `${c.RUN_BUDGET_TOKENS} tokens per run`,
+      c.DAILY_BUDGET_USD !== undefined && `$${c.DAILY_BUDGET_USD} per person and in total per day`,
+    ].filter(Boolean);
+    summary.push(`model gateway: models ${model.allowed.join(", ")}; budgets: ${limits.length ? limits.join(", ") : "none"}`);
+  }
   const repoNames = Object.keys(c.REPOS);
   summary.push(repoNames.length ? `repos: ${repoNames.join(", ")}${c.DEFAULT_REPO ? ` (default ${c.DEFAULT_REPO})` : ""}` : "repos: none — set REPOS=name=cloneURL to allow runs");
   summary.push(c.API_TOKEN ? "API: bearer API_TOKEN" : `API: bearer token generated in ${path.resolve(cwd, c.DATA_DIR, "api-token")} (set API_TOKEN to choose one)`);

@@ -4,7 +4,9 @@
  */
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   bigserial,
+  doublePrecision,
   boolean,
   index,
   integer,
@@ -62,6 +64,19 @@ export const runs = pgTable(
     keepaliveUntil: ts("keepalive_until"),
     result: jsonb("result").$type<Record<string, unknown>>(),
     diff: text("diff"),
+    // Model gateway: the run's model, its model token (hashed), budget raises and usage measured by the gateway.
+    /** Upstream model name chosen for this run (null: the configured default). */
+    model: text("model"),
+    modelTokenHash: text("model_token_hash"),
+    /** USD added to RUN_BUDGET_USD by follow-ups (`budget=+5`). */
+    budgetExtraUsd: doublePrecision("budget_extra_usd").notNull().default(0),
+    usageInput: bigint("usage_input", { mode: "number" }).notNull().default(0),
+    usageOutput: bigint("usage_output", { mode: "number" }).notNull().default(0),
+    usageCacheRead: bigint("usage_cache_read", { mode: "number" }).notNull().default(0),
+    usageCacheWrite: bigint("usage_cache_write", { mode: "number" }).notNull().default(0),
+    /** Cost in millionths of a dollar (integers, so sums are exact). */
+    usageCostMicros: bigint("usage_cost_micros", { mode: "number" }).notNull().default(0),
+    modelRequests: integer("model_requests").notNull().default(0),
     createdAt: ts("created_at").notNull().defaultNow(),
     updatedAt: ts("updated_at").notNull().defaultNow(),
     startedAt: ts("started_at"),
@@ -71,7 +86,32 @@ export const runs = pgTable(
     index("runs_status_idx").on(t.status),
     uniqueIndex("runs_page_token_idx").on(t.pageToken),
     index("runs_created_at_idx").on(t.createdAt),
+    uniqueIndex("runs_model_token_hash_idx").on(t.modelTokenHash),
   ],
+);
+
+/** One row per model request forwarded by the gateway: usage and cost, for sums per run, person, repo and day. */
+export const modelUsage = pgTable(
+  "model_usage",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id").notNull(),
+    person: text("person"),
+    repo: text("repo").notNull(),
+    /** UTC day, YYYY-MM-DD. */
+    day: text("day").notNull(),
+    model: text("model").notNull(),
+    /** HTTP status returned to the agent. */
+    status: integer("status").notNull(),
+    input: bigint("input", { mode: "number" }).notNull().default(0),
+    output: bigint("output", { mode: "number" }).notNull().default(0),
+    cacheRead: bigint("cache_read", { mode: "number" }).notNull().default(0),
+    cacheWrite: bigint("cache_write", { mode: "number" }).notNull().default(0),
+    costMicros: bigint("cost_micros", { mode: "number" }).notNull().default(0),
+    durationMs: integer("duration_ms").notNull().default(0),
+    createdAt: ts("created_at").notNull().defaultNow(),
+  },
+  (t) => [index("model_usage_run_idx").on(t.runId), index("model_usage_day_person_idx").on(t.day, t.person), index("model_usage_day_repo_idx").on(t.day, t.repo)],
 );
 
 export const runEvents = pgTable(
@@ -201,3 +241,4 @@ export type NewRun = typeof runs.$inferInsert;
 export type RunEventRow = typeof runEvents.$inferSelect;
 export type RunInput = typeof runInputs.$inferSelect;
 export type Notification = typeof notifications.$inferSelect;
+export type ModelUsageRow = typeof modelUsage.$inferSelect;

@@ -122,6 +122,8 @@ export function explainError(err: any): { message: string; code: string } {
   const status = Number(data.statusCode ?? 0);
   const detail = firstLine(data.message ?? err?.message ?? name, 200);
   if (name === "MessageAbortedError") return { message: "The agent was stopped", code: "aborted" };
+  // The model gateway refusing a call over budget: its message says spent, limit and how to continue.
+  if (status === 402) return { message: detail || "The run reached its budget", code: "over_budget" };
   if (name === "ProviderAuthError" || status === 401 || status === 403)
     return { message: `The model provider rejected the API key${detail ? ` (${detail})` : ""}`, code: "model_auth" };
   if (status === 429) return { message: `The model provider is rate limiting requests${detail ? ` (${detail})` : ""}`, code: "model_rate_limit" };

@@ -14,6 +14,7 @@ import type { Sandbox } from "../sandbox/provider.ts";
 import { isProtectedBranch } from "./branch-guard.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
+import { measuredUsage } from "./run-view.ts";
 
 const pexec = promisify(execFile);
 
@@ -109,7 +110,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
     branch: run.branch,
     commit: head === base ? null : head,
     pushed: false,
-    usage: d.usage,
+    usage: measuredUsage(run, d.usage),
     error: d.lastError,
   };
 

@@ -84,7 +84,15 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   await destroyRunSandboxes(provider, run.id, log);
 
   const relayToken = randomToken();
-  await store.patch(run.id, { relayTokenHash: hashToken(relayToken), sandboxProvider: provider.name, sandboxId: null, sandboxDestroyedAt: null });
+  // The sandbox's only way to the model: a per-run token for Deckhand's gateway (valid while the run lives).
+  const modelToken = randomToken();
+  await store.patch(run.id, {
+    relayTokenHash: hashToken(relayToken),
+    modelTokenHash: hashToken(modelToken),
+    sandboxProvider: provider.name,
+    sandboxId: null,
+    sandboxDestroyedAt: null,
+  });
 
   let access;
   try {
@@ -147,7 +155,12 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       cwd: p.repo,
       logFile: ocLog,
       env: {
-        ...opencodeEnv({ model: config.model, home: p.home, password }),
+        ...opencodeEnv({
+          model: config.model,
+          gateway: { baseURL: `${sandboxBackendUrl(sandbox, config)}/gateway/v1`, token: modelToken, model: run.model ?? config.model.name },
+          home: p.home,
+          password,
+        }),
         DECKHAND_PID_FILE: pidFile,
         DECKHAND_OPENCODE: p.opencodeBin,
         DECKHAND_PORT: String(port),

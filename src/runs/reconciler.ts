@@ -260,7 +260,8 @@ export class Reconciler {
         }
         const idleSeq = fresh.idleInputSeq ?? 0;
         const { result, diff } = await collectAndPush(fresh, sandbox, { ...this.deps.deliver, log });
-        if (result.error && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
+        // Over budget is not a failure: the run goes idle so that a follow-up (`budget=+5`) can continue it.
+        if (result.error && result.error.code !== "over_budget" && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
           await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code }, { result, diff });
           return 0;
         }

@@ -3,6 +3,7 @@
  * the web page), so a reply in Slack and a follow-up from the API behave the same.
  */
 import type { Run } from "../db/schema.ts";
+import { checkModel, parseDirectives } from "../gateway/directives.ts";
 import type { Logger } from "../log/logger.ts";
 import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
 import type { CreateRunInput, RunStore } from "./run-store.ts";
@@ -27,7 +28,17 @@ export class RunService {
     private readonly publicUrl: string,
     private readonly defaultRepo: string | undefined,
     private readonly log: Logger,
+    /** Models a run may choose (MODELS); the first is the default. */
+    private readonly models: readonly string[] = [],
   ) {}
+
+  /** `model=` (or an explicit model) checked against MODELS; null keeps the default. */
+  private pickModel(model: string | null | undefined): string | null {
+    if (!model) return null;
+    const problem = this.models.length ? checkModel(model, this.models) : `Unknown model "${model}": no model is configured`;
+    if (problem) throw new RunInputError(problem);
+    return model === this.models[0] ? null : model;
+  }
 
   runPageUrl(run: Pick<Run, "pageToken">): string {
     return `${this.publicUrl}/r/${run.pageToken}`;
@@ -47,23 +58,36 @@ export class RunService {
   }
 
   async start(input: Omit<CreateRunInput, "repo"> & { repo?: string | null }): Promise<Run> {
-    const prompt = input.prompt?.trim();
+    const d = parseDirectives(input.prompt ?? "");
+    if (d.problems.length) throw new RunInputError(d.problems.join("; "));
+    const prompt = d.text;
     if (!prompt) throw new RunInputError("prompt is required");
     if (prompt.length > MAX_PROMPT_CHARS) throw new RunInputError(`prompt is longer than ${MAX_PROMPT_CHARS} characters`, 413);
     const repo = this.resolveRepo(input.repo);
     if (input.ref && !/^[\w./-]+$/.test(input.ref)) throw new RunInputError(`ref "${input.ref}" is not a valid branch or tag name`);
-    const run = await this.store.create({ ...input, prompt, repo });
-    this.log.info({ runId: run.id, repo, source: run.source }, "run created");
+    const model = this.pickModel(input.model ?? d.model);
+    const run = await this.store.create({ ...input, prompt, repo, model, budgetExtraUsd: (input.budgetExtraUsd ?? 0) + (d.budgetUsd ?? 0) });
+    this.log.info({ runId: run.id, repo, source: run.source, model: model ?? "default" }, "run created");
     return run;
   }
 
   /** A follow-up prompt: steers a working run, or continues an idle one on the same branch. */
   async followUp(runId: string, input: { text: string; author?: string | null; source: string }): Promise<Run> {
-    const text = input.text?.trim();
-    if (!text) throw new RunInputError("text is required");
+    if (!input.text?.trim()) throw new RunInputError("text is required");
+    const d = parseDirectives(input.text);
+    if (d.problems.length) throw new RunInputError(d.problems.join("; "));
+    // A follow-up that only raises the budget or changes the model continues the work.
+    const text = d.text || "Continue.";
     const run = await this.store.get(runId);
     if (!run) throw new RunInputError(`run ${runId} not found`, 404);
     if (isTerminal(run.status)) throw new RunInputError(`run ${runId} is ${run.status}; start a new run`, 409);
+    if (d.model !== undefined || d.budgetUsd !== undefined) {
+      const patch: Partial<Run> = {};
+      if (d.model !== undefined) patch.model = this.pickModel(d.model);
+      if (d.budgetUsd !== undefined) patch.budgetExtraUsd = run.budgetExtraUsd + d.budgetUsd;
+      await this.store.patch(runId, patch);
+      this.log.info({ runId, model: patch.model, budgetExtraUsd: patch.budgetExtraUsd }, "run model or budget changed by a follow-up");
+    }
     await this.store.addInput(runId, { kind: "prompt", text, author: input.author, source: input.source });
     this.log.info({ runId, source: input.source }, "follow-up queued");
     return (await this.store.get(runId))!;

@@ -17,6 +17,10 @@ export interface CreateRunInput {
   /** Branch to work on (e.g. Linear's suggested branch name); default `deckhand/<slug>`. */
   branch?: string;
   title?: string;
+  /** Upstream model name (one of MODELS); null: the configured default. */
+  model?: string | null;
+  /** USD added to RUN_BUDGET_USD from the start (`budget=+5` in the task). */
+  budgetExtraUsd?: number;
 }
 
 export interface ListRunsFilter {
@@ -47,6 +51,8 @@ export class RunStore {
       source: input.source,
       sourceRef: input.sourceRef ?? {},
       createdBy: input.createdBy ?? null,
+      model: input.model ?? null,
+      budgetExtraUsd: input.budgetExtraUsd ?? 0,
       pageToken: randomToken(24),
       phases: [{ phase: "queued", at: new Date().toISOString() }],
     };

@@ -26,10 +26,25 @@ export interface RunView {
   currentAction: string | null;
   todos: RunDigest["todos"];
   usage: RunDigest["usage"];
+  /** The model chosen for this run (null: the configured default). */
+  model: string | null;
   lastEventSeq: number;
   heartbeatAt: string | null;
   /** A queued run: its position and what it waits for (see queue.ts); null otherwise. */
   queue: QueueStatus | null;
+}
+
+/** Usage as measured by the model gateway (exact, from the provider's own counts), else OpenCode's report. */
+export function measuredUsage(run: Run, reported: RunDigest["usage"]): RunDigest["usage"] {
+  if (!run.modelRequests) return reported;
+  return {
+    input: run.usageInput,
+    output: run.usageOutput,
+    reasoning: 0,
+    cacheRead: run.usageCacheRead,
+    cacheWrite: run.usageCacheWrite,
+    cost: run.usageCostMicros / 1_000_000,
+  };
 }
 
 export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(), queue: QueueStatus | null = null): RunView {
@@ -56,7 +71,8 @@ export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(
     result: run.result ?? null,
     currentAction: d.currentAction,
     todos: d.todos,
-    usage: d.usage,
+    usage: measuredUsage(run, d.usage),
+    model: run.model,
     lastEventSeq: run.lastEventSeq,
     heartbeatAt: run.lastHeartbeatAt?.toISOString() ?? null,
     queue,

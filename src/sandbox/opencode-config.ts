@@ -9,40 +9,52 @@ export const OPENCODE_PORT = 4096;
 
 
 
-export function opencodeConfig(model: ModelConfig): Record<string, unknown> {
+/** How OpenCode in the sandbox reaches the model: Deckhand's gateway, with the run's model token as its key. */
+export interface GatewayAccess {
+  /** `${sandboxBackendUrl}/gateway/v1` */
+  baseURL: string;
+  /** The per-run model token (not the provider's key). */
+  token: string;
+  /** The upstream model name this run uses. */
+  model: string;
+}
+
+export function opencodeConfig(model: ModelConfig, gateway: GatewayAccess): Record<string, unknown> {
   // The last matching rule wins: allow everything, then deny `question` (it would wait on a human forever).
   const permission = { "*": "allow", question: "deny" };
-  const cfg: Record<string, unknown> = {
+  const name = gateway.model;
+  const anthropic = model.upstream.kind === "anthropic";
+  const providerId = anthropic ? "anthropic" : "deckhand";
+  return {
     $schema: "https://opencode.ai/config.json",
-    model: model.id,
+    model: `${providerId}/${name}`,
     permission,
     autoupdate: false,
     share: "disabled",
+    // Every provider but this one is disabled: no other key could be used, and none is present.
+    enabled_providers: [providerId],
+    provider: anthropic
+      ? { anthropic: { options: { baseURL: gateway.baseURL, apiKey: gateway.token }, models: { [name]: { name, tool_call: true } } } }
+      : {
+          deckhand: {
+            npm: "@ai-sdk/openai-compatible",
+            name: "Deckhand gateway",
+            options: { baseURL: gateway.baseURL, apiKey: gateway.token, includeUsage: true },
+            models: { [name]: { name, tool_call: true } },
+          },
+        },
   };
-  if (model.openaiCompatible) {
-    const { baseURL, apiKey, model: name } = model.openaiCompatible;
-    cfg.provider = {
-      "deckhand-llm": {
-        npm: "@ai-sdk/openai-compatible",
-        name: "Deckhand LLM",
-        options: { baseURL, apiKey },
-        models: { [name]: { name, tool_call: true } },
-      },
-    };
-  }
-  return cfg;
 }
 
 /** Environment for `opencode serve` inside the sandbox. */
-export function opencodeEnv(opts: { model: ModelConfig; home: string; password: string }): Record<string, string> {
+export function opencodeEnv(opts: { model: ModelConfig; gateway: GatewayAccess; home: string; password: string }): Record<string, string> {
   return {
-    ...opts.model.env,
     HOME: opts.home,
     XDG_CONFIG_HOME: `${opts.home}/.config`,
     XDG_DATA_HOME: `${opts.home}/.local/share`,
     XDG_STATE_HOME: `${opts.home}/.local/state`,
     XDG_CACHE_HOME: `${opts.home}/.cache`,
-    OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(opts.model)),
+    OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(opts.model, opts.gateway)),
     OPENCODE_SERVER_PASSWORD: opts.password,
     OPENCODE_DISABLE_MODELS_FETCH: "1",
     OPENCODE_DISABLE_AUTOUPDATE: "1",

@@ -9,15 +9,19 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "../log/logger.ts";
 import type { RelayReceiver } from "../relay/receiver/relay-receiver.ts";
 import { HttpError } from "./http-errors.ts";
+import { type GatewayDeps, gatewayRoutes } from "../gateway/routes.ts";
 import { relayRoutes } from "./routes/relay.ts";
 
 export interface SandboxChannelDeps {
   receiver: RelayReceiver;
+  /** The model gateway (per-run model tokens): OpenCode in the sandbox reaches the provider only through it. */
+  gateway?: GatewayDeps;
 }
 
 /** Every sandbox-facing route, registered on the main app and on the socket app alike. */
 export function sandboxChannelRoutes(app: FastifyInstance, deps: SandboxChannelDeps): void {
   relayRoutes(app, deps.receiver);
+  if (deps.gateway) gatewayRoutes(app, deps.gateway);
 }
 
 /** Serve the sandbox channel on a Unix socket; the socket takes the group and mode of its folder (see the local provider). */

@@ -50,6 +50,21 @@ for (const database of ["pglite", "postgres"] as const) {
       expect((await fetch(`${srv.url}/r/${run.id}`)).status).toBe(404);
       // The clone holds no credentials and the model key never reached the events.
       expect(JSON.stringify(run.events)).not.toContain("test-key");
-    });
+      // The model was reached through the gateway: every request carried the server's real key...
+      expect(srv.model.keys.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(srv.model.keys)).toEqual(new Set(["test-key"]));
+      // ...while OpenCode in the sandbox holds only its per-run model token.
+      const sandbox = (await srv.deckhand.provider.get(run.events && (await srv.deckhand.store.get(run.id))!.sandboxId!))!;
+      const env = await sandbox.exec(["/bin/sh", "-c", `tr '\\0' '\\n' < /proc/$(cat ${sandbox.paths.control}/opencode.pid)/environ`]);
+      expect(env.stdout).toContain("OPENCODE_CONFIG_CONTENT=");
+      expect(env.stdout).toContain("/gateway/v1");
+      expect(env.stdout).not.toContain("test-key");
+      // Usage is what the provider reported, summed exactly.
+      const reported = srv.model.usages;
+      expect(run.usage).toMatchObject({
+        input: reported.reduce((a, u) => a + u.prompt_tokens, 0),
+        output: reported.reduce((a, u) => a + u.completion_tokens, 0),
+      });
+    }, 180_000);
   });
 }

@@ -19,12 +19,14 @@ export interface ModelRequest {
   userTexts: string[]; // text of every user message, in order (string or content-part arrays flattened)
   lastRole: string; // role of the last message ("user" | "tool" | ...)
   toolResults: { name?: string; toolCallId: string; content: string }[]; // tool messages, in order
+  apiKey: string; // the bearer key the request came with ("" when none)
 }
 
 export type ModelReply =
-  | { text: string; delayMs?: number }
-  | { toolCalls: { name: string; arguments: Record<string, unknown> }[]; delayMs?: number }
-  | { httpStatus: number; message: string }; // e.g. 401 "Incorrect API key provided"
+  // chunkDelayMs: pause between streamed chunks (a slow provider; lets a test stop a run mid-stream)
+  | { text: string; delayMs?: number; chunkDelayMs?: number }
+  | { toolCalls: { name: string; arguments: Record<string, unknown> }[]; delayMs?: number; chunkDelayMs?: number }
+  | { httpStatus: number; message: string; retryAfter?: string }; // e.g. 401 "Incorrect API key provided"
 
 export type ModelHandler = (req: ModelRequest) => ModelReply | Promise<ModelReply>;
 
@@ -33,6 +35,12 @@ export interface ModelServer {
   requests: ModelRequest[]; // every non-title request, in order
   /** OpenCode's session-title requests (answered automatically, never passed to the handler). */
   titleRequests: ModelRequest[];
+  /** The bearer key of every request (titles included), in arrival order: must be the provider's real key. */
+  keys: string[];
+  /** Usage reported in each answer (titles included), in order: what a gateway must sum. */
+  usages: { prompt_tokens: number; completion_tokens: number; total_tokens: number }[];
+  /** Streams the client abandoned before the end (time seen, ms since epoch). */
+  aborts: number[];
   setHandler(h: ModelHandler): void;
   close(): Promise<void>;
 }
@@ -97,6 +105,7 @@ export function parseModelRequest(body: any): ModelRequest {
     userTexts,
     lastRole: String(messages[messages.length - 1]?.role ?? ""),
     toolResults,
+    apiKey: "",
   };
 }
 
@@ -141,6 +150,9 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
   let handler: ModelHandler = opts.handler ?? scripts.say("OK.");
   const requests: ModelRequest[] = [];
   const titleRequests: ModelRequest[] = [];
+  const keys: string[] = [];
+  const usages: ModelServer["usages"] = [];
+  const aborts: number[] = [];
   const title = opts.title ?? "Scripted session";
   const sockets = new Set<import("node:net").Socket>();
 
@@ -165,8 +177,10 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname.replace(/\/+$/, "");
 
+    const auth = req.headers.authorization ?? "";
+    const apiKey = /^Bearer (.*)$/.exec(auth)?.[1] ?? "";
+    if (req.method === "POST") keys.push(apiKey);
     if (opts.apiKey !== undefined) {
-      const auth = req.headers.authorization ?? "";
       if (auth !== `Bearer ${opts.apiKey}`) {
         await readBody(req);
         return sendError(res, 401, "Incorrect API key provided");
@@ -192,7 +206,7 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
         return sendError(res, 400, "We could not parse the JSON body of your request.");
       }
       if (!Array.isArray(body?.messages)) return sendError(res, 400, "'messages' is a required property");
-      const parsed = parseModelRequest(body);
+      const parsed = { ...parseModelRequest(body), apiKey };
       let reply: ModelReply;
       if (parsed.isTitleRequest) {
         titleRequests.push(parsed);
@@ -203,7 +217,10 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
       }
       if (!("httpStatus" in reply) && reply.delayMs) await sleep(reply.delayMs);
       if (res.destroyed || req.socket.destroyed) return; // client gave up (session aborted) or server closed
-      if ("httpStatus" in reply) return sendError(res, reply.httpStatus, reply.message);
+      if ("httpStatus" in reply) {
+        if (reply.retryAfter !== undefined) res.setHeader("retry-after", reply.retryAfter);
+        return sendError(res, reply.httpStatus, reply.message);
+      }
       return body.stream ? streamReply(res, body, parsed, reply) : jsonReply(res, body, parsed, reply);
     }
 
@@ -213,7 +230,9 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
   function usageFor(parsed: ModelRequest, reply: Exclude<ModelReply, { httpStatus: number }>) {
     const prompt = approxTokens(JSON.stringify(parsed.messages));
     const completion = "text" in reply ? approxTokens(reply.text) : approxTokens(JSON.stringify(reply.toolCalls));
-    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+    const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+    usages.push(usage);
+    return usage;
   }
 
   function jsonReply(
@@ -243,17 +262,42 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     });
   }
 
-  function streamReply(
+  async function streamReply(
     res: http.ServerResponse,
     body: any,
     parsed: ModelRequest,
     reply: Exclude<ModelReply, { httpStatus: number }>,
-  ): void {
+  ): Promise<void> {
+    const pieces: string[] = [];
+    const push = (s: string) => void pieces.push(s);
+    await streamPieces(push, body, parsed, reply);
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
       connection: "keep-alive",
     });
+    let gone = false;
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        gone = true;
+        aborts.push(Date.now());
+      }
+    });
+    for (const p of pieces) {
+      if (gone || res.destroyed) return;
+      res.write(p);
+      if (reply.chunkDelayMs) await sleep(reply.chunkDelayMs);
+    }
+    if (!gone) res.end();
+  }
+
+  async function streamPieces(
+    write: (s: string) => void,
+    body: any,
+    parsed: ModelRequest,
+    reply: Exclude<ModelReply, { httpStatus: number }>,
+  ): Promise<void> {
+    const res = { write };
     const id = nextId("chatcmpl-");
     const created = Math.floor(Date.now() / 1000);
     const model = body.model ?? MODEL_ID;
@@ -286,7 +330,6 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     chunk([{ index: 0, delta: {}, finish_reason: finish }]);
     if (body.stream_options?.include_usage) chunk([], { usage: usageFor(parsed, reply) });
     res.write("data: [DONE]\n\n");
-    res.end();
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -302,6 +345,9 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     baseUrl: `http://127.0.0.1:${port}/v1`,
     requests,
     titleRequests,
+    keys,
+    usages,
+    aborts,
     setHandler(h: ModelHandler) {
       handler = h;
     },

@@ -25,11 +25,21 @@ describe("config", () => {
     for (const name of ["PORT", "DATABASE_URL", "MODEL", "REPOS", "MAX_CONCURRENT_RUNS", "SANDBOX_PROVIDER"]) expect(text).toContain(name);
     expect(err!.problems.length).toBeGreaterThanOrEqual(6);
   });
-  it("builds the model from an OpenAI-compatible endpoint, or from MODEL with only its provider's key", () => {
+  it("builds the model from an OpenAI-compatible endpoint, or from MODEL with its provider's key kept for the gateway", () => {
     const a = loadConfig({ LLM_BASE_URL: "http://127.0.0.1:11434/v1", LLM_MODEL: "qwen" });
     expect(a.model).toMatchObject({ id: "deckhand-llm/qwen", openaiCompatible: { baseURL: "http://127.0.0.1:11434/v1", model: "qwen" } });
     const b = loadConfig({ MODEL: "anthropic/claude-sonnet-4-5", ANTHROPIC_API_KEY: "k", OPENAI_API_KEY: "other", SLACK_BOT_TOKEN: undefined });
-    expect(b.model).toEqual({ id: "anthropic/claude-sonnet-4-5", env: { ANTHROPIC_API_KEY: "k" } });
+    // No key goes into the sandbox environment: the gateway forwards with it.
+    expect(b.model).toEqual({
+      id: "anthropic/claude-sonnet-4-5",
+      env: {},
+      name: "claude-sonnet-4-5",
+      upstream: { kind: "anthropic", baseURL: "https://api.anthropic.com/v1", apiKey: "k", keyName: "ANTHROPIC_API_KEY" },
+      allowed: ["claude-sonnet-4-5"],
+    });
+    expect(loadConfig({ LLM_BASE_URL: "http://x/v1", LLM_MODEL: "m", MODELS: "m2, m ,m3" }).model?.allowed).toEqual(["m", "m2", "m3"]);
+    expect(() => loadConfig({ MODEL: "google/gemini-2.5-pro", GEMINI_API_KEY: "k" })).toThrow(/not supported by the model gateway/);
+    expect(() => loadConfig({ LLM_BASE_URL: "http://x/v1", LLM_MODEL: "m", MODEL_PRICES: "m=3" })).toThrow(/MODEL_PRICES: m/);
     expect(() => loadConfig({ MODEL: "anthropic/claude-sonnet-4-5" })).toThrow(/ANTHROPIC_API_KEY/);
     expect(() => loadConfig({ LLM_BASE_URL: "http://x/v1" })).toThrow(/LLM_MODEL/);
   });

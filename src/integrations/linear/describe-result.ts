@@ -30,6 +30,11 @@ export function responseBody(result: Partial<RunResult>, runPageUrl: string): st
     lines.push("", `${link.label === "Pull request" ? `[Pull request](${link.url})` : `[See the diff](${link.url})`}${branch}`);
     if (result.pushed === false && result.pushError) lines.push(`The branch could not be pushed: ${result.pushError}`);
   }
+  // The agent stopping on a problem (e.g. the run's budget: spent, limit, how to continue) and what the run used.
+  if (result.error?.message) lines.push("", `⚠️ ${result.error.message}`);
+  const u = result.usage;
+  const tokens = u ? u.input + u.output + u.reasoning : 0;
+  if (u && tokens) lines.push("", `Usage: ${tokens} tokens (${u.input} in, ${u.output} out)${u.cost > 0 ? `, $${u.cost < 0.01 ? u.cost.toFixed(4) : u.cost.toFixed(2)}` : ""}`);
   lines.push(`[Run details](${runPageUrl})`);
   return lines.join("\n");
 }

@@ -19,6 +19,8 @@ const CreateRun = z.object({
   repo: z.string().min(1).max(200).optional(),
   prompt: z.string({ error: "prompt is required (a string)" }).min(1, "prompt must not be empty"),
   ref: z.string().min(1).max(250).optional(),
+  /** One of MODELS (default: the configured model). */
+  model: z.string().min(1).max(200).optional(),
   createdBy: z.string().max(200).optional(),
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
@@ -70,7 +72,7 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
     const body = parse(CreateRun, req.body);
     const run = await service.start({ ...body, source: "api", createdBy: body.createdBy ?? "api" }).catch(toHttp);
     reply.code(201);
-    return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch };
+    return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch, model: run.model };
   });
 
   app.get("/runs", async (req) => {

@@ -1,0 +1,120 @@
+/** The gateway's database edge: the run behind a model token, what has been spent, and recording usage. */
+import { and, eq, sql, sum } from "drizzle-orm";
+import type { Db } from "../db/database.ts";
+import { modelUsage, type Run, runs } from "../db/schema.ts";
+import { hashToken } from "../runs/tokens.ts";
+import type { Spending } from "./budget.ts";
+import { microsToUsd, type TokenUsage } from "./prices.ts";
+
+export const utcDay = (d = new Date()): string => d.toISOString().slice(0, 10);
+
+export interface UsageRecord {
+  model: string;
+  status: number;
+  usage: TokenUsage;
+  costMicros: number;
+  durationMs: number;
+}
+
+export interface UsageTotals {
+  requests: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  costUsd: number;
+}
+
+export class UsageStore {
+  constructor(private readonly db: Db) {}
+
+  async runByModelToken(token: string): Promise<Run | null> {
+    if (!token || token.length > 200) return null;
+    const [r] = await this.db.select().from(runs).where(eq(runs.modelTokenHash, hashToken(token)));
+    return r ?? null;
+  }
+
+  /** What this run has spent (from its row) and, when `daily`, what its person and everyone spent today. */
+  async spending(run: Run, daily: boolean, now = new Date()): Promise<Spending> {
+    const day = utcDay(now);
+    const [total] = daily ? await this.db.select({ c: sum(modelUsage.costMicros) }).from(modelUsage).where(eq(modelUsage.day, day)) : [{ c: 0 }];
+    let person = 0;
+    if (daily && run.createdBy) {
+      const [p] = await this.db
+        .select({ c: sum(modelUsage.costMicros) })
+        .from(modelUsage)
+        .where(and(eq(modelUsage.day, day), eq(modelUsage.person, run.createdBy)));
+      person = Number(p?.c ?? 0);
+    }
+    return {
+      runUsd: microsToUsd(run.usageCostMicros),
+      runTokens: run.usageInput + run.usageOutput + run.usageCacheRead + run.usageCacheWrite,
+      runExtraUsd: run.budgetExtraUsd,
+      personTodayUsd: microsToUsd(person),
+      totalTodayUsd: microsToUsd(Number(total?.c ?? 0)),
+      person: run.createdBy,
+    };
+  }
+
+  /** One request's usage: a row for the sums per person/repo/day, and the run's running totals, atomically. */
+  async record(run: Pick<Run, "id" | "createdBy" | "repo">, r: UsageRecord, now = new Date()): Promise<void> {
+    const u = r.usage;
+    await this.db.transaction(async (tx) => {
+      await tx.insert(modelUsage).values({
+        runId: run.id,
+        person: run.createdBy,
+        repo: run.repo,
+        day: utcDay(now),
+        model: r.model,
+        status: r.status,
+        input: u.input,
+        output: u.output,
+        cacheRead: u.cacheRead,
+        cacheWrite: u.cacheWrite,
+        costMicros: r.costMicros,
+        durationMs: Math.round(r.durationMs),
+      });
+      await tx
+        .update(runs)
+        .set({
+          usageInput: sql`${runs.usageInput} + ${u.input}`,
+          usageOutput: sql`${runs.usageOutput} + ${u.output}`,
+          usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
+          usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
+          usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
+          modelRequests: sql`${runs.modelRequests} + 1`,
+        })
+        .where(eq(runs.id, run.id));
+    });
+  }
+
+  /** Sums for a day (UTC), grouped by person, by repo, and in total. */
+  async daySummary(day: string): Promise<{ day: string; total: UsageTotals; byPerson: (UsageTotals & { person: string | null })[]; byRepo: (UsageTotals & { repo: string })[] }> {
+    const cols = {
+      requests: sql<number>`count(*)::int`,
+      input: sql<string>`coalesce(sum(${modelUsage.input}), 0)`,
+      output: sql<string>`coalesce(sum(${modelUsage.output}), 0)`,
+      cacheRead: sql<string>`coalesce(sum(${modelUsage.cacheRead}), 0)`,
+      cacheWrite: sql<string>`coalesce(sum(${modelUsage.cacheWrite}), 0)`,
+      cost: sql<string>`coalesce(sum(${modelUsage.costMicros}), 0)`,
+    };
+    const totals = (r: { requests: number; input: string; output: string; cacheRead: string; cacheWrite: string; cost: string }): UsageTotals => ({
+      requests: Number(r.requests),
+      input: Number(r.input),
+      output: Number(r.output),
+      cacheRead: Number(r.cacheRead),
+      cacheWrite: Number(r.cacheWrite),
+      costUsd: microsToUsd(Number(r.cost)),
+    });
+    const where = eq(modelUsage.day, day);
+    const [all] = await this.db.select(cols).from(modelUsage).where(where);
+    const people = await this.db.select({ person: modelUsage.person, ...cols }).from(modelUsage).where(where).groupBy(modelUsage.person);
+    const repos = await this.db.select({ repo: modelUsage.repo, ...cols }).from(modelUsage).where(where).groupBy(modelUsage.repo);
+    return {
+      day,
+      total: totals(all!),
+      byPerson: people.map((r) => ({ person: r.person, ...totals(r) })),
+      byRepo: repos.map((r) => ({ repo: r.repo, ...totals(r) })),
+    };
+  }
+}
