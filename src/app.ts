@@ -89,7 +89,11 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const repos = new RepoRegistry(config.REPOS, process.cwd(), githubWebOrigin(config.GITHUB_API_URL));
   const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log);
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
-  const receiver = new RelayReceiver(database.db, store, bus, log);
+  const receiver = new RelayReceiver(database.db, store, bus, log, {
+    maxEventBytes: config.MAX_EVENT_BYTES,
+    maxRunEvents: config.MAX_RUN_EVENTS,
+    maxRunEventBytes: config.MAX_RUN_EVENT_BYTES,
+  });
   const apiToken = resolveApiToken(config)!;
   const publishers: ResultPublisher[] = [];
   const closers: (() => Promise<void> | void)[] = [];

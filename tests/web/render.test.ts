@@ -1,6 +1,6 @@
 /** The dashboard's pure pieces: sessions and CSRF tokens, formatting, the run page regions, the list, the diff. */
 import { describe, expect, it } from "vitest";
-import { digest } from "../../src/events/vocabulary.ts";
+import { digest } from "../../src/events/fold.ts";
 import { runView } from "../../src/runs/run-view.ts";
 import { diffFormat, diffKey, renderDiff } from "../../src/web/diff-view.ts";
 import { formatDuration, formatTokens, formatUsage, sourceLink } from "../../src/web/format.ts";

@@ -6,7 +6,7 @@
 import zlib from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Run } from "../../db/schema.ts";
-import { digest } from "../../events/vocabulary.ts";
+import { readDigest } from "../../events/digest-store.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import { MAX_PROMPT_CHARS, type RunService } from "../../runs/run-service.ts";
@@ -44,7 +44,6 @@ export interface PageDeps {
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const EVENTS_LIMIT = 100_000;
 
 type Body = Record<string, unknown> | undefined;
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: Record<string, string | undefined> }>;
@@ -136,7 +135,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     if (!run) throw new HttpError(404, "no such run page");
     return run;
   };
-  const fullView = async (run: Run) => viewOf(run, await store.events(run.id, 0, EVENTS_LIMIT), service.runPageUrl(run));
+  const fullView = async (run: Run) => viewOf(run, await readDigest(store.db, run.id), service.runPageUrl(run));
 
   // ---- static files -------------------------------------------------------------------------------------------
   app.get<{ Params: { name: string } }>("/assets/:name", async (req, reply) => {
@@ -181,7 +180,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     return Promise.all(
       rows.map(async (r) => {
         if (r.result || !ACTIVE_STATUSES.has(r.status) || r.lastEventSeq === 0) return r;
-        return { ...r, usage: digest(await store.events(r.id, 0, EVENTS_LIMIT)).usage };
+        return { ...r, usage: (await readDigest(store.db, r.id)).usage };
       }),
     );
   };
