@@ -158,7 +158,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   });
   apiRoutes(app, { service, bus, apiToken, queueOf });
   relayRoutes(app, receiver);
-  pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
+  pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log, live: { perRun: config.MAX_LIVE_PER_RUN, total: config.MAX_LIVE_TOTAL } });
 
   const deckhand: Deckhand = {
     config,

@@ -16,6 +16,8 @@ import { CHANNEL, slackEnv } from "./surfaces.ts";
 
 const MAX_RUN_EVENTS = 300;
 const MAX_EVENT_BYTES = 64 * 1024;
+const MAX_LIVE_PER_RUN = 3;
+const MAX_LIVE_TOTAL = 5;
 
 describe("hostile and large events from a sandbox", () => {
   let srv: TestServer;
@@ -45,7 +47,7 @@ describe("hostile and large events from a sandbox", () => {
 
   beforeAll(async () => {
     slack = await startFakeSlack();
-    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), MAX_RUN_EVENTS: String(MAX_RUN_EVENTS), MAX_EVENT_BYTES: String(MAX_EVENT_BYTES) } });
+    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), MAX_RUN_EVENTS: String(MAX_RUN_EVENTS), MAX_EVENT_BYTES: String(MAX_EVENT_BYTES), MAX_LIVE_PER_RUN: String(MAX_LIVE_PER_RUN), MAX_LIVE_TOTAL: String(MAX_LIVE_TOTAL) } });
     await mountSlack(srv.deckhand);
   });
   afterAll(async () => {
@@ -119,5 +121,39 @@ describe("hostile and large events from a sandbox", () => {
     expect(run.reason).toMatch(new RegExp(`more than ${MAX_RUN_EVENTS} events`));
     expect(run.failureCode).toBe("event_limit");
     expect((await push(id, token, [ev(MAX_RUN_EVENTS + 21, "session.idle", {})])).status).toBe(401);
+  });
+
+  it("live page connections are capped per run and in total: the next one gets 429 with a message", async () => {
+    const a = await runningRun();
+    const b = await runningRun();
+    const streams: AbortController[] = [];
+    /** Opens a run page's live stream; the status, and the first update when it is a 200. */
+    const open = async (pageToken: string) => {
+      const ac = new AbortController();
+      const res = await fetch(`${srv.url}/r/${pageToken}/events`, { signal: ac.signal });
+      if (res.status !== 200) return { status: res.status, body: (await res.json()) as { error: string } };
+      streams.push(ac);
+      const reader = res.body!.getReader();
+      let text = "";
+      while (!text.includes("event: update")) text += new TextDecoder().decode((await reader.read()).value);
+      return { status: 200, body: null };
+    };
+    try {
+      for (let i = 0; i < MAX_LIVE_PER_RUN; i++) expect((await open(a.pageToken)).status).toBe(200);
+      const over = await open(a.pageToken);
+      expect(over.status).toBe(429);
+      expect(over.body!.error).toMatch(/too many live connections to this run/);
+      expect((await open(b.pageToken)).status).toBe(200); // another run still gets in
+      expect((await open(b.pageToken)).status).toBe(200);
+      const total = await open(b.pageToken);
+      expect(total.status).toBe(429);
+      expect(total.body!.error).toMatch(/too many live connections \(5\)/);
+      // A viewer leaving frees its slot.
+      streams.shift()!.abort();
+      await until("a slot to free up", async () => (await open(a.pageToken)).status === 200, 5_000);
+      expect((await fetch(`${srv.url}/r/${a.pageToken}`)).status).toBe(200); // the page itself is not capped
+    } finally {
+      for (const s of streams) s.abort();
+    }
   });
 });

@@ -32,6 +32,7 @@ import {
   signSession,
   type WebSession,
 } from "../../web/session.ts";
+import { LiveLimits } from "../../web/live-limits.ts";
 import { HttpError } from "../http-errors.ts";
 import { toHttp } from "./api.ts";
 
@@ -41,6 +42,8 @@ export interface PageDeps {
   apiToken: string;
   publicUrl: string;
   log?: Logger;
+  /** Live connections (server-sent events) per run and in total; more get 429. */
+  live?: { perRun: number; total: number };
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -76,6 +79,7 @@ function listFilters(q: Record<string, string | undefined>): ListFilters {
 export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   const { service, bus } = deps;
   const store = service.store;
+  const live = new LiveLimits(deps.live?.perRun ?? 50, deps.live?.total ?? 500);
   const secret = sessionSecret(deps.apiToken);
   const secure = deps.publicUrl.startsWith("https:");
   const publicHost = (() => {
@@ -193,7 +197,13 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   app.get<{ Querystring: Record<string, string | undefined> }>("/events", async (req, reply) => {
     if (!sessionOf(req)) throw new HttpError(401, "sign in first");
     const f = listFilters(req.query);
-    await stream(req, reply, 400, () => true, async () => ({ events: [["update", { rows: renderRows(await listRows(f)) }]] }));
+    let lastRows = "";
+    await stream(req, reply, null, 400, () => true, async () => {
+      const rows = renderRows(await listRows(f));
+      if (rows === lastRows) return { events: [] };
+      lastRows = rows;
+      return { events: [["update", { rows }]] };
+    });
   });
 
   // ---- one run ------------------------------------------------------------------------------------------------
@@ -223,23 +233,35 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     const format: DiffFormat = diffFormat(req.query.view);
     const full = req.query.full === "1";
     const sent = new Map<string, string>();
+    const sentRegions = new Map<string, string>();
+    let lastStatus = "";
     let lastDiff = typeof req.query.diff === "string" ? req.query.diff : "";
     await stream(
       req,
       reply,
+      first.id,
       150,
       (id) => id === first.id,
       async () => {
         const run = await reload();
         if (!run) return { events: [["gone", {}]], end: true };
-        const regions = runRegions(await fullView(run));
-        const timeline = regions.timeline.filter((t) => sent.get(t.id) !== t.html);
+        const { timeline: items, status, ...regions } = runRegions(await fullView(run));
+        // Only what changed since the last message: timeline items, page regions, the diff.
+        const timeline = items.filter((t) => sent.get(t.id) !== t.html);
         for (const t of timeline) sent.set(t.id, t.html);
+        const changed: Record<string, string> = {};
+        for (const [k, html] of Object.entries(regions)) {
+          if (sentRegions.get(k) !== html) changed[k] = html;
+          sentRegions.set(k, html);
+        }
         const key = diffKey(run.diff);
         const diff = key !== lastDiff ? renderDiffSection(run.diff, base, format, full) : undefined;
         lastDiff = key;
         const end = isTerminal(run.status);
-        return { events: [["update", { ...regions, timeline, diffKey: key, ...(diff !== undefined ? { diff } : {}) }], ...(end ? [["end", {}] as [string, unknown]] : [])], end };
+        const news = timeline.length > 0 || Object.keys(changed).length > 0 || diff !== undefined || status !== lastStatus;
+        lastStatus = status;
+        const update: [string, unknown][] = news ? [["update", { status, ...changed, timeline, diffKey: key, ...(diff !== undefined ? { diff } : {}) }]] : [];
+        return { events: [...update, ...(end ? [["end", {}] as [string, unknown]] : [])], end };
       },
     );
   };
@@ -282,9 +304,13 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
 
   /**
    * Server-sent events: `produce` runs once at the start and again (debounced by `debounceMs`) whenever the bus says
-   * a watched run changed, and every 10 s (liveness). Ends when `produce` says so or the browser goes away.
+   * a watched run changed, and every 30 s (heartbeat staleness, elapsed time); `produce` sends only what changed.
+   * A comment line every 10 s keeps proxies from closing the stream. Ends when `produce` says so or the browser
+   * goes away. Connections are capped per run (`runId`) and in total: over the cap, 429 with a message.
    */
-  async function stream(req: FastifyRequest, reply: FastifyReply, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
+  async function stream(req: FastifyRequest, reply: FastifyReply, runId: string | null, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
+    const slot = live.acquire(runId);
+    if ("refused" in slot) throw new HttpError(429, slot.refused);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no", connection: "keep-alive", "x-content-type-options": "nosniff" });
@@ -296,8 +322,10 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     const close = () => {
       if (closed) return;
       closed = true;
+      slot.release();
       off();
       clearInterval(ping);
+      clearInterval(refresh);
       if (timer) clearTimeout(timer);
       res.end();
     };
@@ -331,10 +359,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       }, debounceMs);
     };
     const off = bus.onRun((id) => watch(id) && schedule());
-    const ping = setInterval(() => {
-      res.write(": ping\n\n");
-      schedule();
-    }, 10_000);
+    const ping = setInterval(() => res.write(": ping\n\n"), 10_000);
+    const refresh = setInterval(schedule, 30_000);
     res.on("close", close);
     await flush();
   }
