@@ -10,6 +10,30 @@ import { digestOf, emptyFold, type FoldState, fold, loadFold } from "./fold.ts";
 import type { RunDigest } from "./vocabulary.ts";
 
 const PAGE = 2000;
+/**
+ * Fold states recently read or written by this process, by run: a reader then fetches only `last_seq` (and the
+ * state itself only when another process moved it). States are never mutated (fold returns a copy).
+ */
+const CACHE_MAX = 200;
+const cache = new Map<string, FoldState>();
+function remember(runId: string, state: FoldState): FoldState {
+  cache.delete(runId);
+  cache.set(runId, state);
+  if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+  return state;
+}
+
+async function readState(db: Db, runId: string): Promise<{ lastSeq: number; state: FoldState } | null> {
+  const [head] = await db.select({ lastSeq: runDigests.lastSeq }).from(runDigests).where(eq(runDigests.runId, runId));
+  if (!head) return null;
+  const hit = cache.get(runId);
+  if (hit && hit.lastSeq === head.lastSeq) return { lastSeq: head.lastSeq, state: hit };
+  const [row] = await db.select({ lastSeq: runDigests.lastSeq, digest: runDigests.digest }).from(runDigests).where(eq(runDigests.runId, runId));
+  if (!row) return null;
+  const state = loadFold(row.digest);
+  // A row made by countEvents before any fold holds `{}`: its state is empty at seq 0.
+  return { lastSeq: row.lastSeq, state: state.lastSeq === row.lastSeq ? remember(runId, state) : emptyFold() };
+}
 
 /** The fold state of a run, brought up to `upTo` (its contiguous last seq; read from the run when omitted). */
 export async function advanceDigest(db: Db, runId: string, upTo?: number): Promise<FoldState> {
@@ -19,8 +43,8 @@ export async function advanceDigest(db: Db, runId: string, upTo?: number): Promi
     target = r?.last ?? 0;
   }
   for (let attempt = 0; attempt < 5; attempt++) {
-    const [row] = await db.select({ lastSeq: runDigests.lastSeq, digest: runDigests.digest }).from(runDigests).where(eq(runDigests.runId, runId));
-    let state = row ? loadFold(row.digest) : emptyFold();
+    const row = await readState(db, runId);
+    let state = row?.state ?? emptyFold();
     const from = row?.lastSeq ?? 0;
     if (from >= target) return state;
     // Fold page by page (each page is bounded); the last seq folded is the contiguous target.
@@ -37,14 +61,14 @@ export async function advanceDigest(db: Db, runId: string, upTo?: number): Promi
     const json = state as unknown as Record<string, unknown>;
     if (!row) {
       const ins = await db.insert(runDigests).values({ runId, lastSeq: state.lastSeq, digest: json }).onConflictDoNothing().returning({ runId: runDigests.runId });
-      if (ins.length) return state;
+      if (ins.length) return remember(runId, state);
     } else {
       const upd = await db
         .update(runDigests)
         .set({ lastSeq: state.lastSeq, digest: json, updatedAt: new Date() })
         .where(and(eq(runDigests.runId, runId), eq(runDigests.lastSeq, from)))
         .returning({ runId: runDigests.runId });
-      if (upd.length) return state;
+      if (upd.length) return remember(runId, state);
     }
     // Another writer moved it first: read again.
   }

@@ -9,7 +9,7 @@ import { RELAY_EVENT } from "../relay/protocol.ts";
 import { num, obj, own, text } from "./safe.ts";
 import { describeTool, explainError, firstLine, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
 
-export const TIMELINE_MAX = 1000;
+export const TIMELINE_MAX = 500;
 const ROLES_MAX = 2000;
 const USAGE_MESSAGES_MAX = 200;
 const TODOS_MAX = 200;
