@@ -13,7 +13,7 @@ import { assetUrl, shell } from "./layout.ts";
 /** A running sandbox that has not sent a heartbeat for this long is shown as quiet (the watchdog decides what to do). */
 export const STALE_HEARTBEAT_MS = 60_000;
 
-export type RunPageView = RunView & { timeline: TimelineItem[] };
+export type RunPageView = RunView & { timeline: TimelineItem[]; timelineDropped?: number };
 
 export interface RunPageOptions {
   /** Where this page's resources live: `/runs/<id>` (signed in) or `/r/<pageToken>` (the run's link). */
@@ -170,6 +170,7 @@ export function renderRunPage(view: RunPageView, diff: string | null, opts: Part
 <section aria-labelledby="h-result"><h2 id="h-result">Result</h2><div id="run-result">${r.result}</div></section>
 <div class="cols">
 <section aria-labelledby="h-timeline" class="wide"><h2 id="h-timeline">Timeline</h2>
+${view.timelineDropped ? `<p class="muted">${view.timelineDropped} earlier steps are not shown; the newest are below.</p>` : ""}
 <ol id="run-timeline" class="timeline" aria-live="polite" aria-relevant="additions">${r.timeline.map((t) => t.html).join("\n") || ""}</ol>
 <p class="muted empty-timeline">Nothing yet.</p></section>
 <aside><section aria-labelledby="h-plan"><h2 id="h-plan">Plan</h2><div id="run-todos">${r.todos}</div></section>

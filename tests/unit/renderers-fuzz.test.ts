@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { progressLine, summary } from "../../src/cli/progress.ts";
-import { digestOf, emptyFold, fold } from "../../src/events/fold.ts";
+import { digestOf, emptyFold, fold, TIMELINE_MAX } from "../../src/events/fold.ts";
 import type { RunDigest, StoredEvent } from "../../src/events/vocabulary.ts";
 import { planLinearMessages } from "../../src/integrations/linear/plan-messages.ts";
 import { endContent, finalContent, statusContent, statusReply } from "../../src/integrations/slack/messages.ts";
@@ -157,5 +157,22 @@ describe("random event shapes through every renderer", () => {
     expect(d.todos).toEqual([{ content: "5", status: "constructor" }]);
     const html = renderEverything(d, "running", "slack")[0] as string;
     expect(html).toContain("Using constructor");
+  });
+
+  it("a long run keeps its newest timeline items; the page says how many earlier ones are not shown", () => {
+    const evs: StoredEvent[] = Array.from({ length: TIMELINE_MAX + 120 }, (_, i) => ({
+      seq: i + 1,
+      type: "message.part.updated",
+      at: t0,
+      data: { part: { type: "tool", callID: `c${i}`, tool: "bash", state: { status: "completed", input: { command: `step ${i + 1}` } } } },
+    }));
+    const d = digestOf(fold(emptyFold(), evs));
+    expect(d.timeline).toHaveLength(TIMELINE_MAX);
+    expect(d.timelineDropped).toBe(120);
+    expect(d.toolCalls).toBe(TIMELINE_MAX + 120);
+    const html = renderEverything(d, "running", "cli")[0] as string;
+    expect(html).toContain("120 earlier steps are not shown");
+    expect(html).toContain(`step ${TIMELINE_MAX + 120}`);
+    expect(html).not.toContain(">step 1<");
   });
 });
