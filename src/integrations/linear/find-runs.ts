@@ -1,8 +1,7 @@
 /** Linear runs by what they answer to: an agent session, or an issue's classic comment thread. */
-import { and, desc, eq, notInArray, sql } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/database.ts";
 import { notifications, type Run, runs } from "../../db/schema.ts";
-import { TERMINAL_STATUSES } from "../../runs/state-machine.ts";
 import type { PendingStart } from "./messages.ts";
 
 export async function latestRunForSession(db: Db, sessionId: string): Promise<Run | null> {
@@ -38,16 +37,4 @@ export async function pendingStart(db: Db, by: { sessionId: string } | { issueId
     .limit(1);
   const p = row?.payload as { pending?: PendingStart; id?: string } | undefined;
   return p?.pending ? { pending: p.pending, askedId: String(p.id ?? "") } : null;
-}
-
-/** The run working on an issue right now (any agent session or classic thread), if any: one run per issue at a time. */
-export async function activeRunForIssue(db: Db, issueId: string): Promise<Run | null> {
-  if (!issueId) return null;
-  const [r] = await db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.source, "linear"), sql`${runs.sourceRef}->>'issueId' = ${issueId}`, notInArray(runs.status, [...TERMINAL_STATUSES])))
-    .orderBy(desc(runs.createdAt))
-    .limit(1);
-  return r ?? null;
 }

@@ -13,14 +13,13 @@ import { linearRef } from "./source-ref.ts";
 import { sayWithoutRun } from "./say-without-run.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { askForRepo, startLinearRun } from "./start-linear-run.ts";
-import { joinedRunningIssue, pendingFromSession } from "./on-session-created.ts";
+import { pendingFromSession } from "./on-session-created.ts";
 
 export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise<void> {
   const sessionId = String(payload.agentSession?.id ?? "");
   const activity = payload.agentActivity ?? {};
+  const activityId = String(activity.id ?? "");
   const text = String(activity.content?.body ?? activity.body ?? "").trim();
-  // Without an activity id, what the activity says and when names it (never "" shared by every such prompt).
-  const activityId = String(activity.id ?? "") || `x-${stableUuid(JSON.stringify([sessionId, activity.createdAt ?? payload.createdAt ?? payload.webhookTimestamp, text, activity.signal]))}`;
   const author = activity.user?.name ?? activity.userId ?? null;
   const stop = activity.signal === "stop";
   const run = await latestRunForSession(deps.db, sessionId);
@@ -68,16 +67,9 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
     return;
   }
 
-  const asked = await pendingStart(deps.db, { sessionId });
-  if (!asked) {
-    // A session we never saw (its `created` was missed during downtime): start as `created` would, with this text.
-    const p: PendingStart = { ...pendingFromSession(payload), request: text, promptContext: null, author };
-    if (await joinedRunningIssue(deps, p, `${sessionId}:${activityId}`)) return;
-    await startLinearRun(deps, p, { teamKey: payload.agentSession?.issue?.team?.key ?? null, dedupe: `${sessionId}:${activityId}` });
-    return;
-  }
   // No run yet: the answer to "which repo?".
-  const pending: PendingStart = asked.pending;
+  const asked = await pendingStart(deps.db, { sessionId });
+  const pending: PendingStart = asked?.pending ?? { ...pendingFromSession(payload), request: text, promptContext: null };
   const allowed = deps.service.repos.names();
   const repo = repoFromAnswer(text, allowed);
   if (!repo) {

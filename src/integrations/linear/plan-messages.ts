@@ -62,7 +62,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   } else {
     comment("thread", `On it: starting a sandbox for ${run.repo}. Follow along at ${view.url}\nReply to this comment to steer the agent.`);
   }
-  if (ref.issueId) push(key("start-issue"), "start-issue", { op: "start-issue", workspaceId: ws, issueId: ref.issueId });
+  push(key("start-issue"), "start-issue", { op: "start-issue", workspaceId: ws, issueId: ref.issueId });
 
   // Waiting in the queue (concurrency limits, or the sandbox provider's circuit breaker open): say so, once per cause.
   const q = view.queue;
@@ -114,7 +114,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
     const turn = run.deliveredInputSeq;
     if (result.filesChanged?.length) {
       const link = resultLink(result, view.url);
-      if (ref.issueId) push(key(`attach:${link.url}`), "attach", {
+      push(key(`attach:${link.url}`), "attach", {
         op: "attach",
         workspaceId: ws,
         issueId: ref.issueId,

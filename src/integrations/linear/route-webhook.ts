@@ -23,10 +23,8 @@ export async function routeWebhook(deps: LinearDeps, payload: any): Promise<Rout
     if (payload.action === "created")
       return { keys: [`linear:session:${hook}:${sessionId}:created`], what: "session created", work: () => onSessionCreated(deps, payload) };
     if (payload.action === "prompted") {
-      // Without an activity id only the `linear-delivery` id tells a redelivery: an empty id would make every such prompt one.
-      const activityId = payload.agentActivity?.id;
-      const keys = typeof activityId === "string" && activityId ? [`linear:session:${hook}:${sessionId}:prompted:${activityId}`] : [];
-      return { keys, what: "session prompted", work: () => onSessionPrompted(deps, payload) };
+      const activityId = payload.agentActivity?.id ?? "";
+      return { keys: [`linear:session:${hook}:${sessionId}:prompted:${activityId}`], what: "session prompted", work: () => onSessionPrompted(deps, payload) };
     }
     return null;
   }

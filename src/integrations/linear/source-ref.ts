@@ -7,7 +7,6 @@ export interface LinearSourceRef {
   /** "agent": an agent session (activities); "classic": an assignment to the bot user (comments). */
   mode: "agent" | "classic";
   agentSessionId?: string;
-  /** Empty for an agent session without an issue (the SDK marks `issue` optional): activities only. */
   issueId: string;
   identifier: string;
   issueUrl?: string;
@@ -17,10 +16,9 @@ export interface LinearSourceRef {
 export function linearRef(run: Pick<Run, "source" | "sourceRef">): LinearSourceRef | null {
   if (run.source !== "linear") return null;
   const r = run.sourceRef as Partial<LinearSourceRef>;
-  if (!r?.workspaceId || (r.mode !== "agent" && r.mode !== "classic")) return null;
+  if (!r?.workspaceId || !r.issueId || (r.mode !== "agent" && r.mode !== "classic")) return null;
   if (r.mode === "agent" && !r.agentSessionId) return null;
-  if (r.mode === "classic" && !r.issueId) return null;
-  return { ...r, issueId: r.issueId ?? "" } as LinearSourceRef;
+  return r as LinearSourceRef;
 }
 
 /** The ordering key of everything said about a run: one agent session, or one issue's comment thread. */

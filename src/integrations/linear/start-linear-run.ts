@@ -76,7 +76,7 @@ export async function startLinearRun(
     }
     repo = choice.repo;
   }
-  const details = o.continueFrom || !p.issueId ? {} : await issueDetails(deps, p, p.mode === "classic");
+  const details = o.continueFrom ? {} : await issueDetails(deps, p, p.mode === "classic");
   teamKey ??= details.teamKey ?? null;
   const prompt =
     o.prompt ??
