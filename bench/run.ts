@@ -181,6 +181,9 @@ async function benchIngest() {
 const results: Record<string, unknown> = { at: new Date().toISOString(), machine: { cpus: os.cpus().length, node: process.version } };
 Object.assign(results, await benchProvisioning());
 results.ingest = await benchIngest();
+// Large runs and many viewers (issue #15): ingest with the fold, page render and SSE p99, RSS (bench/events.ts).
+const events = await import("./events.ts").catch(() => null);
+if (events?.benchEvents && process.env.BENCH_SKIP_EVENTS !== "1") results.events = await events.benchEvents();
 const e2b = await import("./e2b.ts").catch(() => null);
 if (e2b?.benchE2B) results.e2b = await e2b.benchE2B();
 const gateway = await import("./gateway.ts").catch(() => null);

@@ -90,6 +90,9 @@ async function relayBundle(dataDir: string): Promise<Buffer> {
   return relayBundleCache;
 }
 
+/** Largest refused body the server still reads (and discards) so that the client sees its 413. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   restrictDataDir(config.DATA_DIR);
@@ -102,7 +105,11 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const repos = new RepoRegistry(config.REPOS, process.cwd(), githubWebOrigin(config.GITHUB_API_URL));
   const service = new RunService(store, repos, config.PUBLIC_URL, config.DEFAULT_REPO, log, config.model?.allowed);
   const provider = opts.provider ?? (await createSandboxProvider(config, log));
-  const receiver = new RelayReceiver(database.db, store, bus, log);
+  const receiver = new RelayReceiver(database.db, store, bus, log, {
+    maxEventBytes: config.MAX_EVENT_BYTES,
+    maxRunEvents: config.MAX_RUN_EVENTS,
+    maxRunEventBytes: config.MAX_RUN_EVENT_BYTES,
+  });
   const apiToken = resolveApiToken(config)!;
   const sessions = new SessionStore(database.db, apiToken);
   await sessions.revokeStale();
@@ -138,13 +145,24 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     // Relay long polls would hold a shutdown for up to 25 s; the relay reconnects to whichever process is up.
     forceCloseConnections: true,
     bodyLimit: config.MAX_BODY_BYTES,
-    serverFactory: (handler) =>
-      http.createServer((req, res) => {
+    serverFactory: (handler) => {
+      const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const pathname = (req.url ?? "/").split("?")[0]!;
         const h = raw.get(pathname);
         if (h) return h(req, res);
         handler(req, res);
-      }),
+      };
+      const server = http.createServer(listener);
+      // `Expect: 100-continue`: say "continue" only once a handler starts reading the body, so a body declared
+      // over the limit gets its 413 before the client sends it (instead of 100 Continue, then a reset).
+      server.on("checkContinue", (req, res) => {
+        req.once("resume", () => {
+          if (!res.headersSent && !res.writableEnded) res.writeContinue();
+        });
+        listener(req, res);
+      });
+      return server;
+    },
   }) as unknown as FastifyInstance;
   app.addHook("onRoute", (r) => {
     for (const method of [r.method].flat()) routes.push({ method, url: r.url });
@@ -152,6 +170,13 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   await app.register(rateLimit, { global: false });
   const gate = failureGate(app, { max: config.AUTH_FAILURES_PER_WINDOW, windowMs: config.AUTH_FAILURE_WINDOW_SECONDS * 1000 });
   const guard = bearerGuard(apiToken, gate);
+  // A body declared over the limit without `Expect`: the client is sending it anyway. Read and discard it (up to
+  // DRAIN_MAX_BYTES) so the client gets the 413 instead of a connection reset; larger ones are cut off.
+  app.addHook("onSend", async (req, reply) => {
+    if (reply.statusCode !== 413 || req.headers.expect) return;
+    const declared = Number(req.headers["content-length"] ?? Number.NaN);
+    if (Number.isFinite(declared) && declared <= DRAIN_MAX_BYTES) reply.removeHeader("connection");
+  });
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err instanceof HttpError ? err.statusCode : err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err }, "request failed");
@@ -185,7 +210,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const gateway = { config, store, bus, log, apiToken };
   sandboxChannelRoutes(app, { receiver, gateway });
   let channel: FastifyInstance | null = null;
-  pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log });
+  pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log, live: { perRun: config.MAX_LIVE_PER_RUN, total: config.MAX_LIVE_TOTAL } });
 
   const deckhand: Deckhand = {
     config,

@@ -134,6 +134,12 @@ const schema = z
     WATCHDOG_INTERVAL_SECONDS: positiveInt(30),
     LEASE_SECONDS: positiveInt(60),
     MAX_BODY_BYTES: positiveInt(1024 * 1024),
+    // Run events and live views (docs/limits.md)
+    MAX_EVENT_BYTES: positiveInt(128 * 1024),
+    MAX_RUN_EVENTS: positiveInt(50_000),
+    MAX_RUN_EVENT_BYTES: positiveInt(100 * 1024 * 1024),
+    MAX_LIVE_PER_RUN: positiveInt(50),
+    MAX_LIVE_TOTAL: positiveInt(500),
     OPENCODE_BIN: z.string().optional(),
 
     // Slack

@@ -242,3 +242,18 @@ export type RunEventRow = typeof runEvents.$inferSelect;
 export type RunInput = typeof runInputs.$inferSelect;
 export type Notification = typeof notifications.$inferSelect;
 export type ModelUsageRow = typeof modelUsage.$inferSelect;
+
+/**
+ * Per run: its events folded once, at ingest (src/events/fold.ts), up to `last_seq`, and how many events and bytes
+ * it has stored (the per-run limits). Readers use this instead of re-reading the events.
+ */
+export const runDigests = pgTable("run_digests", {
+  runId: text("run_id")
+    .primaryKey()
+    .references(() => runs.id, { onDelete: "cascade" }),
+  lastSeq: integer("last_seq").notNull().default(0),
+  eventCount: integer("event_count").notNull().default(0),
+  eventBytes: bigint("event_bytes", { mode: "number" }).notNull().default(0),
+  digest: jsonb("digest").$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});

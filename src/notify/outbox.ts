@@ -10,7 +10,7 @@ import crypto from "node:crypto";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type Notification, notifications, surfaceState } from "../db/schema.ts";
-import { digest } from "../events/vocabulary.ts";
+import { readDigest } from "../events/digest-store.ts";
 import type { Logger } from "../log/logger.ts";
 import type { RunBus } from "../runs/run-bus.ts";
 import type { RunStore } from "../runs/run-store.ts";
@@ -105,8 +105,7 @@ export class Outbox {
     if (!run) return 0;
     const interested = [...this.notifiers.values()].filter((n) => n.wants(run));
     if (!interested.length) return 0;
-    const events = await this.o.store.events(runId, 0, 1_000_000);
-    const d = digest(events);
+    const d = await readDigest(this.o.store.db, runId);
     const queue = run.status === "queued" && this.o.queueOf ? await this.o.queueOf(run) : null;
     const view = runView(run, d, this.o.runPageUrl(run), new Date(), queue);
     let queued = 0;

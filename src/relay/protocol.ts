@@ -21,6 +21,9 @@ export interface RelayEvent {
   data: Record<string, unknown>;
 }
 
+/** Default per-event size limit (JSON bytes of `data`): the relay cuts longer strings, the receiver enforces it. */
+export const DEFAULT_MAX_EVENT_BYTES = 128 * 1024;
+
 export interface EventBatch {
   events: RelayEvent[];
 }
@@ -81,4 +84,5 @@ export interface RelayEnv {
   OPENCODE_LOG_FILE: string;
   DECKHAND_STATE_DIR: string;
   DECKHAND_HEARTBEAT_MS?: string;
+  DECKHAND_MAX_EVENT_BYTES?: string;
 }

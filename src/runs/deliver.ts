@@ -8,7 +8,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import type { Run } from "../db/schema.ts";
-import { digest } from "../events/vocabulary.ts";
+import { readDigest } from "../events/digest-store.ts";
+import type { RunDigest } from "../events/vocabulary.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Sandbox } from "../sandbox/provider.ts";
 import { isProtectedBranch } from "./branch-guard.ts";
@@ -37,7 +38,7 @@ export interface RunResult {
   /** Where to see the change: a pull request, or the run page's diff. */
   url?: string;
   pullRequestUrl?: string;
-  usage: ReturnType<typeof digest>["usage"];
+  usage: RunDigest["usage"];
   error?: { message: string; code: string } | null;
 }
 
@@ -87,8 +88,7 @@ export interface DeliverDeps {
 /** Collect the change from the sandbox and push it. Returns the result and the patch. */
 export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDeps): Promise<{ result: RunResult; diff: string }> {
   const repoDir = sandbox.paths.repo;
-  const events = await deps.store.events(run.id, 0, 1_000_000);
-  const d = digest(events);
+  const d = await readDigest(deps.store.db, run.id);
 
   await sh(sandbox, ["git", "add", "-A"], repoDir);
   const status = await sh(sandbox, ["git", "status", "--porcelain"], repoDir);

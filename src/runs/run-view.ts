@@ -1,6 +1,6 @@
-/** What the API, the CLI and the run page show of a run: a pure function of the row and its events. */
+/** What the API, the CLI and the run page show of a run: a pure function of the row and its stored digest. */
 import type { Run } from "../db/schema.ts";
-import { digest, type RunDigest, type StoredEvent } from "../events/vocabulary.ts";
+import type { RunDigest } from "../events/vocabulary.ts";
 import type { QueueStatus } from "./queue.ts";
 
 export interface RunView {
@@ -79,7 +79,6 @@ export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(
   };
 }
 
-export function viewOf(run: Run, events: StoredEvent[], pageUrl: string, queue: QueueStatus | null = null): RunView & { timeline: RunDigest["timeline"] } {
-  const d = digest(events);
-  return { ...runView(run, d, pageUrl, new Date(), queue), timeline: d.timeline };
+export function viewOf(run: Run, d: RunDigest, pageUrl: string, queue: QueueStatus | null = null): RunView & { timeline: RunDigest["timeline"]; timelineDropped: number } {
+  return { ...runView(run, d, pageUrl, new Date(), queue), timeline: d.timeline, timelineDropped: d.timelineDropped };
 }

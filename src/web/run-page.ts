@@ -8,12 +8,13 @@ import { isTerminal } from "../runs/state-machine.ts";
 import { diffKey, renderDiff, type DiffFormat } from "./diff-view.ts";
 import { ACTIVE_STATUSES, ago, formatDuration, formatUsage, sourceLink } from "./format.ts";
 import { esc } from "./html.ts";
+import { summarizeDiff } from "./diff-summary.ts";
 import { assetUrl, shell } from "./layout.ts";
 
 /** A running sandbox that has not sent a heartbeat for this long is shown as quiet (the watchdog decides what to do). */
 export const STALE_HEARTBEAT_MS = 60_000;
 
-export type RunPageView = RunView & { timeline: TimelineItem[] };
+export type RunPageView = RunView & { timeline: TimelineItem[]; timelineDropped?: number };
 
 export interface RunPageOptions {
   /** Where this page's resources live: `/runs/<id>` (signed in) or `/r/<pageToken>` (the run's link). */
@@ -116,12 +117,20 @@ export function renderDiffSection(diff: string | null | undefined, base: string,
   const other: DiffFormat = format === "side-by-side" ? "line-by-line" : "side-by-side";
   const keep = full ? "&amp;full=1" : "";
   const tools = `<p class="diff-tools"><a href="${esc(base)}/diff.patch" download>Download patch</a> · <a href="${esc(base)}?view=${other}${keep}#diff">${other === "side-by-side" ? "Side by side" : "Unified"} view</a></p>`;
-  if (diff.length > INLINE_DIFF_CHARS && !full) {
+  // Binary and very large files are listed, not drawn (the patch and the branch have them).
+  const { drawn, skipped } = summarizeDiff(diff);
+  const notDrawn = skipped.length
+    ? `<p class="muted diff-skipped">Not drawn here (in the patch and the branch): ${skipped
+        .slice(0, 50)
+        .map((f) => `<code>${esc(f.path)}</code> (${f.why === "binary" ? "binary" : `large, ${Math.round(f.chars / 1024)} KB of diff`})`)
+        .join(", ")}${skipped.length > 50 ? ` and ${skipped.length - 50} more` : ""}.</p>`
+    : "";
+  if (drawn.length > INLINE_DIFF_CHARS && !full) {
     const files = (diff.match(/^diff --git /gm) ?? []).length;
-    return `${tools}<p>This diff is large (${files} files, ${Math.round(diff.length / 1024)} KB). <a href="${esc(base)}?view=${format}&amp;full=1#diff">Show it all</a> or download the patch.</p>`;
+    return `${tools}${notDrawn}<p>This diff is large (${files} files, ${Math.round(diff.length / 1024)} KB). <a href="${esc(base)}?view=${format}&amp;full=1#diff">Show it all</a> or download the patch.</p>`;
   }
-  return `${tools}
-<div class="diff" data-diff-view>${renderDiff(diff, format)}</div>`;
+  return `${tools}${notDrawn}
+${drawn.trim() ? `<div class="diff" data-diff-view>${renderDiff(drawn, format)}</div>` : ""}`;
 }
 
 /** The regions the live stream updates, rendered exactly as on the page. */
@@ -170,6 +179,7 @@ export function renderRunPage(view: RunPageView, diff: string | null, opts: Part
 <section aria-labelledby="h-result"><h2 id="h-result">Result</h2><div id="run-result">${r.result}</div></section>
 <div class="cols">
 <section aria-labelledby="h-timeline" class="wide"><h2 id="h-timeline">Timeline</h2>
+${view.timelineDropped ? `<p class="muted">${view.timelineDropped} earlier steps are not shown; the newest are below.</p>` : ""}
 <ol id="run-timeline" class="timeline" aria-live="polite" aria-relevant="additions">${r.timeline.map((t) => t.html).join("\n") || ""}</ol>
 <p class="muted empty-timeline">Nothing yet.</p></section>
 <aside><section aria-labelledby="h-plan"><h2 id="h-plan">Plan</h2><div id="run-todos">${r.todos}</div></section>

@@ -1,4 +1,5 @@
 /** Bad input gets a 4xx with a message; nothing is stored; the relay endpoints refuse wrong tokens. */
+import http from "node:http";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEvents, runs } from "../../src/db/schema.ts";
@@ -33,6 +34,54 @@ describe("bad input and relay authentication", () => {
     expect((await srv.api("POST", "/api/runs", { repo: "demo", prompt: "x" }, "wrong-token-000000000")).status).toBe(401);
     expect(await count()).toBe(0);
     expect((await srv.api("GET", "/api/runs/r-doesnotexist")).status).toBe(404);
+    expect((await fetch(`${srv.url}/healthz`)).status).toBe(200);
+  });
+
+  /**
+   * A real HTTP client posting `bytes` to /api/runs. With `expectContinue` it sends `Expect: 100-continue` and the
+   * body only after "100 Continue" (as curl does). Resolves with the status and body, or the socket error.
+   */
+  function bigPost(bytes: number, expectContinue: boolean): Promise<{ status?: number; body?: string; error?: string; continued: boolean }> {
+    return new Promise((resolve) => {
+      const body = Buffer.from(JSON.stringify({ repo: "demo", prompt: "x".repeat(bytes) }));
+      const u = new URL(`${srv.url}/api/runs`);
+      let continued = false;
+      const req = http.request({
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: "POST",
+        headers: { authorization: `Bearer ${srv.deckhand.apiToken}`, "content-type": "application/json", "content-length": body.length, ...(expectContinue ? { expect: "100-continue" } : {}) },
+      });
+      req.on("continue", () => {
+        continued = true;
+        req.end(body);
+      });
+      req.on("response", (res) => {
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode, body: text, continued }));
+        res.on("error", (e) => resolve({ error: e.message, continued }));
+      });
+      req.on("error", (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message, continued }));
+      if (!expectContinue) req.end(body);
+    });
+  }
+
+  it("a 5 MB body gets 413 with a message, with and without `Expect: 100-continue`; nothing is stored", async () => {
+    for (const expectContinue of [true, false]) {
+      const r = await bigPost(5 * 1024 * 1024, expectContinue);
+      expect(r.error, `expect: ${expectContinue}`).toBeUndefined();
+      expect(r.status, `expect: ${expectContinue}`).toBe(413);
+      expect(JSON.parse(r.body!).error).toMatch(/.+/);
+      expect(r.continued, "no 100 Continue for a body that is refused").toBe(false);
+    }
+    // A body within the limit still gets its 100 Continue and is served.
+    const ok = await bigPost(1000, true);
+    expect(ok.continued).toBe(true);
+    expect(ok.status).toBe(201);
+    expect(await count()).toBe(1);
+    await srv.deckhand.database.db.execute(sql`delete from runs`);
     expect((await fetch(`${srv.url}/healthz`)).status).toBe(200);
   });
 

@@ -16,7 +16,7 @@ import { sleep, until } from "./helpers.ts";
 import { CHANNEL, LINEAR_SECRET, linearEnv, linearSession, SLACK_SECRET, slackEnv, slackMention, TEAM } from "./surfaces.ts";
 
 const MAX_BODY = 65_536;
-const TABLES = ["runs", "run_inputs", "run_events", "deliveries", "notifications", "surface_state", "installations"];
+const TABLES = ["runs", "run_inputs", "run_events", "run_digests", "deliveries", "notifications", "surface_state", "installations"];
 
 interface Case {
   endpoint: string;
@@ -187,6 +187,11 @@ describe("fuzzing every endpoint", () => {
     add("POST /linear/webhook", "POST", "/linear/webhook", "no timestamp", linearSigned(noTs), noTs);
     add("POST /linear/webhook", "POST", "/linear/webhook", "huge signed body", linearSigned("y".repeat(6 * 1024 * 1024)), "y".repeat(6 * 1024 * 1024));
     add("POST /linear/webhook", "GET", "/linear/webhook", "wrong method", {});
+    // Signed, well-formed JSON, wrong shapes: each exactly 400 (checked again below).
+    const sessionString = JSON.stringify({ ...JSON.parse(prompted), agentSession: "not-an-object" });
+    add("POST /linear/webhook", "POST", "/linear/webhook", "agentSession is a string", linearSigned(sessionString), sessionString);
+    const eventString = JSON.stringify({ ...JSON.parse(mention), event: "not-an-object" });
+    add("POST /slack/events", "POST", "/slack/events", "event is a string", slackSigned(eventString), eventString);
     add("GET /linear/oauth/callback", "GET", "/linear/oauth/callback?code=abc&state=forged", "forged state", {});
     add("GET /linear/oauth/callback", "GET", "/linear/oauth/callback", "no code", {});
     add("GET /linear/oauth/callback", "GET", "/linear/oauth/callback?error=access_denied", "denied", {});
@@ -231,6 +236,11 @@ describe("fuzzing every endpoint", () => {
     console.log(`[fuzz] ${cases.length} cases on ${report.size} endpoints:\n${lines.join("\n")}${failures.length ? `\nNOT 4xx:\n  ${failures.join("\n  ")}` : "\nevery case got a 4xx"}`);
 
     expect(failures).toEqual([]);
+    expect(await counts()).toEqual(before);
+    for (const c of cases.filter((x) => x.name === "agentSession is a string" || x.name === "event is a string")) {
+      const res = await fetch(`${srv.url}${c.path}`, { method: c.method, headers: { ...c.headers, ...(c.headers?.["linear-delivery"] ? { "linear-delivery": crypto.randomUUID() } : {}) }, body: c.body as BodyInit });
+      expect(res.status, c.name).toBe(400);
+    }
     expect(await counts()).toEqual(before);
     const [runAfter] = await srv.deckhand.database.db.execute(sql`select status, last_event_seq, last_heartbeat_at from runs where id = ${runId}`).then((r: any) => (Array.isArray(r) ? r : r.rows));
     expect(runAfter).toEqual(runBefore);

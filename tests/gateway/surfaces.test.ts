@@ -1,6 +1,6 @@
 /** The budget stop and the gateway's usage, as Slack and Linear show them (pure renderers). */
 import { describe, expect, it } from "vitest";
-import { digest } from "../../src/events/vocabulary.ts";
+import { digest } from "../../src/events/fold.ts";
 import { responseBody } from "../../src/integrations/linear/describe-result.ts";
 import { finalContent } from "../../src/integrations/slack/messages.ts";
 import { runView } from "../../src/runs/run-view.ts";

@@ -1,7 +1,8 @@
 /** Pure decisions of the Linear integration: repo choice, prompt, plan, and what each run state says in Linear. */
 import { describe, expect, it } from "vitest";
 import type { Run } from "../../src/db/schema.ts";
-import { digest, type StoredEvent } from "../../src/events/vocabulary.ts";
+import { digest } from "../../src/events/fold.ts";
+import type { StoredEvent } from "../../src/events/vocabulary.ts";
 import { runView } from "../../src/runs/run-view.ts";
 import { buildPrompt, continuationPrompt } from "../../src/integrations/linear/build-prompt.ts";
 import { askRepoText, chooseRepo, repoFromAnswer, repoFromText } from "../../src/integrations/linear/choose-repo.ts";

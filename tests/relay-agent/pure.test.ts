@@ -183,3 +183,41 @@ describe("user messages (the order of inputs)", () => {
     expect(await later).toBe(true);
   });
 });
+
+describe("per-event size limit (relay and receiver)", () => {
+  it("cuts the longest strings with a visible marker until the event fits; small events pass untouched", async () => {
+    const { truncateEventData, TRUNCATED_MARK } = await import("../../src/relay/truncate.ts");
+    const small = { part: { text: "hello" } };
+    expect(truncateEventData(small, 4096)).toEqual({ data: small, truncated: false });
+    const big = { part: { type: "tool", state: { output: `start\n${"é".repeat(1_000_000)}`, input: { command: "cat x" } } } };
+    const cut = truncateEventData(big, 64 * 1024);
+    expect(cut.truncated).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(cut.data))).toBeLessThanOrEqual(64 * 1024);
+    const out = (cut.data as typeof big).part.state.output;
+    expect(out.startsWith("start\n")).toBe(true);
+    expect(out).toContain(`${TRUNCATED_MARK} 1.`);
+    expect((cut.data as typeof big).part.state.input.command).toBe("cat x");
+    expect(big.part.state.output.length).toBe(1_000_006); // the original is not modified
+    // Thousands of small fields: no string to cut, so the event becomes a marker.
+    const wide = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, i]));
+    const marker = truncateEventData(wide, 4096);
+    expect(marker.data).toMatchObject({ truncated: true });
+    expect(String(marker.data.note)).toContain(TRUNCATED_MARK);
+  });
+
+  it("the relay reads its limit from DECKHAND_MAX_EVENT_BYTES (default 128 KiB)", () => {
+    const env = {
+      DECKHAND_RUN_ID: "r",
+      DECKHAND_BACKEND_URL: "http://x",
+      DECKHAND_RELAY_TOKEN: "t",
+      OPENCODE_URL: "http://o",
+      OPENCODE_SERVER_PASSWORD: "p",
+      OPENCODE_DIRECTORY: "/d",
+      OPENCODE_PID_FILE: "/p",
+      OPENCODE_LOG_FILE: "/l",
+      DECKHAND_STATE_DIR: "/s",
+    };
+    expect(configFromEnv(env).maxEventBytes).toBe(128 * 1024);
+    expect(configFromEnv({ ...env, DECKHAND_MAX_EVENT_BYTES: "65536" }).maxEventBytes).toBe(65536);
+  });
+});

@@ -21,6 +21,7 @@ const emptyDigest = (over: Partial<RunDigest> = {}): RunDigest => ({
   toolCalls: 0,
   busy: false,
   lastSeq: 0,
+  timelineDropped: 0,
   ...over,
 });
 

@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { describeTool, digest, explainError, type StoredEvent } from "../../src/events/vocabulary.ts";
+import { digest } from "../../src/events/fold.ts";
+import { describeTool, explainError, type StoredEvent } from "../../src/events/vocabulary.ts";
 
 const fixture = (name: string): StoredEvent[] =>
   fs

@@ -1,6 +1,6 @@
 /** The dashboard's pure pieces: sessions and CSRF tokens, formatting, the run page regions, the list, the diff. */
 import { describe, expect, it } from "vitest";
-import { digest } from "../../src/events/vocabulary.ts";
+import { digest } from "../../src/events/fold.ts";
 import { runView } from "../../src/runs/run-view.ts";
 import { diffFormat, diffKey, renderDiff } from "../../src/web/diff-view.ts";
 import { formatDuration, formatTokens, formatUsage, sourceLink } from "../../src/web/format.ts";
@@ -174,6 +174,34 @@ describe("the diff", () => {
     expect(diffKey(patch)).toBe(diffKey(`${patch}`));
     expect(diffKey(patch)).not.toBe(diffKey(`${patch}+x\n`));
     expect(diffKey(null)).toBe("none");
+  });
+  it("binary and very large files are listed by name, not drawn; the other files are drawn", () => {
+    const generated = `diff --git a/data/big.json b/data/big.json
+new file mode 100644
+index 0000000..1111111
+--- /dev/null
++++ b/data/big.json
+@@ -0,0 +1,4000 @@
+${Array.from({ length: 4000 }, (_, i) => `+{"row": ${i}, "value": "${"v".repeat(20)}"}`).join("\n")}
+`;
+    const binary = `diff --git a/img/logo.png b/img/logo.png
+new file mode 100644
+index 0000000..2222222
+GIT binary patch
+literal 12
+Tcmd;LU|?WiU|?VbU|?Wi00%k%
+
+literal 0
+HcmV?d00001
+
+`;
+    const html = renderDiffSection(patch + generated + binary, "/r/tok", "line-by-line", true);
+    expect(html).toContain("Not drawn here (in the patch and the branch)");
+    expect(html).toMatch(/<code>data\/big\.json<\/code> \(large, \d+ KB of diff\)/);
+    expect(html).toContain("<code>img/logo.png</code> (binary)");
+    expect(html).toContain("d2h-file-wrapper"); // the small file is drawn
+    expect(html).not.toContain('"row": 3999');
+    expect(html).toContain('href="/r/tok/diff.patch"');
   });
   it("a very large diff is not drawn until asked for; the patch is always one click away", () => {
     let big = "";

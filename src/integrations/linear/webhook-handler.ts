@@ -9,6 +9,7 @@ import type { RawHandler } from "../../app.ts";
 import { claimDelivery } from "./claim-delivery.ts";
 import type { LinearDeps } from "./deps.ts";
 import { BodyTooLarge, readRawBody } from "./read-raw-body.ts";
+import { linearPayloadProblem } from "./payload-shape.ts";
 import { routeWebhook } from "./route-webhook.ts";
 
 const MAX_BODY = 5 * 1024 * 1024;
@@ -39,6 +40,11 @@ export function linearWebhookHandler(deps: LinearDeps, secret: string, track: (p
       } catch (e) {
         log.warn({ reason: (e as Error).message }, "rejected a Linear webhook");
         return reply(res, 400, "Invalid webhook");
+      }
+      const problem = linearPayloadProblem(payload);
+      if (problem) {
+        log.warn({ problem }, "refused a malformed Linear webhook");
+        return reply(res, 400, `Invalid webhook: ${problem}`);
       }
       const delivery = typeof req.headers["linear-delivery"] === "string" ? req.headers["linear-delivery"] : null;
       const routed = await routeWebhook(deps, payload);

@@ -1,7 +1,7 @@
 /**
  * A guard in front of Bolt's HTTP receiver for what Bolt lets through: a request timestamp more than five minutes
  * in the future (Bolt only refuses old ones), and a signed body that is JSON but not an object (`null` makes Bolt
- * throw outside any handler: the request would hang). The body is read once (bounded) and handed on to Bolt as
+ * throw outside any handler: the request would hang), or an event callback whose `event` is not an object. The body is read once (bounded) and handed on to Bolt as
  * an equivalent request stream.
  */
 import type http from "node:http";
@@ -19,6 +19,12 @@ export function slackRequestProblem(headers: http.IncomingHttpHeaders, body: Buf
     try {
       const v = JSON.parse(body.toString("utf8"));
       if (!v || typeof v !== "object" || Array.isArray(v)) return { status: 400, error: "the body must be a JSON object" };
+      // An event callback's `event` is read by Bolt and our handlers as an object with a string type.
+      if (v.type === "event_callback") {
+        const e = v.event;
+        if (!e || typeof e !== "object" || Array.isArray(e)) return { status: 400, error: "event must be an object" };
+        if (typeof e.type !== "string") return { status: 400, error: "event.type must be a string" };
+      }
     } catch {
       return null; // Bolt answers malformed JSON itself (after checking the signature)
     }

@@ -7,7 +7,7 @@ import { eq, sql } from "drizzle-orm";
 import type { webApi } from "@slack/bolt";
 import type { Deckhand } from "../../app.ts";
 import { deliveries, type Run } from "../../db/schema.ts";
-import { digest } from "../../events/vocabulary.ts";
+import { readDigest } from "../../events/digest-store.ts";
 import type { Logger } from "../../log/logger.ts";
 import { runLog } from "../../log/logger.ts";
 import { continuationOf } from "../../intake/decide.ts";
@@ -182,8 +182,7 @@ export class SlackInbound {
     const thread = m.threadTs!;
     await this.linkRun(claimed, run.id);
     if (parsed.command === "status") {
-      const events = await service.store.events(run.id, 0, 1_000_000);
-      const c = statusReply(runView(run, digest(events), service.runPageUrl(run)));
+      const c = statusReply(runView(run, await readDigest(service.store.db, run.id), service.runPageUrl(run)));
       return this.reply(m.channel, thread, c.text, c.blocks);
     }
     if (parsed.command === "help") return this.reply(m.channel, thread, helpText(this.allowed()));

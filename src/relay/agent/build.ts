@@ -14,6 +14,7 @@ function newestSourceMtime(): number {
   const files = [
     ...fs.readdirSync(HERE).filter((f) => f.endsWith(".ts")).map((f) => path.join(HERE, f)),
     path.join(HERE, "..", "protocol.ts"),
+    path.join(HERE, "..", "truncate.ts"),
   ];
   return Math.max(...files.map((f) => fs.statSync(f).mtimeMs));
 }

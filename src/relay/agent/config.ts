@@ -1,4 +1,4 @@
-import type { RelayEnv } from "../protocol.ts";
+import { DEFAULT_MAX_EVENT_BYTES, type RelayEnv } from "../protocol.ts";
 
 export interface RelayConfig {
   runId: string;
@@ -11,6 +11,8 @@ export interface RelayConfig {
   opencodeLogFile: string;
   stateDir: string;
   heartbeatMs: number;
+  /** Largest event (JSON bytes) sent; larger strings are cut with a visible marker (the receiver enforces its own). */
+  maxEventBytes: number;
 }
 
 const REQUIRED: (keyof RelayEnv)[] = [
@@ -30,6 +32,7 @@ export function configFromEnv(env: Record<string, string | undefined>): RelayCon
   const missing = REQUIRED.filter((k) => !env[k]);
   if (missing.length) throw new Error(`missing environment: ${missing.join(", ")}`);
   const hb = Number(env.DECKHAND_HEARTBEAT_MS ?? "");
+  const maxEv = Number(env.DECKHAND_MAX_EVENT_BYTES ?? "");
   const trim = (u: string) => u.replace(/\/+$/, "");
   return {
     runId: env.DECKHAND_RUN_ID!,
@@ -42,5 +45,6 @@ export function configFromEnv(env: Record<string, string | undefined>): RelayCon
     opencodeLogFile: env.OPENCODE_LOG_FILE!,
     stateDir: env.DECKHAND_STATE_DIR!,
     heartbeatMs: Number.isFinite(hb) && hb > 0 ? hb : 15_000,
+    maxEventBytes: Number.isFinite(maxEv) && maxEv >= 4096 ? maxEv : DEFAULT_MAX_EVENT_BYTES,
   };
 }

@@ -2,7 +2,8 @@
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-let minLevel: LogLevel = (process.env.DECKHAND_RELAY_LOG_LEVEL as LogLevel) in ORDER ? (process.env.DECKHAND_RELAY_LOG_LEVEL as LogLevel) : "info";
+const envLevel = process.env.DECKHAND_RELAY_LOG_LEVEL ?? "";
+let minLevel: LogLevel = Object.hasOwn(ORDER, envLevel) ? (envLevel as LogLevel) : "info";
 
 export function setLogLevel(level: LogLevel): void {
   minLevel = level;

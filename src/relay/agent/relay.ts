@@ -13,6 +13,7 @@
 import { RELAY_EVENT, RELAY_PROTOCOL_VERSION, type RelayCommand } from "../protocol.ts";
 import { BackendClient, RunOverError } from "./backend-client.ts";
 import { Backoff, sleep } from "./backoff.ts";
+import { truncateEventData } from "../truncate.ts";
 import type { RelayConfig } from "./config.ts";
 import { isAssistantMessageDone, sessionErrorMessage, sessionIdOf, shouldForward, TextTracker, type OpencodeEvent } from "./events.ts";
 import { IdleWatch } from "./idle-watch.ts";
@@ -132,8 +133,9 @@ export class Relay {
 
   private emit(type: string, data: Record<string, unknown>): void {
     if (this.finished) return;
-    const ev = this.outbox.append(type, data);
-    log("debug", "event", { seq: ev.seq, type });
+    const cut = truncateEventData(data, this.cfg.maxEventBytes);
+    const ev = this.outbox.append(type, cut.data);
+    log(cut.truncated ? "warn" : "debug", cut.truncated ? "event truncated to the size limit" : "event", { seq: ev.seq, type });
   }
 
   private async startup(): Promise<void> {

@@ -8,10 +8,30 @@ import { type Run, runEvents, runs } from "../../db/schema.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import type { RunStore } from "../../runs/run-store.ts";
+import { num, text } from "../../events/safe.ts";
 import { tokenMatches } from "../../runs/tokens.ts";
-import { type CommandBatch, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
+import { advanceDigest, countEvents } from "../../events/digest-store.ts";
+import { type CommandBatch, DEFAULT_MAX_EVENT_BYTES, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
+import { truncateEventData } from "../truncate.ts";
 
 const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
+/** A batch may reach this far past the contiguous seq; further is refused (nothing is stored). */
+export const MAX_SEQ_AHEAD = 10_000;
+
+export interface EventLimits {
+  maxEventBytes: number;
+  maxRunEvents: number;
+  maxRunEventBytes: number;
+}
+const DEFAULT_LIMITS: EventLimits = { maxEventBytes: DEFAULT_MAX_EVENT_BYTES, maxRunEvents: 50_000, maxRunEventBytes: 100 * 1024 * 1024 };
+
+/** A batch the receiver refuses as a whole (the route answers 400 with the message). */
+export class RelayBatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RelayBatchError";
+  }
+}
 
 export class RelayAuthError extends Error {
   constructor() {
@@ -26,6 +46,7 @@ export class RelayReceiver {
     private readonly store: RunStore,
     private readonly bus: RunBus,
     private readonly log: Logger,
+    private readonly limits: EventLimits = DEFAULT_LIMITS,
   ) {}
 
   /** The run, if `token` is its relay token and the run still has a live sandbox; otherwise RelayAuthError. */
@@ -37,13 +58,36 @@ export class RelayReceiver {
   }
 
   async ingest(run: Run, batch: EventBatch): Promise<EventAck> {
-    if (batch.events.length) {
-      await this.db
+    const ahead = run.lastEventSeq + MAX_SEQ_AHEAD;
+    const far = batch.events.find((e) => e.seq > ahead);
+    if (far) throw new RelayBatchError(`event seq ${far.seq} is too far ahead of the stored events (last contiguous ${run.lastEventSeq}; at most ${MAX_SEQ_AHEAD} ahead)`);
+    // Events already stored (seq <= contiguous) are skipped; the rest are cut to the size limit, with a marker.
+    const rows = batch.events
+      .filter((e) => e.seq > run.lastEventSeq)
+      .map((e) => {
+        const cut = truncateEventData(e.data ?? {}, this.limits.maxEventBytes);
+        return { runId: run.id, seq: e.seq, type: e.type, at: new Date(e.at), data: cut.data, bytes: Buffer.byteLength(JSON.stringify(cut.data)) + e.type.length };
+      });
+    if (rows.length) {
+      const stored = await this.db
         .insert(runEvents)
-        .values(batch.events.map((e) => ({ runId: run.id, seq: e.seq, type: e.type, at: new Date(e.at), data: e.data })))
-        .onConflictDoNothing();
+        .values(rows.map(({ bytes: _b, ...r }) => r))
+        .onConflictDoNothing()
+        .returning({ seq: runEvents.seq });
+      if (stored.length) {
+        const got = new Set(stored.map((r) => r.seq));
+        const bytes = rows.reduce((n, r) => n + (got.has(r.seq) ? r.bytes : 0), 0);
+        const totals = await countEvents(this.db, run.id, stored.length, bytes);
+        if (totals.eventCount > this.limits.maxRunEvents || totals.eventBytes > this.limits.maxRunEventBytes) {
+          const what = totals.eventCount > this.limits.maxRunEvents ? `more than ${this.limits.maxRunEvents} events` : `more than ${Math.round(this.limits.maxRunEventBytes / 1048576)} MB of events`;
+          const reason = `The agent produced ${what}; the run was stopped (limit MAX_RUN_${totals.eventCount > this.limits.maxRunEvents ? "EVENTS" : "EVENT_BYTES"})`;
+          this.log.warn({ runId: run.id, ...totals }, "run over its event limit; failing it");
+          await this.store.transition(run.id, { type: "fail", code: "event_limit", reason });
+        }
+      }
     }
     const ackedSeq = await this.advanceContiguous(run.id);
+    await advanceDigest(this.db, run.id, ackedSeq);
     // Effects are idempotent and applied for every event of the batch, so a batch redelivered after a crash
     // (stored, but never acknowledged) still has its effects.
     for (const e of batch.events) await this.applyEffect(run, e.type, e.data ?? {});
@@ -51,7 +95,7 @@ export class RelayReceiver {
     return { ackedSeq };
   }
 
-  /** Move runs.last_event_seq to the highest seq with no gap before it. */
+  /** Move runs.last_event_seq to the highest seq with no gap before it (reads at most MAX_SEQ_AHEAD rows). */
   private async advanceContiguous(runId: string): Promise<number> {
     const [row] = await this.db.select({ last: runs.lastEventSeq }).from(runs).where(eq(runs.id, runId));
     let last = row?.last ?? 0;
@@ -59,7 +103,8 @@ export class RelayReceiver {
       .select({ seq: runEvents.seq })
       .from(runEvents)
       .where(and(eq(runEvents.runId, runId), gt(runEvents.seq, last)))
-      .orderBy(asc(runEvents.seq));
+      .orderBy(asc(runEvents.seq))
+      .limit(MAX_SEQ_AHEAD);
     for (const { seq } of later) {
       if (seq !== last + 1) break;
       last = seq;
@@ -74,7 +119,7 @@ export class RelayReceiver {
   private async applyEffect(run: Run, type: string, data: Record<string, any>) {
     switch (type) {
       case RELAY_EVENT.opencodeReady: {
-        await this.store.patch(run.id, { opencodeSessionId: String(data.sessionId ?? ""), opencodeAlive: true, lastHeartbeatAt: new Date() });
+        await this.store.patch(run.id, { opencodeSessionId: text(data.sessionId).slice(0, 200), opencodeAlive: true, lastHeartbeatAt: new Date() });
         const fresh = await this.store.get(run.id);
         if (fresh?.status === "provisioning") {
           await this.store.phase(run.id, "opencode_ready");
@@ -84,7 +129,7 @@ export class RelayReceiver {
         break;
       }
       case RELAY_EVENT.promptDelivered: {
-        const seq = Number(data.inputSeq);
+        const seq = num(data.inputSeq);
         await this.store.markInputDelivered(run.id, seq);
         if (seq === 1) {
           const fresh = await this.store.get(run.id);
@@ -93,7 +138,7 @@ export class RelayReceiver {
         break;
       }
       case RELAY_EVENT.agentIdle: {
-        const seq = Number(data.inputSeq);
+        const seq = num(data.inputSeq);
         const lastPrompt = await this.store.lastPromptSeq(run.id);
         // Idle counts only when the agent has seen every prompt queued so far; a newer prompt keeps it running.
         if (seq >= lastPrompt) {
@@ -110,7 +155,7 @@ export class RelayReceiver {
         await this.store.transition(run.id, {
           type: "fail",
           code: "agent_died",
-          reason: `The agent process (OpenCode) stopped unexpectedly${data.reason ? ` (${String(data.reason)})` : ""}`,
+          reason: `The agent process (OpenCode) stopped unexpectedly${text(data.reason) ? ` (${text(data.reason).slice(0, 300)})` : ""}`,
         });
         break;
     }

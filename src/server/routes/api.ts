@@ -14,6 +14,10 @@ import { isTerminal, RUN_STATUSES } from "../../runs/state-machine.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import type { BearerGuard } from "../guards.ts";
 import { HttpError, zodMessage } from "../http-errors.ts";
+import { readDigest } from "../../events/digest-store.ts";
+
+/** Events returned (with their data) by GET /api/runs/:id; later ones by the long poll. */
+const API_EVENTS_MAX = 2000;
 
 const CreateRun = z.object({
   repo: z.string().min(1).max(200).optional(),
@@ -98,10 +102,12 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
 
   app.get<{ Params: { id: string } }>("/runs/:id", async (req) => {
     const run = await load(req.params.id);
-    const events = await store.events(run.id, 0, 100_000);
+    // The first API_EVENTS_MAX events with their data; the rest by `GET /api/runs/:id/events?after=`.
+    const events = await store.events(run.id, 0, API_EVENTS_MAX + 1);
     return {
-      ...viewOf(run, events, service.runPageUrl(run), (await deps.queueOf?.(run)) ?? null),
-      events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at, data: e.data })),
+      ...viewOf(run, await readDigest(store.db, run.id), service.runPageUrl(run), (await deps.queueOf?.(run)) ?? null),
+      events: events.slice(0, API_EVENTS_MAX).map((e) => ({ seq: e.seq, type: e.type, at: e.at, data: e.data })),
+      moreEvents: events.length > API_EVENTS_MAX,
       diff: run.diff,
     };
   });
@@ -118,8 +124,7 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
       run = await load(req.params.id);
       events = await store.events(run.id, q.after, 2000);
     }
-    const all = await store.events(run.id, 0, 100_000);
-    const view = viewOf(run, all, service.runPageUrl(run));
+    const view = viewOf(run, await readDigest(store.db, run.id), service.runPageUrl(run));
     return { run: { ...view, timeline: undefined }, events: events.map((e) => ({ seq: e.seq, type: e.type, at: e.at })), nextAfter: events.at(-1)?.seq ?? q.after };
   });
 

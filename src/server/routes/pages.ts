@@ -10,7 +10,7 @@
 import zlib from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Run } from "../../db/schema.ts";
-import { digest } from "../../events/vocabulary.ts";
+import { readDigest } from "../../events/digest-store.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import { MAX_PROMPT_CHARS, type RunService } from "../../runs/run-service.ts";
@@ -25,6 +25,7 @@ import { type ListFilters, type ListRow, renderLogin, renderRows, renderRunsList
 import { clearSessionCookie, csrfMatches, csrfToken, hasControlChars, safeNext, sessionCookie, type WebSession } from "../../web/session.ts";
 import type { SessionStore } from "../../web/session-store.ts";
 import type { FailureGate } from "../guards.ts";
+import { LiveLimits } from "../../web/live-limits.ts";
 import { HttpError } from "../http-errors.ts";
 import { toHttp } from "./api.ts";
 
@@ -38,6 +39,8 @@ export interface PageDeps {
   gate: FailureGate;
   publicUrl: string;
   log?: Logger;
+  /** Live connections (server-sent events) per run and in total; more get 429. */
+  live?: { perRun: number; total: number };
 }
 
 declare module "fastify" {
@@ -48,7 +51,6 @@ declare module "fastify" {
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const EVENTS_LIMIT = 100_000;
 
 type Body = Record<string, unknown> | undefined;
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: Record<string, string | undefined> }>;
@@ -81,6 +83,7 @@ function listFilters(q: Record<string, string | undefined>): ListFilters {
 export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   const { service, bus } = deps;
   const store = service.store;
+  const live = new LiveLimits(deps.live?.perRun ?? 50, deps.live?.total ?? 500);
   const secret = deps.sessions.secret;
   const secure = deps.publicUrl.startsWith("https:");
   const publicHost = (() => {
@@ -145,14 +148,14 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     return run;
   };
   const runByToken = async (token: string): Promise<Run | null> => (/^[\w-]{20,64}$/.test(token) ? store.getByPageToken(token) : null);
-  const fullView = async (run: Run) => viewOf(run, await store.events(run.id, 0, EVENTS_LIMIT), service.runPageUrl(run));
+  const fullView = async (run: Run) => viewOf(run, await readDigest(store.db, run.id), service.runPageUrl(run));
 
   const listRows = async (f: ListFilters): Promise<ListRow[]> => {
     const rows = await store.list({ ...f, limit: 100 });
     return Promise.all(
       rows.map(async (r) => {
         if (r.result || !ACTIVE_STATUSES.has(r.status) || r.lastEventSeq === 0) return r;
-        return { ...r, usage: digest(await store.events(r.id, 0, EVENTS_LIMIT)).usage };
+        return { ...r, usage: (await readDigest(store.db, r.id)).usage };
       }),
     );
   };
@@ -170,23 +173,35 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     const format: DiffFormat = diffFormat(req.query.view);
     const full = req.query.full === "1";
     const sent = new Map<string, string>();
+    const sentRegions = new Map<string, string>();
+    let lastStatus = "";
     let lastDiff = typeof req.query.diff === "string" ? req.query.diff : "";
     await stream(
       req,
       reply,
+      first.id,
       150,
       (id) => id === first.id,
       async () => {
         const run = await reload();
         if (!run) return { events: [["gone", {}]], end: true };
-        const regions = runRegions(await fullView(run));
-        const timeline = regions.timeline.filter((t) => sent.get(t.id) !== t.html);
+        const { timeline: items, status, ...regions } = runRegions(await fullView(run));
+        // Only what changed since the last message: timeline items, page regions, the diff.
+        const timeline = items.filter((t) => sent.get(t.id) !== t.html);
         for (const t of timeline) sent.set(t.id, t.html);
+        const changed: Record<string, string> = {};
+        for (const [k, html] of Object.entries(regions)) {
+          if (sentRegions.get(k) !== html) changed[k] = html;
+          sentRegions.set(k, html);
+        }
         const key = diffKey(run.diff);
         const diff = key !== lastDiff ? renderDiffSection(run.diff, base, format, full) : undefined;
         lastDiff = key;
         const end = isTerminal(run.status);
-        return { events: [["update", { ...regions, timeline, diffKey: key, ...(diff !== undefined ? { diff } : {}) }], ...(end ? [["end", {}] as [string, unknown]] : [])], end };
+        const news = timeline.length > 0 || Object.keys(changed).length > 0 || diff !== undefined || status !== lastStatus;
+        lastStatus = status;
+        const update: [string, unknown][] = news ? [["update", { status, ...changed, timeline, diffKey: key, ...(diff !== undefined ? { diff } : {}) }]] : [];
+        return { events: [...update, ...(end ? [["end", {}] as [string, unknown]] : [])], end };
       },
     );
   };
@@ -255,7 +270,13 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     });
     signed.get<{ Querystring: Record<string, string | undefined> }>("/events", async (req, reply) => {
       const f = listFilters(req.query);
-      await stream(req, reply, 400, () => true, async () => ({ events: [["update", { rows: renderRows(await listRows(f)) }]] }));
+      let lastRows = "";
+      await stream(req, reply, null, 400, () => true, async () => {
+        const rows = renderRows(await listRows(f));
+        if (rows === lastRows) return { events: [] };
+        lastRows = rows;
+        return { events: [["update", { rows }]] };
+      });
     });
 
     signed.get("/runs/:id", page, async (req: IdReq, reply) => runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`, sessionOf(req)));
@@ -310,9 +331,13 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
 
   /**
    * Server-sent events: `produce` runs once at the start and again (debounced by `debounceMs`) whenever the bus says
-   * a watched run changed, and every 10 s (liveness). Ends when `produce` says so or the browser goes away.
+   * a watched run changed, and every 30 s (heartbeat staleness, elapsed time); `produce` sends only what changed.
+   * A comment line every 10 s keeps proxies from closing the stream. Ends when `produce` says so or the browser
+   * goes away. Connections are capped per run (`runId`) and in total: over the cap, 429 with a message.
    */
-  async function stream(req: FastifyRequest, reply: FastifyReply, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
+  async function stream(req: FastifyRequest, reply: FastifyReply, runId: string | null, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
+    const slot = live.acquire(runId);
+    if ("refused" in slot) throw new HttpError(429, slot.refused);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no", connection: "keep-alive", "x-content-type-options": "nosniff" });
@@ -324,8 +349,10 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     const close = () => {
       if (closed) return;
       closed = true;
+      slot.release();
       off();
       clearInterval(ping);
+      clearInterval(refresh);
       if (timer) clearTimeout(timer);
       res.end();
     };
@@ -359,10 +386,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       }, debounceMs);
     };
     const off = bus.onRun((id) => watch(id) && schedule());
-    const ping = setInterval(() => {
-      res.write(": ping\n\n");
-      schedule();
-    }, 10_000);
+    const ping = setInterval(() => res.write(": ping\n\n"), 10_000);
+    const refresh = setInterval(schedule, 30_000);
     res.on("close", close);
     await flush();
   }

@@ -1,7 +1,7 @@
 /** HTTP face of the relay receiver. Every route needs the run's bearer relay token; anything else is a 401. */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { RelayAuthError, type RelayReceiver } from "../../relay/receiver/relay-receiver.ts";
+import { RelayAuthError, RelayBatchError, type RelayReceiver } from "../../relay/receiver/relay-receiver.ts";
 import { bearer } from "../auth.ts";
 import { HttpError } from "../http-errors.ts";
 import { parse } from "./api.ts";
@@ -10,6 +10,7 @@ const Event = z.object({
   seq: z.number().int().positive().max(2_147_483_647),
   type: z.string().min(1).max(200),
   at: z.string().refine((s) => !Number.isNaN(Date.parse(s)), "must be an ISO time"),
+  // Any JSON object: its fields are read with src/events/safe.ts, and it is cut to MAX_EVENT_BYTES when stored.
   data: z.record(z.string(), z.unknown()),
 });
 const Batch = z.object({ events: z.array(Event).max(5000) });
@@ -56,7 +57,14 @@ function relayPlugin(app: FastifyInstance, receiver: RelayReceiver) {
   };
   type P = { Params: { runId: string } };
 
-  app.post<P>("/relay/v1/runs/:runId/events", { bodyLimit: RELAY_BODY_LIMITS.events }, async (req) => receiver.ingest(runOf(req), parse(Batch, req.body) as never));
+  app.post<P>("/relay/v1/runs/:runId/events", { bodyLimit: RELAY_BODY_LIMITS.events }, async (req) => {
+    try {
+      return await receiver.ingest(runOf(req), parse(Batch, req.body) as never);
+    } catch (e) {
+      if (e instanceof RelayBatchError) throw new HttpError(400, e.message);
+      throw e;
+    }
+  });
   app.post<P>("/relay/v1/runs/:runId/heartbeat", { bodyLimit: RELAY_BODY_LIMITS.heartbeat }, async (req) => {
     await receiver.heartbeat(runOf(req), parse(Heartbeat, req.body));
     return { ok: true };
