@@ -10,7 +10,7 @@ describe("data at rest (embedded PGlite)", () => {
 
   beforeAll(async () => {
     srv = await startTestServer({ database: "pglite", dataDir, noReconciler: true, env: { API_TOKEN: "" } });
-  }, 240_000);
+  }, 600_000);
   afterAll(async () => srv?.close());
 
   it("DATA_DIR is 0700; every database file is 0600 and every folder 0700; the generated API token 0600", () => {
