@@ -50,7 +50,8 @@ export function providerError(kind: Upstream["kind"], status: number, message: s
   const body =
     kind === "anthropic"
       ? { type: "error", error: { type: status === 401 ? "authentication_error" : status === 402 ? "billing_error" : "api_error", message } }
-      : { error: { message, type: status === 401 ? "invalid_request_error" : status === 402 ? "insufficient_quota" : "server_error", code, param: null } };
+      : // Not "insufficient_quota": OpenCode reads that as a rate limit and retries; a budget stop must not be retried.
+        { error: { message, type: status === 401 ? "invalid_request_error" : status === 402 ? "budget_exceeded" : "server_error", code, param: null } };
   return { status, body: JSON.stringify(body) };
 }
 

@@ -135,6 +135,9 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
     while (!ac.signal.aborted) {
       await bus.waitForRun(runId, 1000, ac.signal).catch(() => {});
       if (ac.signal.aborted) return;
+      // Events of a busy run wake this often: read the run at most every 200 ms.
+      await new Promise((res) => setTimeout(res, 200));
+      if (ac.signal.aborted) return;
       const r = await store.get(runId).catch(() => null);
       if (!r || !(LIVE_STATUSES as readonly string[]).includes(r.status)) {
         runLog(log, runId).info({ status: r?.status }, "run stopped: aborting its model request");
