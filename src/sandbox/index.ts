@@ -33,14 +33,6 @@ export function sandboxChannelSocket(config: Pick<Config, "DATA_DIR">): string {
 }
 
 /** A loopback model endpoint's port: forwarded into the sandbox (only it) until the model gateway replaces it. */
-function loopbackModelPort(config: Config): number[] {
-  const url = config.model?.openaiCompatible?.baseURL;
-  if (!url) return [];
-  const u = new URL(url);
-  if (!["127.0.0.1", "localhost", "[::1]"].includes(u.hostname)) return [];
-  return [Number(u.port || (u.protocol === "https:" ? 443 : 80))];
-}
-
 export const HOW_TO_FIX =
   "Local sandboxes need bubblewrap with unprivileged user namespaces (Debian/Ubuntu: `apt-get install -y bubblewrap passt`; " +
   "check `sysctl kernel.unprivileged_userns_clone` / `user.max_user_namespaces`). For development only, LOCAL_SANDBOX_ALLOW_UNISOLATED=true runs the agent unisolated.";
@@ -81,7 +73,6 @@ export async function createSandboxProvider(config: Config, log: Logger): Promis
     cgroups,
     sandboxUid: config.LOCAL_SANDBOX_HOST_UID,
     channelSocket: sandboxChannelSocket(config),
-    forwardPorts: loopbackModelPort(config),
     limits: {
       maxProcesses: config.LOCAL_SANDBOX_MAX_PROCESSES,
       memoryBytes: config.LOCAL_SANDBOX_MEMORY_MB * 1048576,
