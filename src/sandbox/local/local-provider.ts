@@ -47,8 +47,6 @@ export interface LocalProviderOptions {
   sandboxUid?: number;
   /** The backend's sandbox-channel socket (bind-mounted into each sandbox). */
   channelSocket?: string;
-  /** Host loopback TCP ports reachable inside at the same port (a loopback model endpoint). */
-  forwardPorts?: number[];
   log?: { warn(obj: object, msg: string): void; info?(obj: object, msg: string): void };
 }
 
@@ -208,11 +206,10 @@ export class LocalSandboxProvider implements SandboxProvider {
   /** pasta gives the namespace outbound access only: no host port reaches in, no host loopback port reaches out. */
   private async startNetwork(rec: Record_, d: string): Promise<void> {
     const pidFile = path.join(d, "pasta.pid");
-    const fwd = (this.opts.forwardPorts ?? []).map(String);
     const argv = [
       ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []),
       "pasta", "--quiet", "--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-U", "none",
-      "-T", fwd.length ? fwd.join(",") : "none",
+      "-T", "none",
       "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", `/proc/${rec.initPid}/ns/net`,
     ];
     // pasta writes its pid file as the sandbox's user: give it a file it may write.
