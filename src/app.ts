@@ -207,7 +207,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     };
   });
   apiRoutes(app, { service, bus, guard, queueOf });
-  const gateway = { config, store, bus, log, apiToken };
+  const gateway = { config, store, bus, log };
   sandboxChannelRoutes(app, { receiver, gateway });
   let channel: FastifyInstance | null = null;
   pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log, live: { perRun: config.MAX_LIVE_PER_RUN, total: config.MAX_LIVE_TOTAL } });

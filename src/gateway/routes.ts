@@ -10,21 +10,19 @@ import { type Logger, runLog } from "../log/logger.ts";
 import type { RunBus } from "../runs/run-bus.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import { LIVE_STATUSES } from "../runs/state-machine.ts";
-import { bearer, checkBearer } from "../server/auth.ts";
+import { bearer } from "../server/auth.ts";
 import { HttpError } from "../server/http-errors.ts";
 import { checkBudget } from "./budget.ts";
 import { forward, providerError } from "./forward.ts";
 import { costMicros, parsePrice, type Price, priceFor } from "./prices.ts";
 import { emptyUsage } from "./usage.ts";
-import { UsageStore, utcDay } from "./usage-store.ts";
+import { UsageStore } from "./usage-store.ts";
 
 export interface GatewayDeps {
   config: Config;
   store: RunStore;
   bus: RunBus;
   log: Logger;
-  /** For `GET /api/usage` (per person, repo and day). */
-  apiToken?: string;
 }
 
 const ROUTES: { path: string; upstreamPath: string; kind: "openai" | "anthropic" }[] = [
@@ -147,12 +145,6 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
     }
   }
 
-  app.get<{ Querystring: { day?: string } }>("/api/usage", async (req) => {
-    if (!deps.apiToken || !checkBearer(req.headers.authorization, deps.apiToken)) throw new HttpError(401, "missing or invalid API token (Authorization: Bearer <API_TOKEN>)");
-    const day = req.query.day ?? utcDay();
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new HttpError(400, "day must be YYYY-MM-DD");
-    return usage.daySummary(day);
-  });
 
   return usage;
 }

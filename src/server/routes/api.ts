@@ -15,6 +15,7 @@ import type { RunBus } from "../../runs/run-bus.ts";
 import type { BearerGuard } from "../guards.ts";
 import { HttpError, zodMessage } from "../http-errors.ts";
 import { readDigest } from "../../events/digest-store.ts";
+import { UsageStore, utcDay } from "../../gateway/usage-store.ts";
 
 /** Events returned (with their data) by GET /api/runs/:id; later ones by the long poll. */
 const API_EVENTS_MAX = 2000;
@@ -65,6 +66,14 @@ export function apiRoutes(
 function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBus; queueOf?: (run: Run) => Promise<QueueStatus | null> }) {
   const { service, bus } = deps;
   const store = service.store;
+
+  const usage = new UsageStore(store.db);
+  /** Model usage of one day (UTC), in total, per person and per repo. */
+  app.get<{ Querystring: { day?: string } }>("/usage", async (req) => {
+    const day = req.query.day ?? utcDay();
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new HttpError(400, "day must be YYYY-MM-DD");
+    return usage.daySummary(day);
+  });
 
   const load = async (id: string) => {
     const run = await store.get(id);
