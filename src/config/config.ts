@@ -90,6 +90,8 @@ const schema = z
     LOCAL_SANDBOX_CPUS: z.coerce.number().positive().max(1024).default(2),
     /** Largest file the agent may write, and the workspace size checked while the run lives, in MiB. */
     LOCAL_SANDBOX_DISK_MB: positiveInt(4096),
+    /** Where local sandboxes' folders live (default: DATA_DIR/sandboxes, or DATA_DIR-sandboxes for a root server). */
+    LOCAL_SANDBOX_DIR: z.string().optional(),
     /** Largest git bundle of a local-folder repository shipped into a sandbox, in MiB. */
     LOCAL_REPO_BUNDLE_MAX_MB: positiveInt(1024),
     REPOS: pairs("REPOS (name=cloneURL)"),

@@ -5,9 +5,9 @@ import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { createE2BProvider } from "./e2b/e2b-provider.ts";
 import { cgroupSupport } from "./local/cgroups.ts";
-import { findTool } from "./local/host.ts";
+import { findTool, serverUid } from "./local/host.ts";
 import { LocalSandboxProvider } from "./local/local-provider.ts";
-import { channelSocketPath } from "./local/plan.ts";
+import { channelSocketPath, localSandboxRoot } from "./local/plan.ts";
 import { loopbackListener, probeIsolation } from "./local/probe.ts";
 import { type Sandbox, SandboxError, type SandboxProvider, type SandboxSpec } from "./provider.ts";
 
@@ -27,12 +27,11 @@ export function opencodeBinary(config?: Pick<Config, "OPENCODE_BIN">): string {
 }
 
 /** Where the backend's sandbox channel listens (a Unix socket), for this configuration. */
-export function sandboxChannelSocket(config: Pick<Config, "DATA_DIR">): string {
-  const abs = path.resolve(config.DATA_DIR);
-  return channelSocketPath(abs, Buffer.from(abs).toString("base64url").slice(-12));
+export function sandboxChannelSocket(config: Pick<Config, "DATA_DIR" | "LOCAL_SANDBOX_DIR">): string {
+  const root = localSandboxRoot(config.DATA_DIR, serverUid(), config.LOCAL_SANDBOX_DIR);
+  return channelSocketPath(root, Buffer.from(root).toString("base64url").slice(-12));
 }
 
-/** A loopback model endpoint's port: forwarded into the sandbox (only it) until the model gateway replaces it. */
 export const HOW_TO_FIX =
   "Local sandboxes need bubblewrap with unprivileged user namespaces (Debian/Ubuntu: `apt-get install -y bubblewrap passt`; " +
   "check `sysctl kernel.unprivileged_userns_clone` / `user.max_user_namespaces`). For development only, LOCAL_SANDBOX_ALLOW_UNISOLATED=true runs the agent unisolated.";
@@ -68,6 +67,7 @@ export async function createSandboxProvider(config: Config, log: Logger): Promis
   const cgroups = bwrap ? cgroupSupport() : null;
   const base = {
     dataDir: config.DATA_DIR,
+    sandboxDir: config.LOCAL_SANDBOX_DIR,
     opencodeBin: opencodeBinary(config),
     network,
     cgroups,

@@ -194,7 +194,7 @@ describe("GitHub delivery with a GitHub App", () => {
     expect(grep.stdout).toBe("");
     expect(grep.exitCode).not.toBe(0);
     // …and from the host side of the local sandbox.
-    const hostDir = path.join(srv.dataDir, "sandboxes", sandbox.id);
+    const hostDir = path.join(process.getuid?.() === 0 ? `${srv.dataDir}-sandboxes` : path.join(srv.dataDir, "sandboxes"), sandbox.id);
     const files = hostFiles(hostDir);
     expect(files.length).toBeGreaterThan(10);
     for (const f of files) {

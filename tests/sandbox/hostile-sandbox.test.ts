@@ -12,6 +12,7 @@ import { cgroupSupport } from "../../src/sandbox/local/cgroups.ts";
 import { LocalSandboxProvider } from "../../src/sandbox/local/local-provider.ts";
 import { opencodeBinary } from "../../src/sandbox/index.ts";
 import { findTool } from "../../src/sandbox/local/host.ts";
+import { localSandboxRoot } from "../../src/sandbox/local/plan.ts";
 import { tmpDir } from "../helpers/harness.ts";
 import { leaks, probeScript } from "./probe-script.ts";
 
@@ -36,7 +37,7 @@ describe.skipIf(!bwrap)("a hostile agent in a local sandbox", () => {
       dataDir,
       opencodeBin: opencodeBinary(),
       cgroups: cg,
-      channelSocket: path.join(dataDir, "ch", "backend.sock"),
+      channelSocket: path.join(localSandboxRoot(dataDir, process.getuid?.() ?? 0), "ch", "backend.sock"),
       limits: { maxProcesses: 64, memoryBytes: 128 * 1048576, cpus: 1, diskBytes: 32 * 1048576 },
     });
   });

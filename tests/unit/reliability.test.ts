@@ -54,7 +54,8 @@ describe("Slack request guard", () => {
     expect(slackRequestProblem(h(now - 301), null, now)?.status).toBe(401);
     expect(slackRequestProblem(h(now + 10), Buffer.from("null"), now)?.status).toBe(400);
     expect(slackRequestProblem(h(now), Buffer.from("[1]"), now)?.status).toBe(400);
-    expect(slackRequestProblem(h(now), Buffer.from('{"type":"event_callback"}'), now)).toBeNull();
+    expect(slackRequestProblem(h(now), Buffer.from('{"type":"event_callback","event":{"type":"app_mention"}}'), now)).toBeNull();
+    expect(slackRequestProblem(h(now), Buffer.from('{"type":"event_callback"}'), now)?.status).toBe(400); // no event object
     expect(slackRequestProblem(h(now), Buffer.from("{broken"), now)).toBeNull(); // Bolt answers that one
   });
 });

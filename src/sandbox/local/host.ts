@@ -91,3 +91,17 @@ export function diskUsage(dir: string): Promise<number> {
     c.on("close", () => resolve(Number(/^(\d+)/.exec(out)?.[1] ?? 0)));
   });
 }
+
+/** The pid of a process of `uid` whose command line has `arg` (a helper that daemonised itself), if any. */
+export function findProcessByArg(arg: string, uid: number): number | undefined {
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (fs.statSync(`/proc/${name}`).uid !== uid) continue;
+      if (fs.readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").includes(arg)) return Number(name);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}

@@ -16,8 +16,8 @@ import path from "node:path";
 import { type BackgroundOptions, type ExecOptions, type ExecResult, OWNER_LABEL, type Sandbox, SandboxError, type SandboxInfo, type SandboxPaths, type SandboxProvider, type SandboxSpec } from "../provider.ts";
 import { cgroupBreaches, createCgroups, removeCgroups, type SandboxCgroups } from "./cgroups.ts";
 import { FORWARDER_SOURCE } from "./forwarder.ts";
-import { diskUsage, findTool, HELPER_ENV, hostLayout, isAlive, killPid, runHelper, serverUid } from "./host.ts";
-import { bwrapArgs, CHANNEL_PORT, enterArgv, INSIDE, insideEnv, type Limits, limitVerdict, type NetworkMode, SAFE_PATH } from "./plan.ts";
+import { diskUsage, findProcessByArg, findTool, HELPER_ENV, hostLayout, isAlive, killPid, runHelper, serverUid } from "./host.ts";
+import { bwrapArgs, CHANNEL_PORT, enterArgv, INSIDE, insideEnv, type Limits, limitVerdict, localSandboxRoot, type NetworkMode, SAFE_PATH } from "./plan.ts";
 import { readRegularFile, runCapped, writeRegularFile } from "./safe-files.ts";
 
 interface Record_ {
@@ -36,6 +36,10 @@ interface Record_ {
 
 export interface LocalProviderOptions {
   dataDir: string;
+  /**
+   * Where the sandboxes' folders live (see localSandboxRoot: DATA_DIR-sandboxes for a root server).
+   */
+  sandboxDir?: string;
   opencodeBin: string;
   /** Isolate with bubblewrap (default: when bwrap is installed; false: a folder only, development opt-out). */
   isolate?: boolean;
@@ -67,8 +71,8 @@ export class LocalSandboxProvider implements SandboxProvider {
   private readonly watched = new Map<string, Record_>();
 
   constructor(private readonly opts: LocalProviderOptions) {
-    this.root = path.join(path.resolve(opts.dataDir), "sandboxes");
-    fs.mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    this.root = localSandboxRoot(opts.dataDir, opts.isolate === false ? -1 : this.uid, opts.sandboxDir);
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
     this.bwrap = opts.isolate === false ? null : (opts.bwrap ?? findTool("bwrap"));
     this.isolated = this.bwrap !== null;
     if (opts.isolate === true && !this.isolated) throw new SandboxError("bubblewrap (bwrap) is not installed", "unavailable");
@@ -76,9 +80,9 @@ export class LocalSandboxProvider implements SandboxProvider {
     this.sharedNetwork = !this.isolated || this.network === "host";
     this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.sandboxUid = this.uid === 0 ? (opts.sandboxUid ?? 61000) : this.uid;
-    this.forwarderFile = path.join(path.resolve(opts.dataDir), "forwarder.cjs");
-    // A root server's sandboxes run as another uid, which must be able to pass through (not list) these folders.
-    if (this.isolated && this.uid === 0) for (const d of [path.resolve(opts.dataDir), this.root]) fs.chmodSync(d, fs.statSync(d).mode & 0o777 | 0o711);
+    this.forwarderFile = path.join(this.root, "forwarder.cjs");
+    // bubblewrap (as the sandbox's uid) resolves the folders it is handed: it must pass through (not list) the root.
+    if (this.isolated && this.uid === 0) fs.chmodSync(this.root, 0o711);
     fs.writeFileSync(this.forwarderFile, FORWARDER_SOURCE, { mode: 0o644 });
     if (opts.channelSocket && this.isolated) {
       // Only the server and the sandboxes' user may reach the channel (root server: group of the sandbox uid).
@@ -184,7 +188,7 @@ export class LocalSandboxProvider implements SandboxProvider {
     } finally {
       for (const fd of fdList) fs.closeSync(fd);
     }
-    if (this.network === "isolated") await this.startNetwork(rec, d);
+    if (this.network === "isolated") await this.startNetwork(rec);
     if (this.opts.channelSocket) {
       const h = this.handle(rec);
       await h.startBackground([process.execPath, INSIDE.forwarder, INSIDE.channel, String(CHANNEL_PORT)], { logFile: `${INSIDE.control}/forwarder.log`, cwd: INSIDE.control });
@@ -204,22 +208,18 @@ export class LocalSandboxProvider implements SandboxProvider {
   }
 
   /** pasta gives the namespace outbound access only: no host port reaches in, no host loopback port reaches out. */
-  private async startNetwork(rec: Record_, d: string): Promise<void> {
-    const pidFile = path.join(d, "pasta.pid");
+  private async startNetwork(rec: Record_): Promise<void> {
+    const netns = `/proc/${rec.initPid}/ns/net`;
     const argv = [
       ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []),
       "pasta", "--quiet", "--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-U", "none",
       "-T", "none",
-      "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", `/proc/${rec.initPid}/ns/net`,
+      "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", netns,
     ];
-    // pasta writes its pid file as the sandbox's user: give it a file it may write.
-    if (this.uid === 0) {
-      fs.writeFileSync(pidFile, "");
-      fs.chownSync(pidFile, this.sandboxUid, this.sandboxUid);
-    }
-    const r = await runHelper([...argv, "--pid", pidFile]);
+    const r = await runHelper(argv);
     if (r.code !== 0) throw new SandboxError(`pasta could not give the sandbox a network (${r.stderr || `exit ${r.code}`}); install passt or set LOCAL_SANDBOX_NETWORK=none`, "unavailable");
-    rec.pastaPid = Number(fs.readFileSync(pidFile, "utf8").trim()) || undefined;
+    // pasta runs on in the background; find it by the namespace it serves (no pid file in a folder the sandbox's uid could reach).
+    rec.pastaPid = findProcessByArg(netns, this.sandboxUid);
   }
 
   /** The command line that runs argv inside the sandbox. */

@@ -1,3 +1,4 @@
+import path from "node:path";
 /**
  * Pure decisions for a hardened local sandbox: the bubblewrap command line, the command that enters a running
  * sandbox, and the limits. No I/O here (host facts come in as arguments), so every rule is testable alone.
@@ -155,6 +156,16 @@ export function limitVerdict(s: { pidsMaxHits: number; oomKills: number; workspa
  * Where the sandbox channel's Unix socket lives: under DATA_DIR when the path fits in sun_path (108 bytes with
  * the terminating NUL), else a short fallback directory (created 0700) under /tmp.
  */
+/**
+ * Where local sandboxes' folders live: DATA_DIR/sandboxes, or DATA_DIR-sandboxes beside it for a root server, whose
+ * sandboxes run as an unprivileged uid that must pass through this folder (DATA_DIR itself stays 0700).
+ */
+export function localSandboxRoot(dataDir: string, serverUid: number, sandboxDir?: string): string {
+  const abs = path.resolve(dataDir);
+  return path.resolve(sandboxDir ?? (serverUid === 0 ? `${abs}-sandboxes` : path.join(abs, "sandboxes")));
+}
+
+/** The backend's sandbox-channel socket, under the sandboxes' folder (a short path; sun_path holds 108 bytes). */
 export function channelSocketPath(dataDirAbs: string, fallbackId: string): string {
   const p = `${dataDirAbs.replace(/\/+$/, "")}/ch/backend.sock`;
   return Buffer.byteLength(p) <= 100 ? p : `/tmp/deckhand-${fallbackId}/backend.sock`;
