@@ -12,6 +12,7 @@ import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
 import { queueStatus } from "./runs/queue.ts";
+import { HostHeartbeat, resolveHostId } from "./runs/hosts.ts";
 import { Reconciler } from "./runs/reconciler.ts";
 import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
@@ -94,7 +95,16 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const publishers: ResultPublisher[] = [];
   const closers: (() => Promise<void> | void)[] = [];
 
+  // Several hosts: this process heartbeats under its host's id; only the host of a local sandbox acts on it.
+  const hosts = new HostHeartbeat({
+    db: database.db,
+    hostId: resolveHostId(config.DATA_DIR, config.HOST_ID),
+    everyMs: config.HOST_HEARTBEAT_SECONDS * 1000,
+    deadAfterMs: config.HOST_DEAD_AFTER_SECONDS * 1000,
+    log,
+  });
   const reconciler = new Reconciler({
+    hosts,
     db: database.db,
     config,
     store,
@@ -113,7 +123,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       repoMax: config.REPO_MAX_CONCURRENT_RUNS,
       providerNote: () => reconciler.breaker.describe(provider.name),
     });
-  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf });
+  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf, maxBackoffMs: config.NOTIFY_MAX_BACKOFF_SECONDS * 1000 });
 
   const raw = new Map<string, RawHandler>();
   const app = Fastify({
@@ -175,6 +185,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     onClose: (fn) => void closers.push(fn),
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
+      await hosts.start();
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();
@@ -183,6 +194,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     },
     async close() {
       await reconciler.stop();
+      await hosts.stop();
       await reaper.stop();
       await outbox.stop();
       for (const c of closers.reverse()) await c();
