@@ -90,7 +90,8 @@ export function planSlack({ run, view, state }: PlanInput): Plan {
         orderingKey: thread,
         kind: "status_edit",
         coalesce: true,
-        role: "progress",
+        // While working, an edit is progress (dropped behind a pending final); the edit to the end state is not.
+        ...(working ? { role: "progress" as const } : {}),
         payload: { ...where, turn, ...content },
       });
     }
