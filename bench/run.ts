@@ -163,6 +163,8 @@ const e2b = await import("./e2b.ts").catch(() => null);
 if (e2b?.benchE2B) results.e2b = await e2b.benchE2B();
 const load = await import("./load.ts").catch(() => null);
 if (load?.benchReliability && process.env.BENCH_SKIP_LOAD !== "1") results.reliability = await load.benchReliability();
+const outage = await import("./outage.ts").catch(() => null);
+if (outage?.benchOutage && process.env.BENCH_SKIP_OUTAGE !== "1") results.outage = await outage.benchOutage();
 fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });
 fs.writeFileSync(path.join(import.meta.dirname, "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 console.log(JSON.stringify(results, null, 2));
