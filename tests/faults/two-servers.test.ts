@@ -60,7 +60,7 @@ describe.skipIf(!hasPg)("two server processes on one database", () => {
     );
     servers.push(a!, b!);
     front.backends.push(a!.url, b!.url);
-  }, 180_000); // two servers starting on a busy 2-core machine
+  }, 320_000); // two servers starting on a busy 2-core machine
   afterAll(async () => {
     hold.open();
     await Promise.all(servers.map((s) => s.kill("SIGTERM")));
