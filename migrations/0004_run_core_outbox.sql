@@ -10,6 +10,8 @@ ALTER TABLE "runs" ADD COLUMN "sandbox_host" text;
 --> statement-breakpoint
 ALTER TABLE "notifications" ADD COLUMN "role" text;
 --> statement-breakpoint
+ALTER TABLE "notifications" ADD COLUMN "not_before" timestamp with time zone;
+--> statement-breakpoint
 CREATE TABLE "server_processes" (
 	"id" text PRIMARY KEY NOT NULL,
 	"host_id" text NOT NULL,

@@ -145,6 +145,8 @@ export const notifications = pgTable(
     nextAttemptAt: ts("next_attempt_at").notNull().defaultNow(),
     /** progress | final | null: pending progress older than a pending final of its ordering key is dropped. */
     role: text("role"),
+    /** The surface asked us to wait until then (retry-after): a recovered surface does not bring this row forward. */
+    notBefore: ts("not_before"),
     lockedUntil: ts("locked_until"),
     lockedBy: text("locked_by"),
     sentAt: ts("sent_at"),

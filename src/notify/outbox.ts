@@ -37,7 +37,7 @@ export interface OutboxOptions {
 
 /** A final result (or a message it waits behind) is retried at least this often during an outage. */
 export const FINAL_BACKOFF_CAP_MS = 5_000;
-/** Pending progress this old (or already failed once) is stale: dropped when a final of its ordering key is pending. */
+/** Pending progress this old is stale (a real outage, not a blip): dropped when a final of its ordering key is pending. */
 export const STALE_PROGRESS_MS = 10_000;
 
 /** Pause before the next try after `attempts` failures: exponential from 500 ms, ±20 % jitter, never over `capMs`. */
@@ -204,7 +204,7 @@ export class Outbox {
   }
 
   /**
-   * Stale progress (already failed once, or older than STALE_PROGRESS_MS) queued before a pending final of the
+   * Stale progress (still owed STALE_PROGRESS_MS after it was queued) queued before a pending final of the
    * same ordering key is dropped: after an outage the result goes out first, never behind old thoughts or edits.
    */
   private async dropSupersededProgress(): Promise<void> {
@@ -213,7 +213,7 @@ export class Outbox {
       update ${notifications} p set state = 'dropped', response = jsonb_build_object('superseded', 'final')
       where p.state = 'pending' and p.role = 'progress'
         and (p.locked_until is null or p.locked_until < now())
-        and (p.attempts > 0 or p.created_at < now() - make_interval(secs => ${ms / 1000}))
+        and p.created_at < now() - make_interval(secs => ${ms / 1000})
         and exists (select 1 from ${notifications} f where f.ordering_key = p.ordering_key and f.state = 'pending' and f.role = 'final' and f.id > p.id)`);
   }
 
@@ -228,7 +228,15 @@ export class Outbox {
     const rows = await this.o.db
       .update(notifications)
       .set({ nextAttemptAt: sql`now()` })
-      .where(and(eq(notifications.surface, surface), eq(notifications.state, "pending"), sql`${notifications.attempts} > 0`, sql`${notifications.nextAttemptAt} > now()`))
+      .where(
+        and(
+          eq(notifications.surface, surface),
+          eq(notifications.state, "pending"),
+          sql`${notifications.attempts} > 0`,
+          sql`${notifications.nextAttemptAt} > now()`,
+          sql`(${notifications.notBefore} is null or ${notifications.notBefore} <= now())`, // a rate limit's retry-after stands
+        ),
+      )
       .returning({ id: notifications.id });
     if (rows.length) {
       this.o.log.info({ surface, due: rows.length }, "surface answers again; retrying its owed messages now");
@@ -264,10 +272,11 @@ export class Outbox {
       const giveUp = attempts >= (this.o.maxAttempts ?? 50) && Date.now() - row.createdAt.getTime() >= (this.o.giveUpAfterMs ?? 60 * 60_000);
       if (retry && !giveUp) {
         const cap = (await this.blocksFinal(row)) ? Math.min(FINAL_BACKOFF_CAP_MS, this.maxBackoff) : this.maxBackoff;
-        // A surface's own retry-after is honoured (bounded by the general cap).
-        const wait = Math.min(this.maxBackoff, Math.max(e.afterMs ?? 0, backoffMs(attempts, cap)));
+        // A surface's own retry-after is honoured as given.
+        const wait = Math.max(e.afterMs ?? 0, backoffMs(attempts, cap));
         log.warn({ err: (e as Error).message, attempts, retryInMs: wait }, "notification will be retried");
-        await release({ attempts, nextAttemptAt: new Date(Date.now() + wait), lastError: (e as Error).message.slice(0, 500) });
+        const notBefore = e.afterMs ? new Date(Date.now() + e.afterMs) : null;
+        await release({ attempts, nextAttemptAt: new Date(Date.now() + wait), notBefore, lastError: (e as Error).message.slice(0, 500) });
       } else {
         log.error({ err: (e as Error).message, attempts }, "notification failed for good");
         await release({ attempts, state: "dead", lastError: (e as Error).message.slice(0, 500) });
