@@ -79,8 +79,8 @@ describe.skipIf(!hasPg)("two server processes on one database", () => {
     // Each delivery reaches both servers at the same moment (the second as Slack's retry / Linear's redelivery),
     // and Linear also sends the same event under a new delivery id.
     const acks = await Promise.all([
-      ...mentions.flatMap((m) => [m.deliver(a.url), m.deliver(b.url, 1)]),
-      ...sessions.flatMap((s) => [s.deliver(a.url), s.deliver(b.url), s.deliver(a.url, { newDeliveryId: true })]),
+      ...mentions.flatMap((m) => [m.deliver(servers[0]!.url), m.deliver(servers[1]!.url, 1)]),
+      ...sessions.flatMap((s) => [s.deliver(servers[0]!.url), s.deliver(servers[1]!.url), s.deliver(servers[0]!.url, { newDeliveryId: true })]),
     ]);
     for (const r of acks) expect(r.status, r.body).toBe(200);
     console.log(`[faults] webhook acks (ms): ${acks.map((r) => Math.round(r.ms)).join(", ")}`);
