@@ -212,6 +212,8 @@ const gateway = await import("./gateway.ts").catch(() => null);
 if (gateway?.benchGateway) results.gateway = await gateway.benchGateway();
 const load = await import("./load.ts").catch(() => null);
 if (load?.benchReliability && process.env.BENCH_SKIP_LOAD !== "1") results.reliability = await load.benchReliability();
+const outage = await import("./outage.ts").catch(() => null);
+if (outage?.benchOutage && process.env.BENCH_SKIP_OUTAGE !== "1") results.outage = await outage.benchOutage();
 fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });
 fs.writeFileSync(path.join(import.meta.dirname, "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 console.log(JSON.stringify(results, null, 2));

@@ -14,6 +14,7 @@ import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
 import { queueStatus } from "./runs/queue.ts";
+import { HostHeartbeat, resolveHostId } from "./runs/hosts.ts";
 import { Reconciler } from "./runs/reconciler.ts";
 import { githubWebOrigin, RepoRegistry } from "./runs/repos.ts";
 import { RunBus } from "./runs/run-bus.ts";
@@ -116,7 +117,16 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   const publishers: ResultPublisher[] = [];
   const closers: (() => Promise<void> | void)[] = [];
 
+  // Several hosts: this process heartbeats under its host's id; only the host of a local sandbox acts on it.
+  const hosts = new HostHeartbeat({
+    db: database.db,
+    hostId: resolveHostId(config.DATA_DIR, config.HOST_ID),
+    everyMs: config.HOST_HEARTBEAT_SECONDS * 1000,
+    deadAfterMs: config.HOST_DEAD_AFTER_SECONDS * 1000,
+    log,
+  });
   const reconciler = new Reconciler({
+    hosts,
     db: database.db,
     config,
     store,
@@ -135,7 +145,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       repoMax: config.REPO_MAX_CONCURRENT_RUNS,
       providerNote: () => reconciler.breaker.describe(provider.name),
     });
-  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf });
+  const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf, maxBackoffMs: config.NOTIFY_MAX_BACKOFF_SECONDS * 1000 });
 
   const raw = new Map<string, RawHandler>();
   const routes: { method: string; url: string }[] = [];
@@ -241,6 +251,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       }
       // Local sandboxes reach the backend only through this socket (relay routes and nothing else).
       if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver, gateway }, { bodyLimit: config.MAX_BODY_BYTES, log });
+      await hosts.start();
       if (!opts.noReconciler) reconciler.start();
       if (!opts.noReconciler) reaper.start();
       outbox.start();
@@ -249,6 +260,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     },
     async close() {
       await reconciler.stop();
+      await hosts.stop();
       await reaper.stop();
       await outbox.stop();
       for (const c of closers.reverse()) await c();

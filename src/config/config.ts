@@ -135,6 +135,21 @@ const schema = z
     HEARTBEAT_TIMEOUT_SECONDS: positiveInt(90),
     WATCHDOG_INTERVAL_SECONDS: positiveInt(30),
     LEASE_SECONDS: positiveInt(60),
+    // Run core: retries, outages and several hosts (docs/reliability.md)
+    /** Tries of a failing delivery (collect + push the result) before the run fails with the last error. */
+    DELIVERY_MAX_ATTEMPTS: positiveInt(5),
+    /** First pause after a failed reconciler action (delivery, provisioning); doubles per try. */
+    RETRY_BASE_SECONDS: positiveInt(2),
+    /** Longest pause between two tries of a reconciler action. */
+    RETRY_MAX_SECONDS: positiveInt(300),
+    /** Longest pause between two tries of a message to Slack/Linear (a recovered surface is retried at once anyway). */
+    NOTIFY_MAX_BACKOFF_SECONDS: positiveInt(30),
+    /** This machine's id among several hosts (default: generated once and kept in DATA_DIR/host-id). */
+    HOST_ID: z.string().regex(/^[\w.-]{1,64}$/, "letters, digits, . _ - (at most 64)").optional(),
+    /** How often a server process records that it is alive in the database. */
+    HOST_HEARTBEAT_SECONDS: positiveInt(10),
+    /** A host whose processes have not heartbeated for this long is gone: its local sandboxes' runs are failed. */
+    HOST_DEAD_AFTER_SECONDS: positiveInt(45),
     MAX_BODY_BYTES: positiveInt(1024 * 1024),
     // Run events and live views (docs/limits.md)
     MAX_EVENT_BYTES: positiveInt(128 * 1024),

@@ -62,6 +62,13 @@ export const runs = pgTable(
     /** Input seq covered by the last delivered result. */
     deliveredInputSeq: integer("delivered_input_seq").notNull().default(0),
     keepaliveUntil: ts("keepalive_until"),
+    /** When the reconciler may try this run's failed action again (delivery, provisioning): its own column, not the lease. */
+    retryAt: ts("retry_at"),
+    /** Failed tries of the current action in a row; reset when an action succeeds. */
+    retryAttempts: integer("retry_attempts").notNull().default(0),
+    lastRetryError: text("last_retry_error"),
+    /** The host (server machine / DATA_DIR) that created the run's local sandbox; only it may act on it. Null for remote sandboxes. */
+    sandboxHost: text("sandbox_host"),
     result: jsonb("result").$type<Record<string, unknown>>(),
     diff: text("diff"),
     // Model gateway: the run's model, its model token (hashed), budget raises and usage measured by the gateway.
@@ -176,6 +183,10 @@ export const notifications = pgTable(
     state: text("state").notNull().default("pending"),
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: ts("next_attempt_at").notNull().defaultNow(),
+    /** progress | final | null: pending progress older than a pending final of its ordering key is dropped. */
+    role: text("role"),
+    /** The surface asked us to wait until then (retry-after): a recovered surface does not bring this row forward. */
+    notBefore: ts("not_before"),
     lockedUntil: ts("locked_until"),
     lockedBy: text("locked_by"),
     sentAt: ts("sent_at"),
@@ -235,6 +246,30 @@ export const webSessions = pgTable(
   },
   (t) => [index("web_sessions_expires_idx").on(t.expiresAt)],
 );
+
+/** Server processes heartbeat here; a host is alive while one of its processes heartbeats. */
+export const serverProcesses = pgTable(
+  "server_processes",
+  {
+    id: text("id").primaryKey(),
+    hostId: text("host_id").notNull(),
+    hostname: text("hostname").notNull(),
+    pid: integer("pid").notNull(),
+    startedAt: ts("started_at").notNull().defaultNow(),
+    heartbeatAt: ts("heartbeat_at").notNull().defaultNow(),
+  },
+  (t) => [index("server_processes_host_idx").on(t.hostId, t.heartbeatAt)],
+);
+
+/** The sandbox provider's circuit breaker, shared by every server process (evaluated by a pure function). */
+export const providerBreaker = pgTable("provider_breaker", {
+  provider: text("provider").primaryKey(),
+  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  lastError: text("last_error"),
+  openedAt: ts("opened_at"),
+  trialUntil: ts("trial_until"),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});
 
 export type Run = typeof runs.$inferSelect;
 export type NewRun = typeof runs.$inferInsert;

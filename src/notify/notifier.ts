@@ -21,6 +21,12 @@ export interface OutboxMessage {
   payload: Record<string, unknown>;
   /** A newer pending message of the same kind and ordering key makes this one unnecessary (status edits). */
   coalesce?: boolean;
+  /**
+   * `progress`: worth sending only while nothing newer has happened; dropped (never sent) when a `final` message
+   * of the same ordering key is pending, so a final result never waits behind stale progress after an outage.
+   * `final`: a turn's or the run's result; retried more eagerly (backoff capped at a few seconds).
+   */
+  role?: "progress" | "final";
 }
 
 export interface PlanInput {

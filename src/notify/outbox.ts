@@ -15,6 +15,7 @@ import type { Logger } from "../log/logger.ts";
 import type { RunBus } from "../runs/run-bus.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import { runView } from "../runs/run-view.ts";
+import { backoffDelayMs } from "../runs/retry.ts";
 import { RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
 
 export interface OutboxOptions {
@@ -25,14 +26,23 @@ export interface OutboxOptions {
   runPageUrl: (run: { pageToken: string }) => string;
   /** How often the sender looks for due messages. */
   pollMs?: number;
+  /** Failed tries after which a message is given up (and only once it is older than `giveUpAfterMs`). */
   maxAttempts?: number;
+  giveUpAfterMs?: number;
+  /** Longest pause between two tries of a message (NOTIFY_MAX_BACKOFF_SECONDS); finals use FINAL_BACKOFF_CAP_MS. */
+  maxBackoffMs?: number;
   /** Where a queued run stands (position, what it waits for), for the surfaces. */
   queueOf?: (run: import("../db/schema.ts").Run) => Promise<import("../runs/queue.ts").QueueStatus | null>;
 }
 
-export function backoffMs(attempts: number): number {
-  const base = Math.min(60_000, 500 * 2 ** Math.max(0, attempts - 1));
-  return Math.round(base * (0.8 + Math.random() * 0.4));
+/** A final result (or a message it waits behind) is retried at least this often during an outage. */
+export const FINAL_BACKOFF_CAP_MS = 5_000;
+/** Pending progress this old is stale (a real outage, not a blip): dropped when a final of its ordering key is pending. */
+export const STALE_PROGRESS_MS = 10_000;
+
+/** Pause before the next try after `attempts` failures: exponential from 500 ms, ±20 % jitter, never over `capMs`. */
+export function backoffMs(attempts: number, capMs = 30_000, rand = Math.random()): number {
+  return backoffDelayMs(attempts, { baseMs: 500, capMs, jitter: 0.4 }, rand);
 }
 
 export class Outbox {
@@ -40,6 +50,7 @@ export class Outbox {
   private readonly owner = `outbox-${process.pid}-${crypto.randomBytes(3).toString("hex")}`;
   private readonly pending = new Map<string, NodeJS.Timeout>();
   private readonly lastSent = new Map<string, number>();
+  private readonly recoveredAt = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private unsub: (() => void) | null = null;
   private sending = false;
@@ -47,6 +58,21 @@ export class Outbox {
   private stopped = false;
 
   constructor(private readonly o: OutboxOptions) {}
+
+  private get maxBackoff(): number {
+    return this.o.maxBackoffMs ?? 30_000;
+  }
+
+  /** Is this row a final, or the head of an ordering key with a final pending behind it? */
+  private async blocksFinal(row: Notification): Promise<boolean> {
+    if (row.role === "final") return true;
+    const [f] = await this.o.db
+      .select({ id: notifications.id })
+      .from(notifications)
+      .where(and(eq(notifications.orderingKey, row.orderingKey), eq(notifications.state, "pending"), eq(notifications.role, "final"), sql`${notifications.id} > ${row.id}`))
+      .limit(1);
+    return !!f;
+  }
 
   register(n: SurfaceNotifier): void {
     this.notifiers.set(n.surface, n);
@@ -130,6 +156,7 @@ export class Outbox {
           dedupeKey: m.dedupeKey,
           orderingKey: m.orderingKey,
           kind: m.coalesce ? `${m.kind}:coalesce` : m.kind,
+          role: m.role ?? null,
           payload: m.payload,
         })),
       )
@@ -158,6 +185,7 @@ export class Outbox {
 
   /** Claim due rows (the oldest pending row of each ordering key), send them, record the outcome. */
   async drain(): Promise<void> {
+    await this.dropSupersededProgress();
     const claimed = (await this.o.db.execute(sql`
       update ${notifications} set locked_until = now() + interval '60 seconds', locked_by = ${this.owner}
       where id in (
@@ -172,6 +200,47 @@ export class Outbox {
     const rows = await this.o.db.select().from(notifications).where(sql`${notifications.id} in ${ids}`).orderBy(notifications.id);
     await Promise.all(rows.map((row) => this.sendOne(row)));
     this.again = true;
+  }
+
+  /**
+   * Stale progress (still owed STALE_PROGRESS_MS after it was queued) queued before a pending final of the
+   * same ordering key is dropped: after an outage the result goes out first, never behind old thoughts or edits.
+   */
+  private async dropSupersededProgress(): Promise<void> {
+    const ms = STALE_PROGRESS_MS;
+    await this.o.db.execute(sql`
+      update ${notifications} p set state = 'dropped', response = jsonb_build_object('superseded', 'final')
+      where p.state = 'pending' and p.role = 'progress'
+        and (p.locked_until is null or p.locked_until < now())
+        and p.created_at < now() - make_interval(secs => ${ms / 1000})
+        and exists (select 1 from ${notifications} f where f.ordering_key = p.ordering_key and f.state = 'pending' and f.role = 'final' and f.id > p.id)`);
+  }
+
+  /**
+   * A call to `surface` just succeeded: it answers again, so its messages waiting out a backoff are due now
+   * (at most once a second per surface and process).
+   */
+  private async surfaceRecovered(surface: string): Promise<void> {
+    const last = this.recoveredAt.get(surface) ?? 0;
+    if (Date.now() - last < 1000) return;
+    this.recoveredAt.set(surface, Date.now());
+    const rows = await this.o.db
+      .update(notifications)
+      .set({ nextAttemptAt: sql`now()` })
+      .where(
+        and(
+          eq(notifications.surface, surface),
+          eq(notifications.state, "pending"),
+          sql`${notifications.attempts} > 0`,
+          sql`${notifications.nextAttemptAt} > now()`,
+          sql`(${notifications.notBefore} is null or ${notifications.notBefore} <= now())`, // a rate limit's retry-after stands
+        ),
+      )
+      .returning({ id: notifications.id });
+    if (rows.length) {
+      this.o.log.info({ surface, due: rows.length }, "surface answers again; retrying its owed messages now");
+      this.again = true;
+    }
   }
 
   private async sendOne(row: Notification): Promise<void> {
@@ -194,14 +263,19 @@ export class Outbox {
       const response = await n.send({ ...row, kind: row.kind.replace(/:coalesce$/, "") }, this.ctx(row.surface));
       this.lastSent.set(row.orderingKey, Date.now());
       await release({ state: "sent", sentAt: new Date(), response: response ?? {}, attempts: row.attempts + 1 });
+      await this.surfaceRecovered(row.surface).catch((e) => log.warn({ err: (e as Error).message }, "could not bring the surface's messages forward"));
     } catch (e) {
       const attempts = row.attempts + 1;
       const retry = e instanceof RetryLater;
-      const max = this.o.maxAttempts ?? 50;
-      if (retry && attempts < max) {
-        const wait = Math.max(e.afterMs ?? 0, backoffMs(attempts));
+      // Bounded by count and by time: a long outage does not lose a result that a short burst of tries would.
+      const giveUp = attempts >= (this.o.maxAttempts ?? 50) && Date.now() - row.createdAt.getTime() >= (this.o.giveUpAfterMs ?? 60 * 60_000);
+      if (retry && !giveUp) {
+        const cap = (await this.blocksFinal(row)) ? Math.min(FINAL_BACKOFF_CAP_MS, this.maxBackoff) : this.maxBackoff;
+        // A surface's own retry-after is honoured as given.
+        const wait = Math.max(e.afterMs ?? 0, backoffMs(attempts, cap));
         log.warn({ err: (e as Error).message, attempts, retryInMs: wait }, "notification will be retried");
-        await release({ attempts, nextAttemptAt: new Date(Date.now() + wait), lastError: (e as Error).message.slice(0, 500) });
+        const notBefore = e.afterMs ? new Date(Date.now() + e.afterMs) : null;
+        await release({ attempts, nextAttemptAt: new Date(Date.now() + wait), notBefore, lastError: (e as Error).message.slice(0, 500) });
       } else {
         log.error({ err: (e as Error).message, attempts }, "notification failed for good");
         await release({ attempts, state: "dead", lastError: (e as Error).message.slice(0, 500) });

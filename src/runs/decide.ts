@@ -3,6 +3,8 @@
  * Every server process runs the same loop; a lease on the run makes sure only one of them acts.
  */
 import type { Run } from "../db/schema.ts";
+import { hostGoneReason, sandboxOwnership } from "./hosts.ts";
+import { retryPending } from "./retry.ts";
 import { isTerminal } from "./state-machine.ts";
 import { type WatchdogLimits, watchdogVerdict } from "./watchdog.ts";
 
@@ -13,6 +15,8 @@ export type Action =
   | { kind: "resume" }
   | { kind: "close" }
   | { kind: "destroy" }
+  /** The terminal run's sandbox lived on a host that is gone: record it as released (its host's reaper kills it on return). */
+  | { kind: "forget_sandbox" }
   | { kind: "fail"; code: string; reason: string };
 
 export interface DecideContext {
@@ -21,6 +25,8 @@ export interface DecideContext {
   /** Highest prompt input seq queued for the run. */
   lastPromptSeq: number;
   publicUrl?: string;
+  /** Several hosts: this process's host and the hosts alive now. Absent: every sandbox is this host's. */
+  hosts?: { me: string; alive: ReadonlySet<string> };
 }
 
 type RunFacts = Pick<
@@ -40,7 +46,8 @@ type RunFacts = Pick<
   | "sandboxProvider"
   | "sandboxDestroyedAt"
   | "lastEventSeq"
->;
+> &
+  Partial<Pick<Run, "retryAt" | "sandboxHost">>;
 
 /** Phases since the current provisioning attempt began. */
 export function currentAttemptPhases(phases: { phase: string; at: string }[]) {
@@ -53,8 +60,13 @@ export function decideNext(run: RunFacts, ctx: DecideContext): Action {
   const { now } = ctx;
   const leaseFree = !run.leaseExpiresAt || run.leaseExpiresAt.getTime() <= now.getTime();
 
+  const owner = ctx.hosts ? sandboxOwnership(run.sandboxHost ?? null, ctx.hosts.me, ctx.hosts.alive) : "any";
+  const waiting = retryPending(run.retryAt ?? null, now);
+
   if (isTerminal(run.status)) {
-    return run.sandboxProvider && !run.sandboxDestroyedAt ? { kind: "destroy" } : { kind: "none" };
+    if (!run.sandboxProvider || run.sandboxDestroyedAt) return { kind: "none" };
+    if (owner === "other_alive") return { kind: "none" };
+    return owner === "owner_gone" ? { kind: "forget_sandbox" } : { kind: "destroy" };
   }
   if (run.status === "queued") return { kind: "provision" };
 
@@ -77,10 +89,16 @@ export function decideNext(run: RunFacts, ctx: DecideContext): Action {
   );
   if (verdict.verdict === "fail") return { kind: "fail", code: verdict.code, reason: verdict.reason };
 
+  // The sandbox's host is gone: nobody else can reach it. (A provisioning that never got its relay going is
+  // simply started again below, on whichever host takes it.)
+  if (owner === "owner_gone" && (run.status !== "provisioning" || relayStarted)) {
+    return { kind: "fail", code: "host_gone", reason: hostGoneReason(run.sandboxHost!) };
+  }
+
   if (run.status === "provisioning") {
     // A provisioner holds the lease while it works. A free lease before the relay started means the process
     // that was provisioning died (or a retryable failure backed off): try again, a bounded number of times.
-    if (leaseFree && !relayStarted) {
+    if (leaseFree && !relayStarted && !waiting) {
       if (run.attempts >= ctx.limits.maxProvisionAttempts) {
         return { kind: "fail", code: "provision_failed", reason: `Starting the sandbox failed ${run.attempts} times; giving up` };
       }
@@ -88,6 +106,8 @@ export function decideNext(run: RunFacts, ctx: DecideContext): Action {
     }
     return { kind: "none" };
   }
+  // Everything below acts on the sandbox: only its host does, and not before a pending retry time.
+  if (owner === "other_alive" || waiting) return { kind: "none" };
   if (run.status === "running") {
     const idleSeq = run.idleInputSeq ?? 0;
     if (idleSeq > run.deliveredInputSeq && idleSeq >= ctx.lastPromptSeq) return { kind: "deliver" };

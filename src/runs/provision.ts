@@ -33,6 +33,8 @@ export interface ProvisionDeps {
   /** The relay program, bundled to one file. */
   relayBundle: () => Promise<Buffer>;
   log: Logger;
+  /** This server's host id: recorded as the owner of a local sandbox (only that host can reach it). */
+  hostId?: string;
 }
 
 async function freePort(): Promise<number> {
@@ -92,6 +94,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     sandboxProvider: provider.name,
     sandboxId: null,
     sandboxDestroyedAt: null,
+    sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
   });
 
   let access;

@@ -1,5 +1,5 @@
 /** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
-import { and, asc, desc, eq, gt, inArray, max, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, max, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
 import type { RunBus } from "./run-bus.ts";
@@ -29,6 +29,13 @@ export interface ListRunsFilter {
   repo?: string;
   source?: string;
 }
+
+/** Writes made under a lease land only while the writer still holds it (Graphile Worker's `locked_by = $me`). */
+export interface UnderLease {
+  leaseOwner?: string;
+}
+
+const leaseHeld = (o: UnderLease): SQL | undefined => (o.leaseOwner ? and(eq(runs.leaseOwner, o.leaseOwner), sql`${runs.leaseExpiresAt} > now()`) : undefined);
 
 export class RunStore {
   constructor(
@@ -149,7 +156,7 @@ export class RunStore {
    * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in.
    * Returns the updated run, or null when the transition is not allowed (or another process moved it first).
    */
-  async transition(runId: string, t: RunTransition, patch: Partial<Run> = {}): Promise<Run | null> {
+  async transition(runId: string, t: RunTransition, patch: Partial<Run> = {}, opts: UnderLease = {}): Promise<Run | null> {
     for (let i = 0; i < 3; i++) {
       const run = await this.get(runId);
       if (!run) return null;
@@ -168,8 +175,12 @@ export class RunStore {
           updatedAt: now,
           phases: sql`${runs.phases} || ${JSON.stringify([{ phase: out.to, at: now.toISOString(), ...(out.reason ? { reason: out.reason } : {}) }])}::jsonb`,
           ...(terminal ? { finishedAt: now, relayTokenHash: null } : {}),
+          // A new status starts its own retries.
+          retryAt: null,
+          retryAttempts: 0,
+          lastRetryError: null,
         })
-        .where(and(eq(runs.id, runId), eq(runs.status, run.status)))
+        .where(and(eq(runs.id, runId), eq(runs.status, run.status), leaseHeld(opts)))
         .returning();
       if (updated) {
         await this.bus.changed(runId);
@@ -188,6 +199,29 @@ export class RunStore {
       .set({ ...patch, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
       .where(eq(runs.id, runId));
     await this.bus.changed(runId);
+  }
+
+  /**
+   * A reconciler action failed: record when to try again (its own column, not the lease), under the lease.
+   * False when the lease was lost (another process acts on the run now).
+   */
+  async scheduleRetry(runId: string, retry: { at: Date; attempts: number; error: string }, opts: UnderLease): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ retryAt: retry.at, retryAttempts: retry.attempts, lastRetryError: retry.error.slice(0, 500), updatedAt: new Date() })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
+  }
+
+  /** The run's sandbox is gone (destroyed, or unreachable on a host that stopped), under the lease. */
+  async recordSandboxReleased(runId: string, opts: UnderLease): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ sandboxDestroyedAt: new Date(), updatedAt: new Date() })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
   }
 
   async patch(runId: string, patch: Partial<Run>): Promise<void> {

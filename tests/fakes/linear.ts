@@ -159,6 +159,8 @@ export interface FakeLinear {
   addSession(s: Partial<FakeSession> & { id: string; issueId: string }): FakeSession;
   /** Make the next `n` requests of `operation` ("*" = any) fail. Queued per operation, FIFO. */
   failNext(operation: string | "*", n: number, mode: FailMode): void;
+  /** Drops every pending failNext rule (Linear is healthy again). */
+  clearFailures(): void;
   /** Resolves with the first recorded op (past or future) matching `pred`. */
   waitFor(pred: (op: LinearOp) => boolean, timeoutMs?: number): Promise<LinearOp>;
   opsNamed(operation: string): LinearOp[];
@@ -1465,6 +1467,9 @@ export async function startFakeLinear(opts: { token?: string; apiKey?: string; a
     statesOf,
     stateOfType,
     addSession,
+    clearFailures() {
+      failures.clear();
+    },
     failNext(operation, n, mode) {
       if (n <= 0) return;
       const q = failures.get(operation) ?? [];

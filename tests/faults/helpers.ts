@@ -65,7 +65,7 @@ export async function spawnServer(env: Record<string, string>, logFile: string):
       const r = await fetch(`${url}/healthz`).catch(() => null);
       return r?.ok;
     },
-    60_000,
+    150_000, // a busy 2-core machine may take long to start a server
     200,
   );
   return {

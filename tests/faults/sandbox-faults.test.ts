@@ -62,6 +62,8 @@ describe(`sandbox and relay faults (${database})`, () => {
         PUBLIC_URL: front.url,
         HEARTBEAT_INTERVAL_SECONDS: "1",
         HEARTBEAT_TIMEOUT_SECONDS: String(HEARTBEAT_TIMEOUT_S),
+        DELIVERY_MAX_ATTEMPTS: "3",
+        RETRY_BASE_SECONDS: "1",
         ...linearEnv(fake),
       },
     });
@@ -127,6 +129,26 @@ describe(`sandbox and relay faults (${database})`, () => {
     // The sandbox of the failed run is released.
     await until("the sandbox destroyed", async () => !(await srv.deckhand.provider.get(run.sandboxId!)), 30_000);
   }, 120_000);
+
+  it("the agent deletes .git: delivery is retried with a growing pause, then the run fails with the reason", async () => {
+    hold("nogit");
+    const id = await start("HOLD:nogit write a file");
+    await modelSaw("nogit");
+    const sb = await sandboxOf(id);
+    // What a hostile (or clumsy) agent can do: the repository is gone when the result is collected.
+    const rm = await sb.exec(["rm", "-rf", ".git"], { cwd: sb.paths.repo });
+    expect(rm.exitCode, rm.stderr).toBe(0);
+    const idleAt = Date.now();
+    holds.get("nogit")!.open();
+    const failed = await srv.waitFor(id, ["failed", "idle", "closed"], 90_000);
+    expect(failed.status).toBe("failed");
+    expect(failed.failureCode).toBe("delivery_failed");
+    expect(failed.reason).toMatch(/^Collecting and pushing the result failed 3 times; giving up\. Last error: git add -A failed: .*not a git repository/);
+    // Three tries with pauses of about 1 s and 2 s in between (before: ~120 tries a second, forever).
+    const row = (await srv.deckhand.store.get(id))!;
+    const spentMs = row.finishedAt!.getTime() - idleAt;
+    console.log(`[faults] .git deleted → run failed after 3 delivery tries, ${spentMs} ms after the agent was released`);
+  }, 150_000);
 
   it("relay killed (-9) mid-run: it is started again, resumes its outbox, and the run finishes with every event once", async () => {
     const g = hold("killrelay");

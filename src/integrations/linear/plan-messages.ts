@@ -37,9 +37,12 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   const out: OutboxMessage[] = [];
   const orderingKey = orderingKeyOf(ref);
   const key = (s: string) => `linear:${run.id}:${s}`;
-  const push = (k: string, kind: string, payload: LinearPayload, coalesce = false) =>
-    out.push({ dedupeKey: k, orderingKey, kind, payload: payload as unknown as Record<string, unknown>, ...(coalesce ? { coalesce } : {}) });
+  const push = (k: string, kind: string, payload: LinearPayload, coalesce = false, role?: "progress" | "final") =>
+    out.push({ dedupeKey: k, orderingKey, kind, payload: payload as unknown as Record<string, unknown>, ...(coalesce ? { coalesce } : {}), ...(role ? { role } : {}) });
   const ws = ref.workspaceId;
+  // Thoughts and actions after the first are progress (dropped behind a pending answer); answers are final.
+  const roleOf = (k: string, content: ActivityContent) =>
+    content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !k.startsWith("queued:") ? "progress" : undefined;
   const activity = (k: string, content: ActivityContent, ephemeral?: boolean) =>
     push(key(k), `activity.${content.type}`, {
       op: "activity",
@@ -48,9 +51,9 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
       id: stableUuid(key(k)),
       content,
       ...(ephemeral ? { ephemeral } : {}),
-    });
+    }, false, roleOf(k, content));
   const comment = (k: string, body: string, parentId?: string) =>
-    push(key(k), "comment", { op: "comment", workspaceId: ws, issueId: ref.issueId, id: k === "thread" ? threadCommentId(run.id) : stableUuid(key(k)), body, ...(parentId ? { parentId } : {}) });
+    push(key(k), "comment", { op: "comment", workspaceId: ws, issueId: ref.issueId, id: k === "thread" ? threadCommentId(run.id) : stableUuid(key(k)), body, ...(parentId ? { parentId } : {}) }, false, /^(response|error|stopped)/.test(k) ? "final" : undefined);
   const agent = ref.mode === "agent";
   const result = run.result as Partial<RunResult> | null;
   let nextState: Record<string, unknown> | undefined;
@@ -101,7 +104,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
     if (plan.length) {
       const h = hash(JSON.stringify(plan));
       if (state.planHash !== h) {
-        push(key(`plan:${h}:${digest.lastSeq}`), "session.plan", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { plan } }, true);
+        push(key(`plan:${h}:${digest.lastSeq}`), "session.plan", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { plan } }, true, "progress");
         nextState = { planHash: h };
       }
     }

@@ -90,12 +90,14 @@ export function planSlack({ run, view, state }: PlanInput): Plan {
         orderingKey: thread,
         kind: "status_edit",
         coalesce: true,
+        // While working, an edit is progress (dropped behind a pending final); the edit to the end state is not.
+        ...(working ? { role: "progress" as const } : {}),
         payload: { ...where, turn, ...content },
       });
     }
   }
   if (run.status === "idle") {
-    messages.push({ dedupeKey: `${base}:final:${run.deliveredInputSeq}`, orderingKey: thread, kind: "final", payload: { ...where, ...finalContent(view) } });
+    messages.push({ dedupeKey: `${base}:final:${run.deliveredInputSeq}`, orderingKey: thread, kind: "final", role: "final", payload: { ...where, ...finalContent(view) } });
     messages.push({
       dedupeKey: `${base}:react:${turn ?? "x"}:idle:${run.deliveredInputSeq}`,
       orderingKey: reactOrder,
@@ -104,7 +106,7 @@ export function planSlack({ run, view, state }: PlanInput): Plan {
     });
   }
   if (run.status === "failed" || run.status === "cancelled") {
-    messages.push({ dedupeKey: `${base}:end`, orderingKey: thread, kind: "end", payload: { ...where, ...endContent(view) } });
+    messages.push({ dedupeKey: `${base}:end`, orderingKey: thread, kind: "end", role: "final", payload: { ...where, ...endContent(view) } });
     messages.push({
       dedupeKey: `${base}:react:end`,
       orderingKey: reactOrder,
