@@ -81,7 +81,7 @@ async function relayBundle(dataDir: string): Promise<Buffer> {
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   fs.mkdirSync(config.DATA_DIR, { recursive: true });
-  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
   await migrate(database);
   const bus = new RunBus(database);
   await bus.start();
