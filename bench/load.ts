@@ -9,6 +9,7 @@
  * 2. benchSteady: N concurrent runs (scripted model held silent): server CPU and memory per active run.
  * 3. benchDeathNotice: OpenCode killed inside the sandbox → the Slack user told (production intervals).
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -81,7 +82,11 @@ async function setup(o: { handler: ModelHandler; env?: Record<string, string>; d
     ...slackEnv(slack),
     ...o.env,
   };
-  const server = await spawnServer(env, path.join(dataDir, "server.log"));
+  if (!db) {
+    // A new PGlite directory runs initdb (tens of seconds on a busy machine): do it before the timed start-up.
+    execFileSync(process.execPath, [path.join(import.meta.dirname, "../bin/deckhand.mjs"), "migrate"], { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? "/tmp", DATA_DIR: dataDir }, stdio: "ignore", timeout: 600_000 });
+  }
+  const server = await spawnServer(env, path.join(dataDir, "server.log"), 300_000); // a busy shared machine
   const sql = db ? pg(db.url) : null;
   const api = async (p: string) => (await fetch(`${server.url}${p}`, { headers: { authorization: `Bearer ${env.API_TOKEN}` } })).json() as Promise<any>;
   return {

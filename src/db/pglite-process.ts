@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), "pglite-child.mjs");
-const START_TIMEOUT_MS = 120_000;
+// A new data directory runs initdb inside WebAssembly: tens of seconds on a busy 2-core machine.
+const START_TIMEOUT_MS = 300_000;
 /** Unix socket paths are limited to 107 bytes; a long DATA_DIR gets its socket in the temp dir instead. */
 const MAX_SOCKET_PATH = 100;
 

@@ -3,6 +3,7 @@
  * activities. Mounts `POST /linear/webhook`, the OAuth install routes, and the Linear notifier on the outbox.
  */
 import type { Deckhand } from "../../app.ts";
+import { BoundedWork } from "../bounded-work.ts";
 import { registerIntegration } from "../index.ts";
 import type { LinearDeps } from "./deps.ts";
 import { LinearClients } from "./linear-clients.ts";
@@ -27,7 +28,9 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   };
-  deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track));
+  // Acknowledged first, handled a few at a time (bounded-work.ts).
+  const work = new BoundedWork({ concurrency: c.INBOUND_CONCURRENCY, maxQueued: c.INBOUND_MAX_QUEUED, log: deps.log });
+  deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track, work));
   deckhand.mountRaw("/linear/oauth/install", oauthInstallHandler(deps));
   deckhand.mountRaw("/linear/oauth/callback", oauthCallbackHandler(deps));
   deckhand.outbox.register(new LinearNotifier(clients));
