@@ -33,13 +33,16 @@ async function until<T>(what: string, fn: () => Promise<T> | T, ms: number): Pro
   }
 }
 
+// One data directory for the file: a new one costs an initdb (tens of seconds on a busy machine).
+const dataDir = tmpDir("deckhand-embedded-");
+
 describe("the embedded database in its own process", () => {
   const lines: string[] = [];
   const log = createLogger({ level: "info", destination: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
   let database: Database;
 
   beforeAll(async () => {
-    database = await openDatabase({ dataDir: tmpDir("deckhand-embedded-"), log });
+    database = await openDatabase({ dataDir, log });
     await migrate(database);
     await migrate(database); // again: already applied, and the advisory lock was released
   }, 240_000);
@@ -101,8 +104,8 @@ describe("the embedded database in its own process", () => {
   }, 240_000);
 });
 
+// After the describe block has closed its database: the same directory, opened by a server of its own.
 it("the embedded database process ends when its server is killed (kill -9)", async () => {
-  const dataDir = tmpDir("deckhand-embedded-orphan-");
   const script = `
     import { openDatabase } from ${JSON.stringify(path.resolve(import.meta.dirname, "../../src/db/database.ts"))};
     const d = await openDatabase({ dataDir: ${JSON.stringify(dataDir)} });
@@ -112,10 +115,14 @@ it("the embedded database process ends when its server is killed (kill -9)", asy
   const server = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   server.stdout.on("data", (c) => (out += c));
-  const child = Number(await until("the database process", () => /PID (\d+)/.exec(out)?.[1], 180_000));
-  expect(alive(child)).toBe(true);
-  server.kill("SIGKILL");
-  await until("the database process gone", () => !alive(child), 15_000);
+  try {
+    const child = Number(await until("the database process", () => /PID (\d+)/.exec(out)?.[1], 180_000));
+    expect(alive(child)).toBe(true);
+    server.kill("SIGKILL");
+    await until("the database process gone", () => !alive(child), 15_000);
+  } finally {
+    server.kill("SIGKILL");
+  }
 }, 240_000);
 
 it("restarts back off exponentially up to 30 s", () => {
