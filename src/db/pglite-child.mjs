@@ -7,6 +7,7 @@
 //   Ends when the parent asks ({stop: true}), when the IPC channel closes (the parent died, even by kill -9), or on
 //   SIGTERM/SIGINT: the socket server stops and PGlite is closed cleanly (its files flushed).
 import fs from "node:fs";
+import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 
@@ -19,6 +20,37 @@ const send = (msg) => {
   }
 };
 
+// PGlite is one process per directory: a second one (another server, or `deckhand migrate` while one runs) would
+// corrupt it and take over its socket. A lock file beside the directory names the holder; a dead holder's is stale.
+const lockFile = dir ? path.join(path.dirname(path.resolve(dir)), "pglite.lock") : "";
+let locked = false;
+function holder(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") return false;
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("pglite-child");
+  } catch {
+    return false;
+  }
+}
+function takeLock() {
+  for (let i = 0; i < 3; i++) {
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: "wx", mode: 0o600 });
+      locked = true;
+      return;
+    } catch (e) {
+      if (e.code !== "EEXIST") throw e;
+      const pid = Number(fs.readFileSync(lockFile, "utf8").trim());
+      if (pid && pid !== process.pid && holder(pid)) {
+        throw new Error(`${dir} is in use by process ${pid} (another Deckhand server or \`deckhand migrate\` on the same DATA_DIR)`);
+      }
+      fs.rmSync(lockFile, { force: true });
+    }
+  }
+  throw new Error(`could not lock ${dir}`);
+}
+
 let pg = null;
 let server = null;
 let stopping = null;
@@ -29,7 +61,10 @@ function stop(code) {
     await server?.stop().catch(() => {});
     await pg?.close().catch(() => {});
     try {
-      fs.rmSync(socketPath, { force: true });
+      if (locked) {
+        fs.rmSync(socketPath, { force: true });
+        fs.rmSync(lockFile, { force: true });
+      }
     } catch {
       /* already gone */
     }
@@ -48,6 +83,7 @@ process.on("message", (m) => {
 try {
   if (!dir || !socketPath) throw new Error("usage: pglite-child.mjs <data dir> <socket path>");
   fs.mkdirSync(dir, { recursive: true });
+  takeLock();
   fs.rmSync(socketPath, { force: true }); // a socket file left by a killed predecessor
   pg = await PGlite.create(dir);
   // One client connection at a time: pglite-socket multiplexes several connections message by message, which would

@@ -86,6 +86,11 @@ describe("the embedded database in its own process", () => {
     expect(got).toEqual(["one", "two"]);
   }, 60_000);
 
+  it("a second opener of the same DATA_DIR is refused with who holds it, and the first keeps working", async () => {
+    await expect(openDatabase({ dataDir })).rejects.toThrow(new RegExp(`in use by process ${database.embeddedPid!()}`));
+    expect(await database.db.execute("select 1 as one" as never)).toEqual([{ one: 1 }]);
+  }, 120_000);
+
   it("a crashed database process is reported in plain words and started again; LISTEN survives", async () => {
     const got: string[] = [];
     await database.listen("deckhand_restart", (p) => got.push(p));

@@ -67,7 +67,10 @@ export async function spawnServer(env: Record<string, string>, logFile: string, 
     },
     startTimeoutMs,
     200,
-  );
+  ).catch((e) => {
+    proc.kill("SIGKILL"); // never leave a half-started server behind
+    throw e;
+  });
   return {
     url,
     pid: proc.pid!,
