@@ -42,7 +42,7 @@ async function eventLoopDelay(s: Server): Promise<{ p50: number; p99: number; ma
   }, 10_000, 20).catch(() => null);
 }
 
-/** RSS of the server and of its children (the embedded database's process, when PGlite). */
+/** RSS of the server and of its direct children (the embedded database's process when PGlite, sandboxes). */
 function memory(pid: number): { serverMB: number; childrenMB: number } {
   let children = 0;
   try {
@@ -203,7 +203,8 @@ export async function benchLoad(database: "postgres" | "pglite"): Promise<Record
       concurrencyLimit: LIMIT,
       underLimit: (byStatus.provisioning ?? 0) + (byStatus.running ?? 0) <= LIMIT,
       serverRssMB: { before: MB(memBefore), peak: MB(peakRss), after: MB(memAfter) },
-      embeddedDatabaseRssMB: s.database === "pglite" ? { before: childrenBefore, after: memory(s.server.pid).childrenMB } : null,
+      // The server's direct children: the embedded database's process (PGlite) and the sandboxes' bwrap processes.
+      childProcessesRssMB: { before: childrenBefore, after: memory(s.server.pid).childrenMB },
     };
   });
 }
