@@ -11,6 +11,7 @@
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { loadConfig } from "../src/config/config.ts";
@@ -311,6 +312,12 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.met
   const which = process.argv[2];
   const out =
     which === "burst" ? await benchBurst() : which === "steady" ? await benchSteady() : which === "death" ? await benchDeathNotice() : await benchReliability();
+  if (which === "burst") {
+    // Alone, the burst keeps its own results file (npm run bench puts it in latest.json with the rest).
+    fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });
+    const record = { at: new Date().toISOString(), machine: { cpus: os.cpus().length, load1: os.loadavg()[0] }, ...out };
+    fs.writeFileSync(path.join(import.meta.dirname, "results", "burst.json"), `${JSON.stringify(record, null, 2)}\n`);
+  }
   console.log(JSON.stringify(out, null, 2));
   process.exit(0);
 }
