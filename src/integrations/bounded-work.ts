@@ -39,6 +39,13 @@ export class BoundedWork {
     return true;
   }
 
+  /** Shutdown: drop what has not started (logged with its count) and wait for what runs. */
+  async close(): Promise<void> {
+    const dropped = this.queue.splice(0).length;
+    if (dropped) this.o.log.warn({ dropped }, "shutting down: inbound work that had not started is dropped");
+    await this.idle();
+  }
+
   /** Resolves when nothing runs or waits (tests, shutdown). */
   idle(): Promise<void> {
     if (!this.running && !this.queue.length) return Promise.resolve();

@@ -80,7 +80,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   const enqueue = (m: Incoming, botUserId: string | undefined) => {
     if (!work.push(() => inbound.handle(m, botUserId))) log.error({ channel: m.channel, ts: m.ts }, "Slack event dropped: the inbound queue is full");
   };
-  deckhand.onClose(() => work.idle());
+  deckhand.onClose(() => work.close());
   const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO });
 
   /** The parts of a Slack message event that Deckhand reads. */
