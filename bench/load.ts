@@ -1,14 +1,17 @@
 /**
  * Load and reliability goals, measured (not asserted). The server runs as a child process (`node bin/deckhand.mjs
  * serve`) so its CPU and memory can be read from /proc. Call from bench/run.ts, or run alone:
- *   npx tsx bench/load.ts            (all three)       BENCH_STEADY_RUNS=20 BENCH_BURST=200
+ *   npx tsx bench/load.ts [burst|steady|death]   BENCH_STEADY_RUNS=20 BENCH_BURST=200 BENCH_BURST_DATABASE=pglite|postgres
  *
- * 1. benchLoad: 200 signed Slack mentions within 10 s (plus Slack's retries of some): ack latency p50/p99,
- *    duplicate runs, runs working vs queued under MAX_CONCURRENT_RUNS, server memory before/after.
+ * 1. benchBurst: 200 signed Slack mentions within 10 s (plus Slack's retries of some) while runs start, on PGlite
+ *    and on Postgres: ack latency p50/p99, the server's event-loop delay (monitorEventLoopDelay, via
+ *    bench/event-loop-probe.mjs), duplicate runs, runs working vs queued under MAX_CONCURRENT_RUNS, memory.
  * 2. benchSteady: N concurrent runs (scripted model held silent): server CPU and memory per active run.
  * 3. benchDeathNotice: OpenCode killed inside the sandbox → the Slack user told (production intervals).
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { loadConfig } from "../src/config/config.ts";
@@ -28,13 +31,42 @@ const pct = (xs: number[], p: number) => {
 const r1 = (n: number) => Math.round(n * 10) / 10;
 const MB = (b: number) => r1(b / 1024 / 1024);
 
+type Server = Awaited<ReturnType<typeof setup>>;
+
+/** The server's event-loop delay since the previous call (bench/event-loop-probe.mjs, preloaded into it). */
+async function eventLoopDelay(s: Server): Promise<{ p50: number; p99: number; max: number; mean: number } | null> {
+  const before = fs.existsSync(s.eldFile) ? fs.readFileSync(s.eldFile, "utf8") : "";
+  process.kill(s.server.pid, "SIGUSR2");
+  return until("event-loop figures", () => {
+    const now = fs.existsSync(s.eldFile) ? fs.readFileSync(s.eldFile, "utf8") : "";
+    return now && now !== before ? JSON.parse(now) : null;
+  }, 10_000, 20).catch(() => null);
+}
+
+/** RSS of the server and of its direct children (the embedded database's process when PGlite, sandboxes). */
+function memory(pid: number): { serverMB: number; childrenMB: number } {
+  let children = 0;
+  try {
+    for (const c of fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean)) {
+      try {
+        children += procStats(Number(c)).rssBytes;
+      } catch {
+        /* gone */
+      }
+    }
+  } catch {
+    /* no children file */
+  }
+  return { serverMB: MB(procStats(pid).rssBytes), childrenMB: MB(children) };
+}
+
 /** A server child process with fake Slack and the scripted model; everything torn down by `close`. */
-async function setup(o: { handler: ModelHandler; env?: Record<string, string> }) {
-  const usePg = await postgresAvailable();
-  const db = usePg ? await freshPostgres() : null;
+async function setup(o: { handler: ModelHandler; env?: Record<string, string>; database: "postgres" | "pglite" }) {
+  const db = o.database === "postgres" ? await freshPostgres() : null;
   const model = await startModelServer({ handler: o.handler });
   const slack = await startFakeSlack();
   const dataDir = tmpDir("deckhand-bench-");
+  const eldFile = path.join(dataDir, "event-loop.json");
   const env: Record<string, string> = {
     PORT: String(await freePort()),
     HOST: "127.0.0.1",
@@ -46,10 +78,16 @@ async function setup(o: { handler: ModelHandler; env?: Record<string, string> })
     LLM_API_KEY: "bench-key",
     API_TOKEN: "bench-api-token-0123456789",
     LOG_LEVEL: "warn",
+    NODE_OPTIONS: `--import ${path.join(import.meta.dirname, "event-loop-probe.mjs")}`,
+    BENCH_ELD_FILE: eldFile,
     ...slackEnv(slack),
     ...o.env,
   };
-  const server = await spawnServer(env, path.join(dataDir, "server.log"));
+  if (!db) {
+    // A new PGlite directory runs initdb (tens of seconds on a busy machine): do it before the timed start-up.
+    execFileSync(process.execPath, [path.join(import.meta.dirname, "../bin/deckhand.mjs"), "migrate"], { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? "/tmp", DATA_DIR: dataDir }, stdio: "ignore", timeout: 600_000 });
+  }
+  const server = await spawnServer(env, path.join(dataDir, "server.log"), 300_000); // a busy shared machine
   const sql = db ? pg(db.url) : null;
   const api = async (p: string) => (await fetch(`${server.url}${p}`, { headers: { authorization: `Bearer ${env.API_TOKEN}` } })).json() as Promise<any>;
   return {
@@ -58,7 +96,8 @@ async function setup(o: { handler: ModelHandler; env?: Record<string, string> })
     slack,
     model,
     api,
-    database: db ? "postgres" : "pglite",
+    eldFile,
+    database: o.database,
     async close() {
       await server.kill("SIGTERM");
       const provider = await createSandboxProvider(loadConfig(env), createLogger({ level: "silent" }));
@@ -71,22 +110,39 @@ async function setup(o: { handler: ModelHandler; env?: Record<string, string> })
   };
 }
 
-/** 1. A burst of Slack mentions against one server. */
-export async function benchLoad(): Promise<Record<string, unknown>> {
-  const N = Number(process.env.BENCH_BURST ?? 200);
-  const LIMIT = 4;
+/**
+ * Every benchmark here the same way: a server whose scripted model holds its first answer until the benchmark is
+ * done (so runs stay working), torn down afterwards whatever happens.
+ */
+async function withServer<T>(o: { env?: Record<string, string>; database?: "postgres" | "pglite" }, fn: (s: Server) => Promise<T>): Promise<T> {
   const hold = gate();
+  const database = o.database ?? ((await postgresAvailable()) ? "postgres" : "pglite");
   const s = await setup({
+    database,
     handler: async (req) => {
       if (req.lastRole === "tool") return { text: "Done." };
       await hold.p;
       return { text: "ok" };
     },
-    env: { MAX_CONCURRENT_RUNS: String(LIMIT) },
+    env: o.env,
   });
   try {
+    return await fn(s);
+  } finally {
+    hold.open();
+    await s.close();
+  }
+}
+
+/** 1. A burst of Slack mentions against one server. */
+export async function benchLoad(database: "postgres" | "pglite"): Promise<Record<string, unknown>> {
+  const N = Number(process.env.BENCH_BURST ?? 200);
+  const LIMIT = 4;
+  return withServer({ database, env: { MAX_CONCURRENT_RUNS: String(LIMIT) } }, async (s) => {
     await sleep(2000); // let the server settle (start-up compilation, reaper's first sweep)
     const memBefore = procStats(s.server.pid).rssBytes;
+    const childrenBefore = memory(s.server.pid).childrenMB;
+    await eventLoopDelay(s); // start the window now
     const mentions = Array.from({ length: N }, (_, i) => slackMention(s.slack, `burst ${i}: write a file`));
     const latencies: number[] = [];
     const statuses: Record<number, number> = {};
@@ -117,6 +173,7 @@ export async function benchLoad(): Promise<Record<string, unknown>> {
     await Promise.all(sends);
     const burstMs = performance.now() - t0;
     clearInterval(sampler);
+    const loop = await eventLoopDelay(s);
     // Every mention becomes exactly one run; only LIMIT of them work at once.
     const runs = await until(
       "every run recorded",
@@ -138,34 +195,26 @@ export async function benchLoad(): Promise<Record<string, unknown>> {
       burstSeconds: r1(burstMs / 1000),
       ackMs: { p50: r1(pct(latencies, 50)), p95: r1(pct(latencies, 95)), p99: r1(pct(latencies, 99)), max: r1(Math.max(...latencies)) },
       ackStatuses: statuses,
+      unanswered: statuses[-1] ?? 0,
       goalP99Under1s: pct(latencies, 99) < 1000,
+      serverEventLoopDelayMs: loop,
       runs: runs.length,
       duplicateRuns: Math.max(0, runs.length - N),
       runsByStatus: byStatus,
       concurrencyLimit: LIMIT,
       underLimit: (byStatus.provisioning ?? 0) + (byStatus.running ?? 0) <= LIMIT,
       serverRssMB: { before: MB(memBefore), peak: MB(peakRss), after: MB(memAfter) },
+      // The server's direct children: the embedded database's process (PGlite) and the sandboxes' bwrap processes.
+      childProcessesRssMB: { before: childrenBefore, after: memory(s.server.pid).childrenMB },
     };
-  } finally {
-    hold.open();
-    await s.close();
-  }
+  });
 }
 
 /** 2. Steady state: N runs working at once (the model holds its answer), server CPU and memory per run. */
 export async function benchSteady(): Promise<Record<string, unknown>> {
   const N = Number(process.env.BENCH_STEADY_RUNS ?? 20);
   const WINDOW_MS = Number(process.env.BENCH_STEADY_WINDOW_MS ?? 30_000);
-  const hold = gate();
-  const s = await setup({
-    handler: async (req) => {
-      if (req.lastRole === "tool") return { text: "Done." };
-      await hold.p;
-      return { text: "ok" };
-    },
-    env: { MAX_CONCURRENT_RUNS: String(N), PROVISION_TIMEOUT_SECONDS: "900" },
-  });
-  try {
+  return withServer({ env: { MAX_CONCURRENT_RUNS: String(N), PROVISION_TIMEOUT_SECONDS: "900" } }, async (s) => {
     await sleep(3000);
     const measure = async (ms: number) => {
       const a = procStats(s.server.pid);
@@ -209,23 +258,12 @@ export async function benchSteady(): Promise<Record<string, unknown>> {
       perActiveRun: { rssMB: r1(perRunMB), cpuPercentOfCore: Math.round(perRunCpu * 100) / 100 },
       goals: { memoryUnder5MB: perRunMB <= 5, cpuUnder1Percent: perRunCpu <= 1 },
     };
-  } finally {
-    hold.open();
-    await s.close();
-  }
+  });
 }
 
 /** 3. OpenCode dies inside a working run's sandbox: how long until the Slack user is told (production intervals). */
 export async function benchDeathNotice(): Promise<Record<string, unknown>> {
-  const hold = gate();
-  const s = await setup({
-    handler: async (req) => {
-      if (req.lastRole === "tool") return { text: "Done." };
-      await hold.p;
-      return { text: "ok" };
-    },
-  });
-  try {
+  return withServer({}, async (s) => {
     const m = slackMention(s.slack, "write a file, slowly");
     await m.deliver(s.server.url);
     await until("the agent working", () => s.model.requests.length >= 1, 120_000, 200);
@@ -254,20 +292,32 @@ export async function benchDeathNotice(): Promise<Record<string, unknown>> {
       goalUnder60s: toldAt - killedAt <= 60_000,
       note: "a sandbox that dies whole (relay included) is caught by the heartbeat timeout instead: at most HEARTBEAT_TIMEOUT_SECONDS + WATCHDOG_INTERVAL_SECONDS (90 + 30 s by default)",
     };
-  } finally {
-    hold.open();
-    await s.close();
-  }
+  });
+}
+
+/** The Slack burst on the embedded database and, when there is one, on Postgres. */
+export async function benchBurst(): Promise<Record<string, unknown>> {
+  const only = process.env.BENCH_BURST_DATABASE;
+  const out: Record<string, unknown> = {};
+  if (!only || only === "pglite") out.pglite = await benchLoad("pglite");
+  if ((!only || only === "postgres") && (await postgresAvailable())) out.postgres = await benchLoad("postgres");
+  return out;
 }
 
 export async function benchReliability(): Promise<Record<string, unknown>> {
-  return { slackBurst: await benchLoad(), steadyState: await benchSteady(), deathNotice: await benchDeathNotice() };
+  return { slackBurst: await benchBurst(), steadyState: await benchSteady(), deathNotice: await benchDeathNotice() };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   const which = process.argv[2];
   const out =
-    which === "burst" ? await benchLoad() : which === "steady" ? await benchSteady() : which === "death" ? await benchDeathNotice() : await benchReliability();
+    which === "burst" ? await benchBurst() : which === "steady" ? await benchSteady() : which === "death" ? await benchDeathNotice() : await benchReliability();
+  if (which === "burst") {
+    // Alone, the burst keeps its own results file (npm run bench puts it in latest.json with the rest).
+    fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });
+    const record = { at: new Date().toISOString(), machine: { cpus: os.cpus().length, load1: os.loadavg()[0] }, ...out };
+    fs.writeFileSync(path.join(import.meta.dirname, "results", "burst.json"), `${JSON.stringify(record, null, 2)}\n`);
+  }
   console.log(JSON.stringify(out, null, 2));
   process.exit(0);
 }

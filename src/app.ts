@@ -97,7 +97,7 @@ const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
   restrictDataDir(config.DATA_DIR);
-  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
   await migrate(database);
   if (database.kind === "pglite") restrictDataDir(config.DATA_DIR, "pglite");
   const bus = new RunBus(database);

@@ -68,6 +68,11 @@ const schema = z
       .string()
       .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://")
       .optional(),
+    // ── Database and inbound load (docs/database.md) ──
+    /** Slack events / Linear webhooks handled at once after their ack; more wait in a queue. */
+    INBOUND_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+    /** Deliveries allowed to wait; beyond that Slack and Linear get 503 (they retry later) and nothing is stored. */
+    INBOUND_MAX_QUEUED: z.coerce.number().int().min(1).max(100_000).default(2000),
     API_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
     // Front door (issue #12): failed bearer tokens and sign-ins per client address before 429.
     AUTH_FAILURES_PER_WINDOW: positiveInt(10),

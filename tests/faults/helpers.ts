@@ -46,7 +46,7 @@ export interface ChildServer {
 }
 
 /** `node bin/deckhand.mjs serve` with `env`, waiting until /healthz answers. */
-export async function spawnServer(env: Record<string, string>, logFile: string): Promise<ChildServer> {
+export async function spawnServer(env: Record<string, string>, logFile: string, startTimeoutMs = 150_000): Promise<ChildServer> {
   const out = fs.openSync(logFile, "a");
   const proc = spawn(process.execPath, [path.join(ROOT, "bin/deckhand.mjs"), "serve"], {
     cwd: ROOT,
@@ -65,9 +65,12 @@ export async function spawnServer(env: Record<string, string>, logFile: string):
       const r = await fetch(`${url}/healthz`).catch(() => null);
       return r?.ok;
     },
-    150_000, // a busy 2-core machine may take long to start a server
+    startTimeoutMs,
     200,
-  );
+  ).catch((e) => {
+    proc.kill("SIGKILL"); // never leave a half-started server behind
+    throw e;
+  });
   return {
     url,
     pid: proc.pid!,

@@ -4,6 +4,7 @@
  */
 import type { Deckhand } from "../../app.ts";
 import { requireSession } from "../../server/raw-guards.ts";
+import { BoundedWork } from "../bounded-work.ts";
 import { registerIntegration } from "../index.ts";
 import type { LinearDeps } from "./deps.ts";
 import { LinearClients } from "./linear-clients.ts";
@@ -28,7 +29,9 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   };
-  deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track));
+  // Acknowledged first, handled a few at a time (bounded-work.ts).
+  const work = new BoundedWork({ concurrency: c.INBOUND_CONCURRENCY, maxQueued: c.INBOUND_MAX_QUEUED, log: deps.log });
+  deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track, work));
   // Installing the app in a workspace is an admin's act: a signed-in dashboard session first.
   deckhand.mountRaw("/linear/oauth/install", requireSession(deckhand.sessions, "/linear/oauth/install", oauthInstallHandler(deps)));
   deckhand.mountRaw("/linear/oauth/callback", oauthCallbackHandler(deps));

@@ -6,6 +6,7 @@
 import type http from "node:http";
 import { LinearWebhookClient } from "@linear/sdk/webhooks";
 import type { RawHandler } from "../../app.ts";
+import type { BoundedWork } from "../bounded-work.ts";
 import { claimDelivery } from "./claim-delivery.ts";
 import type { LinearDeps } from "./deps.ts";
 import { BodyTooLarge, readRawBody } from "./read-raw-body.ts";
@@ -20,7 +21,7 @@ function reply(res: http.ServerResponse, status: number, body: string) {
   res.end(body);
 }
 
-export function linearWebhookHandler(deps: LinearDeps, secret: string, track: (p: Promise<unknown>) => void): RawHandler {
+export function linearWebhookHandler(deps: LinearDeps, secret: string, track: (p: Promise<unknown>) => void, work?: BoundedWork): RawHandler {
   const verifier = new LinearWebhookClient(secret);
   const log = deps.log.child({ component: "linear-webhook" });
   return (req, res) => {
@@ -49,14 +50,23 @@ export function linearWebhookHandler(deps: LinearDeps, secret: string, track: (p
       const delivery = typeof req.headers["linear-delivery"] === "string" ? req.headers["linear-delivery"] : null;
       const routed = await routeWebhook(deps, payload);
       if (!routed) return reply(res, 200, "Ignored");
+      // Too much waiting already: Linear retries a 503 later; nothing is stored.
+      if (work?.full()) return reply(res, 503, "Busy, retry later");
       const keys = [...(delivery ? [`linear:delivery:${delivery}`] : []), ...routed.keys];
       if (!(await claimDelivery(deps.db, keys))) {
         log.info({ delivery, what: routed.what }, "duplicate Linear delivery ignored");
         return reply(res, 200, "Duplicate");
       }
       reply(res, 200, "OK");
+      const job = () => routed.work().catch((e) => log.error({ err: e, delivery, what: routed.what }, "handling a Linear webhook failed"));
+      if (!work) return track(job());
       track(
-        routed.work().catch((e) => log.error({ err: e, delivery, what: routed.what }, "handling a Linear webhook failed")),
+        new Promise<void>((done) => {
+          if (!work.push(() => job().finally(done))) {
+            log.error({ delivery, what: routed.what }, "Linear webhook dropped: the inbound queue is full");
+            done();
+          }
+        }),
       );
     })().catch((e) => {
       log.error({ err: e }, "Linear webhook failed");

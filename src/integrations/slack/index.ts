@@ -8,6 +8,7 @@
 import { App, HTTPReceiver, LogLevel, webApi } from "@slack/bolt";
 import type { Deckhand } from "../../app.ts";
 import type { Logger } from "../../log/logger.ts";
+import { BoundedWork } from "../bounded-work.ts";
 import { registerIntegration } from "../index.ts";
 import { guardSlackRequests } from "./guard.ts";
 import { type Incoming, SlackInbound } from "./inbound.ts";
@@ -74,6 +75,13 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   });
   deckhand.outbox.register(new SlackNotifier({ client: notifierClient, minIntervalMs: opts.minIntervalMs }));
 
+  // Bolt acknowledges an event before its listener runs; the listener only queues the work (bounded, see
+  // bounded-work.ts), so an ack never waits for the database or for other mentions.
+  const work = new BoundedWork({ concurrency: c.INBOUND_CONCURRENCY, maxQueued: c.INBOUND_MAX_QUEUED, log });
+  const enqueue = (m: Incoming, botUserId: string | undefined) => {
+    if (!work.push(() => inbound.handle(m, botUserId))) log.error({ channel: m.channel, ts: m.ts }, "Slack event dropped: the inbound queue is full");
+  };
+  deckhand.onClose(() => work.close());
   const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO, policy: { users: c.SLACK_ALLOWED_USERS, channels: c.SLACK_ALLOWED_CHANNELS, allowExternal: c.SLACK_ALLOW_EXTERNAL } });
 
   /** The parts of a Slack message event that Deckhand reads. */
@@ -93,7 +101,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   app.event("app_mention", async ({ event, body, context }) => {
     const e = event as unknown as Record<string, string | undefined>;
     if (e.bot_id) return;
-    await inbound.handle(incoming(e, body, { mentioned: true }), context.botUserId);
+    enqueue(incoming(e, body, { mentioned: true }), context.botUserId);
   });
 
   app.event("message", async ({ event, body, context }) => {
@@ -101,7 +109,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     if (!SPOKEN_SUBTYPES.has(e.subtype) || e.bot_id || !e.user) return;
     const text = slackMessageText(e);
     const m = incoming(e, body, { channelType: e.channel_type, mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`) });
-    await inbound.handle(m, context.botUserId);
+    enqueue(m, context.botUserId);
   });
 
   app.error(async (err) => {
@@ -109,17 +117,22 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   });
 
   if (receiver) {
-    deckhand.mountRaw(
-      EVENTS_PATH,
-      guardSlackRequests((req, res) => {
+    const guarded = guardSlackRequests((req, res) => {
         try {
           receiver.requestListener(req, res);
         } catch {
           // Not a POST to the events path (Bolt defers those to the caller).
           res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route for ${req.method} ${EVENTS_PATH}` }));
         }
-      }, c.MAX_BODY_BYTES),
-    );
+      }, c.MAX_BODY_BYTES);
+    deckhand.mountRaw(EVENTS_PATH, (req, res) => {
+      // Too much waiting already: Slack retries a 503 later; nothing was read or stored.
+      if (req.method === "POST" && work.full()) {
+        req.resume();
+        return void res.writeHead(503, { "content-type": "application/json", "retry-after": "30" }).end(JSON.stringify({ error: "busy, retry later" }));
+      }
+      guarded(req, res);
+    });
   } else {
     // Connect in the background: an unreachable Slack must not keep the server from starting.
     app
