@@ -24,6 +24,10 @@ import { resolveApiToken } from "./server/auth.ts";
 import { HttpError } from "./server/http-errors.ts";
 import { apiRoutes } from "./server/routes/api.ts";
 import { pageRoutes } from "./server/routes/pages.ts";
+import { checkBearer } from "./server/auth.ts";
+import { healthRoutes } from "./ops/health.ts";
+import { spanForResponse } from "./ops/tracing.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { relayRoutes } from "./server/routes/relay.ts";
 
 /** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
@@ -49,13 +53,23 @@ export interface Deckhand {
   mountRaw(pathname: string, handler: RawHandler): void;
   /** Add a result publisher (GitHub pull requests, ...). */
   addPublisher(p: ResultPublisher): void;
+  /** web: HTTP only; worker: reconciler, outbox, reaper (plus health and metrics); all: both. */
+  role: Role;
+  metrics: Metrics;
+  /** Flip /readyz to 503 (the first step of a graceful shutdown). */
+  drain(): void;
+  readonly draining: boolean;
   /** Run something when the server closes. */
   onClose(fn: () => Promise<void> | void): void;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
 
+export type Role = "web" | "worker" | "all";
+
 export interface CreateOptions {
+  /** Default: config.DECKHAND_ROLE. */
+  role?: Role;
   log?: Logger;
   provider?: SandboxProvider;
   /** Reconciler tick interval override (tests). */
@@ -80,6 +94,9 @@ async function relayBundle(dataDir: string): Promise<Buffer> {
 
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
+  const role: Role = opts.role ?? config.DECKHAND_ROLE;
+  const serveWeb = role !== "worker";
+  const runLoops = role !== "web";
   fs.mkdirSync(config.DATA_DIR, { recursive: true });
   const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR });
   await migrate(database);
@@ -125,8 +142,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     serverFactory: (handler) =>
       http.createServer((req, res) => {
         const pathname = (req.url ?? "/").split("?")[0]!;
-        const h = raw.get(pathname);
-        if (h) return h(req, res);
+        const h = serveWeb ? raw.get(pathname) : undefined;
+        if (h) return spanForResponse(`webhook ${pathname}`, { "http.request.method": req.method ?? "", "url.path": pathname }, res, () => h(req, res));
         handler(req, res);
       }),
   }) as unknown as FastifyInstance;
@@ -152,9 +169,23 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       sandboxBreaker: { ...breaker, message: reconciler.breaker.describe(provider.name) },
     };
   });
-  apiRoutes(app, { service, bus, apiToken, queueOf });
-  relayRoutes(app, receiver);
-  pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
+  let draining = false;
+  let starting = true;
+  healthRoutes(app, { database, role, state: () => ({ draining, starting }) });
+  const metrics = createMetrics({ db: database.db, breaker: () => reconciler.breaker.status(), provider: provider.name, role });
+  let metricsServer: http.Server | null = null;
+  if (config.METRICS_PORT === undefined) {
+    app.get("/metrics", async (req, reply) => {
+      if (!checkBearer(req.headers.authorization, apiToken)) throw new HttpError(401, "missing or invalid API token (Authorization: Bearer <API_TOKEN>), or set METRICS_PORT");
+      reply.type(metrics.contentType);
+      return await metrics.text();
+    });
+  }
+  if (serveWeb) {
+    apiRoutes(app, { service, bus, apiToken, queueOf });
+    relayRoutes(app, receiver);
+    pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
+  }
 
   const deckhand: Deckhand = {
     config,
@@ -170,18 +201,42 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     outbox,
     http: app,
     apiToken,
+    role,
+    metrics,
+    drain: () => void (draining = true),
+    get draining() {
+      return draining;
+    },
     mountRaw: (p, h) => void raw.set(p, h),
     addPublisher: (p) => void publishers.push(p),
     onClose: (fn) => void closers.push(fn),
     async listen() {
       await app.listen({ port: config.PORT, host: config.HOST });
-      if (!opts.noReconciler) reconciler.start();
-      if (!opts.noReconciler) reaper.start();
-      outbox.start();
+      if (config.METRICS_PORT !== undefined) {
+        const server = http.createServer((req, res) => {
+          if ((req.url ?? "/").split("?")[0] !== "/metrics") return void res.writeHead(404, { "content-type": "application/json" }).end('{"error":"only /metrics here"}');
+          metrics.text().then(
+            (body) => res.writeHead(200, { "content-type": metrics.contentType }).end(body),
+            (e) => {
+              log.error({ err: e }, "metrics failed");
+              res.writeHead(500, { "content-type": "application/json" }).end('{"error":"internal error"}');
+            },
+          );
+        });
+        metricsServer = server;
+        await new Promise<void>((resolve, reject) => server.once("error", reject).listen(config.METRICS_PORT, config.HOST, () => resolve()));
+      }
+      if (runLoops && !opts.noReconciler) reconciler.start();
+      if (runLoops && !opts.noReconciler) reaper.start();
+      if (runLoops) outbox.start();
+      starting = false;
       const addr = app.server.address();
       return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
     },
     async close() {
+      draining = true;
+      metricsServer?.closeAllConnections();
+      if (metricsServer) await new Promise((r) => metricsServer!.close(r));
       await reconciler.stop();
       await reaper.stop();
       await outbox.stop();

@@ -18,6 +18,8 @@ import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } fr
 import type { RunBus } from "./run-bus.ts";
 import type { RunStore } from "./run-store.ts";
 import { transition } from "./state-machine.ts";
+import { observeProvisioning } from "../ops/metrics.ts";
+import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 const CLAIM_LOCK = 7_406_222;
 
@@ -229,8 +231,12 @@ export class Reconciler {
         const attempts = fresh.attempts + 1;
         await store.phase(run.id, "provision_attempt", { attempts });
         log.info({ attempt: attempts, repo: run.repo }, "provisioning");
+        const startedAt = performance.now();
         try {
-          await provision(fresh, { ...this.deps.provision, log });
+          await withSpan("run.provision", { [RUN_ID]: run.id, "deckhand.attempt": attempts, "deckhand.provider": provider.name }, () =>
+            provision(fresh, { ...this.deps.provision, log }),
+          );
+          observeProvisioning((performance.now() - startedAt) / 1000);
           this.breaker.success();
           return 0;
         } catch (e) {
@@ -258,7 +264,7 @@ export class Reconciler {
           return 0;
         }
         const idleSeq = fresh.idleInputSeq ?? 0;
-        const { result, diff } = await collectAndPush(fresh, sandbox, { ...this.deps.deliver, log });
+        const { result, diff } = await withSpan("run.deliver", { [RUN_ID]: run.id }, () => collectAndPush(fresh, sandbox, { ...this.deps.deliver, log }));
         if (result.error && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
           await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code }, { result, diff });
           return 0;

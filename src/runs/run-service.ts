@@ -7,6 +7,7 @@ import type { Logger } from "../log/logger.ts";
 import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
 import type { CreateRunInput, RunStore } from "./run-store.ts";
 import { isTerminal } from "./state-machine.ts";
+import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 export class RunInputError extends Error {
   constructor(
@@ -47,7 +48,11 @@ export class RunService {
     if (prompt.length > MAX_PROMPT_CHARS) throw new RunInputError(`prompt is longer than ${MAX_PROMPT_CHARS} characters`, 413);
     const repo = this.resolveRepo(input.repo);
     if (input.ref && !/^[\w./-]+$/.test(input.ref)) throw new RunInputError(`ref "${input.ref}" is not a valid branch or tag name`);
-    const run = await this.store.create({ ...input, prompt, repo });
+    const run = await withSpan("run.create", { "deckhand.source": input.source, "deckhand.repo": repo }, async (span) => {
+      const r = await this.store.create({ ...input, prompt, repo });
+      span.setAttribute(RUN_ID, r.id);
+      return r;
+    });
     this.log.info({ runId: run.id, repo, source: run.source }, "run created");
     return run;
   }

@@ -10,6 +10,8 @@ import type { RunBus } from "../../runs/run-bus.ts";
 import type { RunStore } from "../../runs/run-store.ts";
 import { tokenMatches } from "../../runs/tokens.ts";
 import { type CommandBatch, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
+import { recordRelayIngest } from "../../ops/metrics.ts";
+import { RUN_ID, withSpan } from "../../ops/tracing.ts";
 
 const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
 
@@ -37,6 +39,11 @@ export class RelayReceiver {
   }
 
   async ingest(run: Run, batch: EventBatch): Promise<EventAck> {
+    recordRelayIngest(batch.events.length);
+    return await withSpan("relay.ingest", { [RUN_ID]: run.id, "deckhand.events": batch.events.length }, () => this.ingestBatch(run, batch));
+  }
+
+  private async ingestBatch(run: Run, batch: EventBatch): Promise<EventAck> {
     if (batch.events.length) {
       await this.db
         .insert(runEvents)
