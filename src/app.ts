@@ -184,7 +184,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   if (serveWeb) {
     apiRoutes(app, { service, bus, apiToken, queueOf });
     relayRoutes(app, receiver);
-    pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log });
+    pageRoutes(app, { service, bus, apiToken, publicUrl: config.PUBLIC_URL, log, doctor: async () => (await import("./ops/doctor.ts")).runDoctor(config, database) });
   }
 
   const deckhand: Deckhand = {

@@ -16,6 +16,8 @@ const CreateRun = z.object({
   prompt: z.string({ error: "prompt is required (a string)" }).min(1, "prompt must not be empty"),
   ref: z.string().min(1).max(250).optional(),
   createdBy: z.string().max(200).optional(),
+  /** Where the request came from: the CLI says so; anything else is the API. */
+  source: z.enum(["api", "cli"]).optional(),
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
 const ListQuery = z.object({
@@ -59,7 +61,8 @@ export function apiRoutes(
 
   app.post("/api/runs", async (req, reply) => {
     const body = parse(CreateRun, req.body);
-    const run = await service.start({ ...body, source: "api", createdBy: body.createdBy ?? "api" }).catch(toHttp);
+    const source = body.source ?? "api";
+    const run = await service.start({ ...body, source, createdBy: body.createdBy ?? source }).catch(toHttp);
     reply.code(201);
     return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch };
   });
@@ -79,6 +82,8 @@ export function apiRoutes(
         createdBy: r.createdBy,
         createdAt: r.createdAt,
         finishedAt: r.finishedAt,
+        // An idle run stops counting when it went idle; a working one counts until now.
+        durationMs: Math.max(0, (r.finishedAt ?? (r.status === "idle" ? r.statusChangedAt : new Date())).getTime() - r.createdAt.getTime()),
         url: service.runPageUrl(r),
         resultUrl: (r.result as { url?: string } | null)?.url ?? null,
       })),

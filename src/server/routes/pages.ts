@@ -33,6 +33,8 @@ import {
   type WebSession,
 } from "../../web/session.ts";
 import { HttpError } from "../http-errors.ts";
+import { renderDoctorPage } from "../../web/doctor-page.ts";
+import type { CheckResult } from "../../ops/doctor.ts";
 import { toHttp } from "./api.ts";
 
 export interface PageDeps {
@@ -41,6 +43,8 @@ export interface PageDeps {
   apiToken: string;
   publicUrl: string;
   log?: Logger;
+  /** The set-up checks for /doctor (signed-in admins). */
+  doctor?: () => Promise<CheckResult[]>;
 }
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -206,6 +210,12 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   app.get("/runs/:id", async (req: IdReq, reply) => {
     if (!sessionOf(req)) return toLogin(req, reply);
     return runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`);
+  });
+  app.get("/doctor", async (req, reply) => {
+    const s = sessionOf(req);
+    if (!s) return toLogin(req, reply);
+    if (!deps.doctor) throw new HttpError(404, "set-up checks are not available in this process");
+    return html(req, reply, renderDoctorPage(await deps.doctor(), { user: s.name, csrf: csrfToken(s, secret) }));
   });
   app.get("/r/:token", async (req: TokenReq, reply) => runPage(req, reply, await loadByToken(req.params.token), `/r/${req.params.token}`));
 
