@@ -38,10 +38,11 @@ export async function checkReady(database: Database, state: { draining: boolean;
     ])) as unknown as { rows?: { n: number }[] } | { n: number }[];
     applied = Number((Array.isArray(r) ? r : (r.rows ?? []))[0]?.n ?? 0);
   } catch (e) {
-    const msg = (e as Error).message;
-    // A reachable database without the migrations table has none applied.
-    if (/__drizzle_migrations|does not exist/.test(msg)) applied = 0;
-    else databaseError = msg.slice(0, 200);
+    // Drizzle wraps the driver's error (its message quotes the query): the cause says what happened.
+    const inner = ((e as { cause?: unknown }).cause ?? e) as Error & { code?: string };
+    // A reachable database without the migrations table (42P01) or schema (3F000) has none applied.
+    if (inner.code === "42P01" || inner.code === "3F000" || /relation .* does not exist|schema .* does not exist/.test(inner.message ?? "")) applied = 0;
+    else databaseError = (inner.message || inner.code || String(inner)).slice(0, 200);
   }
   return readiness({ databaseError, applied, expected: expectedMigrations(), ...state });
 }
