@@ -70,7 +70,8 @@ export async function checkDatabase(c: Config, live?: Database): Promise<CheckRe
   const { checkReady } = await import("./health.ts");
   try {
     // The server's own connection when there is one (an embedded database cannot be opened twice).
-    const db = live ?? (await timed(openDatabase({ url: c.DATABASE_URL, dataDir: c.DATA_DIR, poolSize: 1 })));
+    // Opening the embedded database loads it into memory: slow on a busy machine.
+    const db = live ?? (await timed(openDatabase({ url: c.DATABASE_URL, dataDir: c.DATA_DIR, poolSize: 1 }), c.DATABASE_URL ? TIMEOUT_MS : 60_000));
     try {
       const r = await checkReady(db, { draining: false, starting: false }, TIMEOUT_MS);
       if (r.checks.database !== "ok") return { name: "database", status: "fail", detail: r.checks.database, fix: "check DATABASE_URL and that Postgres is running" };

@@ -10,7 +10,9 @@ import { startFakeGitHub, type FakeGitHub } from "../fakes/github.ts";
 import { startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
 import { startModelServer, type ModelServer } from "../fakes/model-server.ts";
 import { startFakeSlack, type FakeSlack } from "../fakes/slack.ts";
-import { freePort, startTestServer, tmpDir, type TestServer } from "../helpers/harness.ts";
+import { freePort, freshPostgres, postgresAvailable, startTestServer, tmpDir, type TestServer } from "../helpers/harness.ts";
+
+const hasPg = await postgresAvailable();
 
 const BIN = path.resolve(import.meta.dirname, "../../bin/deckhand.mjs");
 
@@ -25,7 +27,7 @@ function doctor(env: Record<string, string>, args: string[] = []): Promise<{ cod
   });
 }
 
-describe("deckhand doctor", () => {
+describe.skipIf(!hasPg)("deckhand doctor", () => {
   let model: ModelServer;
   let slack: FakeSlack;
   let linear: FakeLinear;
@@ -33,12 +35,16 @@ describe("deckhand doctor", () => {
   let e2b: FakeE2B;
   let srv: TestServer;
   let good: Record<string, string>;
+  let dbs: Awaited<ReturnType<typeof freshPostgres>>[] = [];
 
   beforeAll(async () => {
     [model, slack, linear, github, e2b] = await Promise.all([startModelServer(), startFakeSlack(), startFakeLinear(), startFakeGitHub(), startFakeE2B()]);
-    srv = await startTestServer({ model, noReconciler: true });
+    dbs = [await freshPostgres(), await freshPostgres()];
+    // The server migrates the first database; the second stays empty.
+    srv = await startTestServer({ model, noReconciler: true, databaseUrl: dbs[0]!.url });
     good = {
       DATA_DIR: tmpDir(),
+      DATABASE_URL: dbs[0]!.url,
       PUBLIC_URL: srv.url,
       LLM_BASE_URL: model.baseUrl,
       LLM_MODEL: "m",
@@ -57,6 +63,7 @@ describe("deckhand doctor", () => {
   }, 300_000);
   afterAll(async () => {
     await srv?.close();
+    for (const d of dbs) await d.drop();
     await Promise.all([model?.close(), slack?.close(), linear?.close(), github?.close(), e2b?.close()]);
   });
 
@@ -96,11 +103,11 @@ describe("deckhand doctor", () => {
   }, 240_000);
 
   it("--json gives the same checks as data; unconfigured services are skipped, not failed", async () => {
-    const r = await doctor({ DATA_DIR: tmpDir(), PUBLIC_URL: srv.url, LLM_BASE_URL: model.baseUrl, LLM_MODEL: "m" }, ["--json"]);
+    const r = await doctor({ DATA_DIR: tmpDir(), DATABASE_URL: dbs[1]!.url, PUBLIC_URL: srv.url, LLM_BASE_URL: model.baseUrl, LLM_MODEL: "m" }, ["--json"]);
     expect(r.code, r.out + r.err).toBe(1);
     const checks = JSON.parse(r.out) as { name: string; status: string }[];
     expect(Object.fromEntries(checks.map((c) => [c.name, c.status]))).toMatchObject({ model: "ok", slack: "skip", linear: "skip", github: "skip", e2b: "skip" });
-    // A new embedded database has no migrations yet: a failure with the fix, never a stack trace.
+    // A new database has no migrations yet: a failure with the fix, never a stack trace.
     expect(checks.find((c) => c.name === "database")).toMatchObject({ status: "fail", fix: "run: deckhand migrate" });
   }, 240_000);
 

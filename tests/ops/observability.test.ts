@@ -55,7 +55,9 @@ describe("health, metrics and traces during a real run", () => {
   });
 
   const scrape = async (token: string | null = srv.deckhand.apiToken) => {
-    const r = await fetch(`${srv.url}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const get = () => fetch(`${srv.url}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    // A keep-alive socket the server closed a moment ago (ECONNRESET): a GET is safe to send again.
+    const r = await get().catch(get);
     return { status: r.status, type: r.headers.get("content-type"), text: await r.text() };
   };
 
