@@ -46,7 +46,7 @@ export interface ChildServer {
 }
 
 /** `node bin/deckhand.mjs serve` with `env`, waiting until /healthz answers. */
-export async function spawnServer(env: Record<string, string>, logFile: string): Promise<ChildServer> {
+export async function spawnServer(env: Record<string, string>, logFile: string, startTimeoutMs = 60_000): Promise<ChildServer> {
   const out = fs.openSync(logFile, "a");
   const proc = spawn(process.execPath, [path.join(ROOT, "bin/deckhand.mjs"), "serve"], {
     cwd: ROOT,
@@ -65,7 +65,7 @@ export async function spawnServer(env: Record<string, string>, logFile: string):
       const r = await fetch(`${url}/healthz`).catch(() => null);
       return r?.ok;
     },
-    60_000,
+    startTimeoutMs,
     200,
   );
   return {

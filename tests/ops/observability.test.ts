@@ -36,6 +36,19 @@ async function startCollector(): Promise<{ url: string; spans: OtlpSpan[]; close
   return { url: `http://127.0.0.1:${port}`, spans, close: () => new Promise((r) => server.close(() => r())) };
 }
 
+/** POST on a connection of its own (no keep-alive pool). */
+function postFresh(url: string, token: string, body: unknown): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", agent: false, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } }, (res) => {
+      let text = "";
+      res.on("data", (c) => (text += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 const attr = (s: OtlpSpan, key: string) => s.attributes.find((a) => a.key === key)?.value.stringValue;
 
 describe("health, metrics and traces during a real run", () => {
@@ -76,7 +89,8 @@ describe("health, metrics and traces during a real run", () => {
     expect(value(before, "deckhand_sandbox_breaker_state", { provider: "local" })).toBe(0);
     expect(value(before, "nodejs_eventloop_lag_seconds")).toBeGreaterThanOrEqual(0);
 
-    const created = await srv.api("POST", "/api/runs", { repo: "demo", prompt: "Write notes.md", source: "cli" });
+    // A fresh connection: on this busy machine a pooled keep-alive socket may have been closed by the server.
+    const created = await postFresh(`${srv.url}/api/runs`, srv.deckhand.apiToken, { repo: "demo", prompt: "Write notes.md", source: "cli" });
     expect(created.status).toBe(201);
     const run = await srv.waitFor(created.body.id, ["idle", "failed"], 240_000);
     expect(run.status, run.reason).toBe("idle");

@@ -35,9 +35,9 @@ describe.skipIf(!hasPg)("a web and a worker process on one database", () => {
       HEARTBEAT_INTERVAL_SECONDS: "2",
       PUBLIC_URL: `http://127.0.0.1:${webPort}`,
     };
-    web = await spawnServer({ ...base, PORT: String(webPort), DATA_DIR: tmpDir(), DECKHAND_ROLE: "web" }, path.join(logs, "web.log"));
-    worker = await spawnServer({ ...base, PORT: String(workerPort), DATA_DIR: tmpDir(), DECKHAND_ROLE: "worker" }, path.join(logs, "worker.log"));
-  }, 300_000);
+    web = await spawnServer({ ...base, PORT: String(webPort), DATA_DIR: tmpDir(), DECKHAND_ROLE: "web" }, path.join(logs, "web.log"), 200_000);
+    worker = await spawnServer({ ...base, PORT: String(workerPort), DATA_DIR: tmpDir(), DECKHAND_ROLE: "worker" }, path.join(logs, "worker.log"), 200_000);
+  }, 500_000);
   afterAll(async () => {
     await worker?.kill("SIGTERM");
     await web?.kill("SIGTERM");
