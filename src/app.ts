@@ -31,6 +31,9 @@ import { pageRoutes } from "./server/routes/pages.ts";
 import { listenSandboxChannel, sandboxChannelRoutes } from "./server/sandbox-channel.ts";
 import { SessionStore } from "./web/session-store.ts";
 import { restrictDataDir } from "./server/data-dir.ts";
+import { healthRoutes } from "./ops/health.ts";
+import { spanForResponse } from "./ops/tracing.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
 
 /** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
 export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -62,13 +65,23 @@ export interface Deckhand {
   mountRaw(pathname: string, handler: RawHandler): void;
   /** Add a result publisher (GitHub pull requests, ...). */
   addPublisher(p: ResultPublisher): void;
+  /** web: HTTP only; worker: reconciler, outbox, reaper (plus health and metrics); all: both. */
+  role: Role;
+  metrics: Metrics;
+  /** Flip /readyz to 503 (the first step of a graceful shutdown). */
+  drain(): void;
+  readonly draining: boolean;
   /** Run something when the server closes. */
   onClose(fn: () => Promise<void> | void): void;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
 
+export type Role = "web" | "worker" | "all";
+
 export interface CreateOptions {
+  /** Default: config.DECKHAND_ROLE. */
+  role?: Role;
   log?: Logger;
   provider?: SandboxProvider;
   /** Reconciler tick interval override (tests). */
@@ -96,6 +109,9 @@ const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
 
 export async function createDeckhand(config: Config, opts: CreateOptions = {}): Promise<Deckhand> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL });
+  const role: Role = opts.role ?? config.DECKHAND_ROLE;
+  const serveWeb = role !== "worker";
+  const runLoops = role !== "web";
   restrictDataDir(config.DATA_DIR);
   const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
   await migrate(database);
@@ -158,8 +174,8 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     serverFactory: (handler) => {
       const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const pathname = (req.url ?? "/").split("?")[0]!;
-        const h = raw.get(pathname);
-        if (h) return h(req, res);
+        const h = serveWeb ? raw.get(pathname) : undefined;
+        if (h) return spanForResponse(`webhook ${pathname}`, { "http.request.method": req.method ?? "", "url.path": pathname }, res, () => h(req, res));
         handler(req, res);
       };
       const server = http.createServer(listener);
@@ -216,11 +232,38 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       sandboxBreaker: { ...breaker, message: reconciler.breaker.describe(provider.name) },
     };
   });
-  apiRoutes(app, { service, bus, guard, queueOf });
+  let draining = false;
+  let starting = true;
+  healthRoutes(app, { database, role, state: () => ({ draining, starting }) });
+  const metrics = createMetrics({ db: database.db, breaker: () => reconciler.breaker.status(), provider: provider.name, role });
+  let metricsServer: http.Server | null = null;
+  if (config.METRICS_PORT === undefined) {
+    // Guarded like the API (bearer token, failed tokens rate-limited), in a plugin of its own.
+    app.register(async (m) => {
+      m.addHook("onRequest", guard);
+      m.get("/metrics", async (_req, reply) => {
+        reply.type(metrics.contentType);
+        return await metrics.text();
+      });
+    });
+  }
   const gateway = { config, store, bus, log };
-  sandboxChannelRoutes(app, { receiver, gateway });
   let channel: FastifyInstance | null = null;
-  pageRoutes(app, { service, bus, apiToken, sessions, gate, publicUrl: config.PUBLIC_URL, log, live: { perRun: config.MAX_LIVE_PER_RUN, total: config.MAX_LIVE_TOTAL } });
+  if (serveWeb) {
+    apiRoutes(app, { service, bus, guard, queueOf });
+    sandboxChannelRoutes(app, { receiver, gateway });
+    pageRoutes(app, {
+      service,
+      bus,
+      apiToken,
+      sessions,
+      gate,
+      publicUrl: config.PUBLIC_URL,
+      log,
+      live: { perRun: config.MAX_LIVE_PER_RUN, total: config.MAX_LIVE_TOTAL },
+      doctor: async () => (await import("./ops/doctor.ts")).runDoctor(config, database),
+    });
+  }
 
   const deckhand: Deckhand = {
     config,
@@ -238,6 +281,12 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     apiToken,
     sessions,
     routes,
+    role,
+    metrics,
+    drain: () => void (draining = true),
+    get draining() {
+      return draining;
+    },
     mountRaw: (p, h) => {
       raw.set(p, h);
       routes.push({ method: "RAW", url: p });
@@ -249,16 +298,34 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       if (config.HOST === "127.0.0.1" || config.HOST === "localhost" || config.HOST === "::1") {
         log.info({ host: config.HOST }, `Listening on ${config.HOST} only: set HOST=0.0.0.0 to listen on every interface (containers, other machines)`);
       }
-      // Local sandboxes reach the backend only through this socket (relay routes and nothing else).
-      if (provider.name === "local") channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver, gateway }, { bodyLimit: config.MAX_BODY_BYTES, log });
+      if (config.METRICS_PORT !== undefined) {
+        const server = http.createServer((req, res) => {
+          if ((req.url ?? "/").split("?")[0] !== "/metrics") return void res.writeHead(404, { "content-type": "application/json" }).end('{"error":"only /metrics here"}');
+          metrics.text().then(
+            (body) => res.writeHead(200, { "content-type": metrics.contentType }).end(body),
+            (e) => {
+              log.error({ err: e }, "metrics failed");
+              res.writeHead(500, { "content-type": "application/json" }).end('{"error":"internal error"}');
+            },
+          );
+        });
+        metricsServer = server;
+        await new Promise<void>((resolve, reject) => server.once("error", reject).listen(config.METRICS_PORT, config.HOST, () => resolve()));
+      }
+      // Local sandboxes (created by the process that runs the loops) reach the backend only through this socket.
+      if (provider.name === "local" && runLoops) channel = await listenSandboxChannel(sandboxChannelSocket(config), { receiver, gateway }, { bodyLimit: config.MAX_BODY_BYTES, log });
       await hosts.start();
-      if (!opts.noReconciler) reconciler.start();
-      if (!opts.noReconciler) reaper.start();
-      outbox.start();
+      if (runLoops && !opts.noReconciler) reconciler.start();
+      if (runLoops && !opts.noReconciler) reaper.start();
+      if (runLoops) outbox.start();
+      starting = false;
       const addr = app.server.address();
       return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
     },
     async close() {
+      draining = true;
+      metricsServer?.closeAllConnections();
+      if (metricsServer) await new Promise((r) => metricsServer!.close(r));
       await reconciler.stop();
       await hosts.stop();
       await reaper.stop();

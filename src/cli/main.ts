@@ -1,24 +1,34 @@
 /**
- * `deckhand` command line: serve, migrate, run, runs, stop, say.
+ * `deckhand` command line: serve, migrate, run, runs, status, logs, open, say, stop, doctor, e2b.
  * The client commands talk to a running server over its API (DECKHAND_URL, default http://127.0.0.1:$PORT).
  */
-import { parseArgs } from "node:util";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
+import { loadDotEnv } from "../config/dotenv.ts";
+import { plainStatus } from "../runs/plain-status.ts";
+import { commandHelp, usage } from "./help.ts";
 import { ConfigError, loadConfig, type Config } from "../config/config.ts";
 import { resolveApiToken } from "../server/auth.ts";
 import type { RunView } from "../runs/run-view.ts";
-import { exitCodeFor, fmtDuration, isDone, progressLine, summary } from "./progress.ts";
-
-const USAGE = `Usage:
-  deckhand serve                                   start the server (also: npm start)
-  deckhand migrate                                 apply database migrations
-  deckhand run --repo <name> [--ref <branch>] [--model <id>] "<prompt>"   start a run and follow it
-  deckhand runs [--status s] [--repo r] [--limit n]        list runs
-  deckhand say <run-id> "<text>"                   send a follow-up to a run
-  deckhand stop <run-id>                           stop a run
-  deckhand e2b template [--name n] [--dockerfile]   build the E2B sandbox template (docs/e2b.md)
-Client commands use DECKHAND_URL (default http://127.0.0.1:$PORT) and API_TOKEN (or DATA_DIR/api-token).`;
+import { exitCodeFor, fmtDuration, isDone, progressLine, summary, timelineKey, timelineLine } from "./progress.ts";
+import type { TimelineItem } from "../events/vocabulary.ts";
 
 class CliError extends Error {}
+
+/** node:util parseArgs, with its errors (unknown option, missing value) turned into a usage message. */
+function parseArgs<T extends ParseArgsConfig>(cmd: string, config: T) {
+  try {
+    return nodeParseArgs(config);
+  } catch (e) {
+    throw new CliError(`${(e as Error).message}\n${commandHelp(cmd) ?? usage()}`);
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
 
 function config(): Config {
   try {
@@ -59,6 +69,38 @@ function client(c: Config): Client {
   };
 }
 
+/** While following a run, Ctrl-C stops following, not the run: say so, and how to stop it. */
+function noteOnInterrupt(id: string, err: NodeJS.WriteStream): () => void {
+  const onInt = () => {
+    err.write(`\nStopped following. The run goes on: deckhand stop ${id}\n`);
+    process.exit(130);
+  };
+  process.once("SIGINT", onInt);
+  return () => void process.off("SIGINT", onInt);
+}
+
+/** Print a run's timeline as it grows; returns when the run is finished (or at once with follow=false). */
+async function logs(api: Client, id: string, out: NodeJS.WriteStream, followIt: boolean): Promise<RunView> {
+  const printed = new Set<string>();
+  let after = 0;
+  for (;;) {
+    const full = await api.call<RunView & { timeline: TimelineItem[] }>("GET", `/api/runs/${encodeURIComponent(id)}`);
+    const done = isDone(full.status) || !followIt;
+    // The newest item may still grow (a message streaming, a tool running): printed once it is settled.
+    const settled = done ? full.timeline : full.timeline.slice(0, -1);
+    for (const t of settled) {
+      const key = timelineKey(t);
+      if (printed.has(key)) continue;
+      printed.add(key);
+      const line = timelineLine(t);
+      if (line) out.write(`${line}\n`);
+    }
+    if (done) return full;
+    const r = await api.call<{ nextAfter: number }>("GET", `/api/runs/${encodeURIComponent(id)}/events?after=${after}&waitMs=15000`);
+    after = r.nextAfter;
+  }
+}
+
 async function follow(api: Client, id: string, out: NodeJS.WriteStream): Promise<RunView> {
   const tty = out.isTTY;
   const spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -95,16 +137,51 @@ async function follow(api: Client, id: string, out: NodeJS.WriteStream): Promise
   return full;
 }
 
+function devNull(): NodeJS.WriteStream {
+  return { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
+}
+
+/** Best effort: the desktop's opener when there is one; the address is printed either way. */
+function openInBrowser(url: string): void {
+  const opener = process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
+  try {
+    spawn(opener, [url], { stdio: "ignore", detached: true }).on("error", () => {}).unref();
+  } catch {
+    /* no opener: the printed address will do */
+  }
+}
+
 export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    loadDotEnv();
+  } catch (e) {
+    err.write(`deckhand: cannot read .env: ${(e as Error).message}\n`);
+    return 2;
+  }
+  try {
+    if (cmd === "--version" || cmd === "-v" || cmd === "version") {
+      out.write(`deckhand ${version()}\n`);
+      return 0;
+    }
+    if (cmd && cmd !== "help" && (rest.includes("--help") || rest.includes("-h"))) {
+      const h = commandHelp(cmd);
+      if (!h) throw new CliError(`Unknown command "${cmd}".\n${usage()}`);
+      out.write(`${h}\n`);
+      return 0;
+    }
+    const json = { json: { type: "boolean" as const } };
     switch (cmd) {
       case "serve": {
+        const { values } = parseArgs("serve", { args: rest, options: { role: { type: "string" } } });
+        const role = values.role;
+        if (role !== undefined && role !== "web" && role !== "worker" && role !== "all") throw new CliError(`--role must be web, worker or all (got "${role}")\n${commandHelp("serve")}`);
         const { serve } = await import("../server/serve.ts");
-        await serve(config());
+        await serve(config(), { role });
         return 0;
       }
       case "migrate": {
+        parseArgs("migrate", { args: rest, options: {} });
         const c = config();
         const { openDatabase, migrate } = await import("../db/database.ts");
         const db = await openDatabase({ url: c.DATABASE_URL, dataDir: c.DATA_DIR });
@@ -114,42 +191,90 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         return 0;
       }
       case "run": {
-        const { values, positionals } = parseArgs({ args: rest, options: { repo: { type: "string" }, ref: { type: "string" }, model: { type: "string" }, detach: { type: "boolean" } }, allowPositionals: true });
+        const { values, positionals } = parseArgs("run", { args: rest, options: { repo: { type: "string" }, ref: { type: "string" }, model: { type: "string" }, detach: { type: "boolean" }, ...json }, allowPositionals: true });
         const prompt = positionals.join(" ").trim();
         if (!prompt) throw new CliError('A prompt is required: deckhand run --repo <name> "<prompt>"');
         const api = client(config());
-        const created = await api.call<{ id: string; url: string }>("POST", "/api/runs", { repo: values.repo, ref: values.ref, model: values.model, prompt, createdBy: process.env.USER ?? "cli" });
-        out.write(`Run ${created.id} started: ${created.url}\n`);
+        const created = await api.call<{ id: string; url: string; status: string }>("POST", "/api/runs", { repo: values.repo, ref: values.ref, model: values.model, prompt, source: "cli", createdBy: process.env.USER ?? "cli" });
+        if (values.json && values.detach) return void out.write(`${JSON.stringify(created)}\n`), 0;
+        if (!values.json) out.write(`Run ${created.id} started: ${created.url}\n`);
         if (values.detach) return 0;
-        const v = await follow(api, created.id, out);
-        out.write(`${summary(v)}\n`);
-        return exitCodeFor(v);
+        const release = noteOnInterrupt(created.id, err);
+        try {
+          const v = await follow(api, created.id, values.json ? devNull() : out);
+          const { events: _e, diff: _d, ...view } = v as RunView & { events?: unknown; diff?: unknown };
+          out.write(values.json ? `${JSON.stringify(view)}\n` : `${summary(v)}\n`);
+          return exitCodeFor(v);
+        } finally {
+          release();
+        }
       }
       case "runs": {
-        const { values } = parseArgs({ args: rest, options: { status: { type: "string" }, repo: { type: "string" }, limit: { type: "string" } } });
-        const q = new URLSearchParams(Object.entries(values).filter(([, v]) => v) as [string, string][]);
+        const { values } = parseArgs("runs", { args: rest, options: { status: { type: "string" }, repo: { type: "string" }, source: { type: "string" }, limit: { type: "string" }, ...json } });
+        const { json: asJson, ...filters } = values;
+        const q = new URLSearchParams(Object.entries(filters).filter(([, v]) => v) as [string, string][]);
         const api = client(config());
-        const r = await api.call<{ runs: { id: string; status: string; repo: string; title: string; createdAt: string; finishedAt: string | null; source: string }[] }>("GET", `/api/runs?${q}`);
+        const r = await api.call<{ runs: { id: string; status: string; repo: string; title: string; durationMs: number; source: string }[] }>("GET", `/api/runs?${q}`);
+        if (asJson) return void out.write(`${JSON.stringify(r.runs)}\n`), 0;
         if (!r.runs.length) out.write("No runs yet.\n");
         for (const x of r.runs) {
-          const dur = fmtDuration((x.finishedAt ? Date.parse(x.finishedAt) : Date.now()) - Date.parse(x.createdAt));
-          out.write(`${x.id}  ${x.status.padEnd(12)} ${x.repo.padEnd(16)} ${x.source.padEnd(6)} ${dur.padStart(7)}  ${x.title}\n`);
+          out.write(`${x.id}  ${plainStatus(x.status).padEnd(16)} ${x.repo.padEnd(16)} ${x.source.padEnd(6)} ${fmtDuration(x.durationMs).padStart(7)}  ${x.title}\n`);
         }
+        return 0;
+      }
+      case "status": {
+        const { values, positionals } = parseArgs("status", { args: rest, options: json, allowPositionals: true });
+        const [id] = positionals;
+        if (!id) throw new CliError(commandHelp("status")!);
+        const v = await client(config()).call<RunView & { events?: unknown; diff?: unknown; timeline?: unknown }>("GET", `/api/runs/${encodeURIComponent(id)}`);
+        const { events: _e, diff: _d, timeline: _t, ...view } = v;
+        if (values.json) return void out.write(`${JSON.stringify(view)}\n`), 0;
+        out.write(isDone(v.status) ? `${summary(v)}\n` : `${v.id}: ${progressLine(v)}\nRun page: ${v.url}\n`);
+        return 0;
+      }
+      case "logs": {
+        const { values, positionals } = parseArgs("logs", { args: rest, options: { "no-follow": { type: "boolean" } }, allowPositionals: true });
+        const [id] = positionals;
+        if (!id) throw new CliError(commandHelp("logs")!);
+        const api = client(config());
+        const release = noteOnInterrupt(id, err);
+        try {
+          const v = await logs(api, id, out, !values["no-follow"]);
+          out.write(`— ${plainStatus(v.status)}${v.reason ? `: ${v.reason}` : ""}\n`);
+        } finally {
+          release();
+        }
+        return 0;
+      }
+      case "open": {
+        const { positionals } = parseArgs("open", { args: rest, options: {}, allowPositionals: true });
+        const [id] = positionals;
+        if (!id) throw new CliError(commandHelp("open")!);
+        const v = await client(config()).call<RunView>("GET", `/api/runs/${encodeURIComponent(id)}`);
+        out.write(`${v.url}\n`);
+        if (out.isTTY) openInBrowser(v.url);
         return 0;
       }
       case "say": {
         const [id, ...text] = rest;
-        if (!id || !text.length) throw new CliError('Usage: deckhand say <run-id> "<text>"');
-        const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${id}/inputs`, { text: text.join(" ") });
-        out.write(`Sent (run is ${r.status}).\n`);
+        if (!id || !text.length) throw new CliError(commandHelp("say")!);
+        const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${encodeURIComponent(id)}/inputs`, { text: text.join(" "), author: process.env.USER ?? "cli" });
+        out.write(`Sent (the run is ${plainStatus(r.status)}).\n`);
         return 0;
       }
       case "stop": {
         const [id] = rest;
-        if (!id) throw new CliError("Usage: deckhand stop <run-id>");
-        const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${id}/stop`);
-        out.write(`Run ${id} is ${r.status}.\n`);
+        if (!id) throw new CliError(commandHelp("stop")!);
+        const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${encodeURIComponent(id)}/stop`);
+        out.write(`Run ${id} is ${plainStatus(r.status)}.\n`);
         return 0;
+      }
+      case "doctor": {
+        const { values } = parseArgs("doctor", { args: rest, options: json });
+        const { runDoctor, formatDoctor } = await import("../ops/doctor.ts");
+        const results = await runDoctor(config());
+        out.write(values.json ? `${JSON.stringify(results)}\n` : `${formatDoctor(results)}\n`);
+        return results.some((r) => r.status === "fail") ? 1 : 0;
       }
       case "e2b": {
         const { e2bCommand, UsageError } = await import("../sandbox/e2b/template-cli.ts");
@@ -157,14 +282,19 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
           throw e instanceof UsageError ? new CliError(e.message) : e;
         });
       }
+      case "help": {
+        const h = rest[0] ? commandHelp(rest[0]) : usage();
+        if (!h) throw new CliError(`Unknown command "${rest[0]}".\n${usage()}`);
+        out.write(`${h}\n`);
+        return 0;
+      }
       case undefined:
-      case "help":
       case "--help":
       case "-h":
-        out.write(`${USAGE}\n`);
+        out.write(`${usage()}\n`);
         return cmd ? 0 : 2;
       default:
-        throw new CliError(`Unknown command "${cmd}".\n${USAGE}`);
+        throw new CliError(`Unknown command "${cmd}".\n${usage()}`);
     }
   } catch (e) {
     if (e instanceof CliError) {

@@ -1,4 +1,6 @@
 /** Pure formatting for the CLI: progress lines and the final summary. */
+import type { TimelineItem } from "../events/vocabulary.ts";
+import { plainPhase, plainStatus } from "../runs/plain-status.ts";
 import type { RunView } from "../runs/run-view.ts";
 
 export const fmtDuration = (ms: number): string => {
@@ -7,8 +9,9 @@ export const fmtDuration = (ms: number): string => {
 };
 
 export function progressLine(v: RunView): string {
-  const action = v.currentAction ?? (v.status === "running" ? "thinking" : v.phases.at(-1)?.phase.replace(/_/g, " ") ?? v.status);
-  return `[${fmtDuration(v.durationMs)}] ${v.status}: ${action}`;
+  const last = v.phases.at(-1)?.phase;
+  const action = v.currentAction ?? (v.status === "running" ? "thinking" : last ? plainPhase(last) : plainStatus(v.status));
+  return `[${fmtDuration(v.durationMs)}] ${plainStatus(v.status)}: ${action}`;
 }
 
 export function summary(v: RunView): string {
@@ -22,7 +25,7 @@ export function summary(v: RunView): string {
   };
   const ok = v.status === "idle" || (v.status === "closed" && !!v.result);
   const lines: string[] = [];
-  lines.push(`${ok ? "✔ Done" : v.status === "cancelled" ? "■ Cancelled" : "✘ Failed"} (${v.status}) in ${fmtDuration(v.durationMs)}${v.reason && !ok ? `: ${v.reason}` : ""}`);
+  lines.push(`${ok ? "✔ Done" : v.status === "cancelled" ? "■ Cancelled" : "✘ Failed"} (${plainStatus(v.status)}) in ${fmtDuration(v.durationMs)}${v.reason && !ok ? `: ${v.reason}` : ""}`);
   if (r.summary) lines.push("", r.summary.length > 2000 ? `${r.summary.slice(0, 2000)}…` : r.summary, "");
   const files = r.filesChanged ?? [];
   if (files.length) {
@@ -44,4 +47,26 @@ export function isDone(status: string): boolean {
 export function exitCodeFor(v: RunView): number {
   if (v.status === "idle" || (v.status === "closed" && v.result)) return 0;
   return v.status === "cancelled" ? 130 : 1;
+}
+
+/** One timeline item as a log line; null for items not worth a line (an empty message). */
+export function timelineLine(t: TimelineItem): string | null {
+  const at = t.at.slice(11, 19);
+  switch (t.kind) {
+    case "tool":
+      return `${at} ${t.call.verb} ${t.call.target}${t.call.status === "error" ? ` (failed${t.call.result ? `: ${t.call.result}` : ""})` : ""}`.trimEnd();
+    case "message":
+      return t.text.trim() ? `${at} ${t.role === "user" ? "you" : "agent"}: ${t.text.trim()}` : null;
+    case "todo":
+      return `${at} plan: ${t.todos.filter((x) => x.status === "completed").length}/${t.todos.length} done`;
+    case "error":
+      return `${at} error: ${t.message}`;
+    case "status":
+      return `${at} ${t.text}`;
+  }
+}
+
+/** Pure: the key under which a timeline item is printed once (messages grow under one part id). */
+export function timelineKey(t: TimelineItem): string {
+  return t.kind === "message" ? `m:${t.partId}` : t.kind === "tool" ? `t:${t.call.callId}` : `${t.kind}:${t.seq}`;
 }

@@ -60,6 +60,20 @@ const schema = z
   .object({
     NODE_ENV: z.string().default("development"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+
+    // ── Operations (roles, health, metrics, traces, logs) ──
+    /** pretty: readable lines; json: one JSON object per line. Unset: pretty on a terminal, JSON otherwise. */
+    LOG_FORMAT: z.enum(["pretty", "json"]).optional(),
+    /** Which loops this process runs: web (HTTP only), worker (reconciler, outbox, reaper), all (both). */
+    DECKHAND_ROLE: z.enum(["web", "worker", "all"]).default("all"),
+    /** Longest graceful shutdown (seconds): readiness flips first, then loops and connections close. */
+    SHUTDOWN_TIMEOUT: z.coerce.number().positive().default(25),
+    /** Serve /metrics on this port (no token) instead of on the main port behind the API token. */
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+    /** OTLP/HTTP endpoint for traces (e.g. http://otel-collector:4318). Unset: no tracing. */
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+    OTEL_SERVICE_NAME: z.string().default("deckhand"),
+    // ── end Operations ──
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().default("127.0.0.1"),
     PUBLIC_URL: z.string().url().optional(),

@@ -3,6 +3,7 @@
  * Secrets never reach logs: known secret fields are redacted wherever they appear.
  */
 import pino, { type Logger } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger };
 
@@ -30,7 +31,27 @@ export const REDACT_PATHS = [
   "*.privateKey",
 ];
 
-export function createLogger(opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): Logger {
+export type LogFormat = "pretty" | "json";
+
+/** Pure: the format to use. An explicit LOG_FORMAT wins; otherwise readable lines on a terminal, JSON elsewhere. */
+export function chooseLogFormat(explicit: LogFormat | undefined, isTTY: boolean | undefined): LogFormat {
+  return explicit ?? (isTTY ? "pretty" : "json");
+}
+
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: pino.DestinationStream; format?: LogFormat } = {},
+): Logger {
+  const destination =
+    opts.format === "pretty"
+      ? pretty({
+          sync: true,
+          colorize: process.stdout.isTTY ?? false,
+          translateTime: "SYS:HH:MM:ss",
+          ignore: "pid,hostname,name",
+          singleLine: false,
+          destination: (opts.destination as never) ?? 1,
+        })
+      : opts.destination;
   return pino(
     {
       name: opts.name ?? "deckhand",
@@ -38,7 +59,7 @@ export function createLogger(opts: { level?: string; name?: string; destination?
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       base: { pid: process.pid },
     },
-    opts.destination,
+    destination,
   );
 }
 

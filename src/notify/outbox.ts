@@ -17,6 +17,8 @@ import type { RunStore } from "../runs/run-store.ts";
 import { runView } from "../runs/run-view.ts";
 import { backoffDelayMs } from "../runs/retry.ts";
 import { RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
+import { observeFirstFeedback } from "../ops/metrics.ts";
+import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 export interface OutboxOptions {
   db: Db;
@@ -243,6 +245,16 @@ export class Outbox {
     }
   }
 
+  /** The first message delivered for a run on a surface: how long after the run was created. */
+  private async observeFirstFeedback(row: Notification): Promise<void> {
+    const r = (await this.o.db.execute(
+      sql`select extract(epoch from (now() - r.created_at))::float8 as age from runs r where r.id = ${row.runId}
+          and not exists (select 1 from notifications n where n.run_id = r.id and n.surface = ${row.surface} and n.state = 'sent' and n.id <> ${row.id} and (n.response->>'superseded') is null)` as never,
+    )) as unknown as { rows?: { age: number }[] } | { age: number }[];
+    const first = (Array.isArray(r) ? r : (r.rows ?? []))[0];
+    if (first) observeFirstFeedback(row.surface, Number(first.age));
+  }
+
   private async sendOne(row: Notification): Promise<void> {
     const release = (patch: Partial<Notification>) =>
       this.o.db.update(notifications).set({ ...patch, lockedUntil: null, lockedBy: null }).where(and(eq(notifications.id, row.id), eq(notifications.lockedBy, this.owner)));
@@ -260,10 +272,15 @@ export class Outbox {
     if (gap > 0) return void (await release({ nextAttemptAt: new Date(Date.now() + gap) }));
     const log = this.o.log.child({ runId: row.runId, surface: row.surface, kind: row.kind, notification: row.id });
     try {
-      const response = await n.send({ ...row, kind: row.kind.replace(/:coalesce$/, "") }, this.ctx(row.surface));
+      const response = await withSpan(
+        "notify.send",
+        { [RUN_ID]: row.runId ?? "", "deckhand.surface": row.surface, "deckhand.kind": row.kind, "deckhand.attempt": row.attempts + 1 },
+        () => n.send({ ...row, kind: row.kind.replace(/:coalesce$/, "") }, this.ctx(row.surface)),
+      );
       this.lastSent.set(row.orderingKey, Date.now());
       await release({ state: "sent", sentAt: new Date(), response: response ?? {}, attempts: row.attempts + 1 });
       await this.surfaceRecovered(row.surface).catch((e) => log.warn({ err: (e as Error).message }, "could not bring the surface's messages forward"));
+      if (row.runId) await this.observeFirstFeedback(row).catch((e) => log.warn({ err: (e as Error).message }, "first-feedback metric failed"));
     } catch (e) {
       const attempts = row.attempts + 1;
       const retry = e instanceof RetryLater;

@@ -20,6 +20,8 @@ import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } fr
 import type { RunBus } from "./run-bus.ts";
 import type { RunStore } from "./run-store.ts";
 import { isTerminal, transition } from "./state-machine.ts";
+import { observeProvisioning } from "../ops/metrics.ts";
+import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 const CLAIM_LOCK = 7_406_222;
 
@@ -307,8 +309,12 @@ export class Reconciler {
         const attempts = fresh.attempts + 1;
         await store.phase(run.id, "provision_attempt", { attempts });
         log.info({ attempt: attempts, repo: run.repo }, "provisioning");
+        const startedAt = performance.now();
         try {
-          await provision(fresh, { ...this.deps.provision, log, hostId: this.deps.hosts?.hostId });
+          await withSpan("run.provision", { [RUN_ID]: run.id, "deckhand.attempt": attempts, "deckhand.provider": provider.name }, () =>
+            provision(fresh, { ...this.deps.provision, log, hostId: this.deps.hosts?.hostId }),
+          );
+          observeProvisioning((performance.now() - startedAt) / 1000);
           this.breaker.success();
           return;
         } catch (e) {
@@ -341,7 +347,7 @@ export class Reconciler {
         }
         const idleSeq = fresh.idleInputSeq ?? 0;
         stillHeld();
-        const { result, diff } = await collectAndPush(fresh, sandbox, { ...this.deps.deliver, log });
+        const { result, diff } = await withSpan("run.deliver", { [RUN_ID]: run.id }, () => collectAndPush(fresh, sandbox, { ...this.deps.deliver, log }));
         stillHeld();
         // Over budget is not a failure: the run goes idle so that a follow-up (`budget=+5`) can continue it.
         if (result.error && result.error.code !== "over_budget" && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {

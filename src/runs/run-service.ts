@@ -8,6 +8,7 @@ import type { Logger } from "../log/logger.ts";
 import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
 import type { CreateRunInput, RunStore } from "./run-store.ts";
 import { isTerminal } from "./state-machine.ts";
+import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 export class RunInputError extends Error {
   constructor(
@@ -66,7 +67,11 @@ export class RunService {
     const repo = this.resolveRepo(input.repo);
     if (input.ref && !/^[\w./-]+$/.test(input.ref)) throw new RunInputError(`ref "${input.ref}" is not a valid branch or tag name`);
     const model = this.pickModel(input.model ?? d.model);
-    const run = await this.store.create({ ...input, prompt, repo, model, budgetExtraUsd: (input.budgetExtraUsd ?? 0) + (d.budgetUsd ?? 0) });
+    const run = await withSpan("run.create", { "deckhand.source": input.source, "deckhand.repo": repo }, async (span) => {
+      const r = await this.store.create({ ...input, prompt, repo, model, budgetExtraUsd: (input.budgetExtraUsd ?? 0) + (d.budgetUsd ?? 0) });
+      span.setAttribute(RUN_ID, r.id);
+      return r;
+    });
     this.log.info({ runId: run.id, repo, source: run.source, model: model ?? "default" }, "run created");
     return run;
   }

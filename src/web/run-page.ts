@@ -10,6 +10,7 @@ import { ACTIVE_STATUSES, ago, formatDuration, formatUsage, sourceLink } from ".
 import { esc } from "./html.ts";
 import { summarizeDiff } from "./diff-summary.ts";
 import { assetUrl, shell } from "./layout.ts";
+import { plainPhase, plainStatus } from "../runs/plain-status.ts";
 
 /** A running sandbox that has not sent a heartbeat for this long is shown as quiet (the watchdog decides what to do). */
 export const STALE_HEARTBEAT_MS = 60_000;
@@ -84,7 +85,7 @@ export function renderHead(v: RunPageView, now = new Date()): string {
     ? `<p class="live-line">${v.currentAction ? `Now: <b>${esc(v.currentAction)}</b> · ` : ""}<span${stale ? ' class="stale"' : ""}>last heartbeat <span data-ago="${esc(v.heartbeatAt ?? "")}">${esc(ago(v.heartbeatAt, now))}</span>${stale ? " — the sandbox has gone quiet" : ""}</span></p>`
     : "";
   return `<h1>${esc(v.title)}</h1>
-<p><span class="status s-${esc(v.status)}" data-status="${esc(v.status)}">${esc(v.status)}</span>${!failed && v.reason ? ` <span>${esc(v.reason)}</span>` : ""}</p>
+<p><span class="status s-${esc(v.status)}" data-status="${esc(v.status)}">${esc(plainStatus(v.status))}</span>${!failed && v.reason ? ` <span>${esc(v.reason)}</span>` : ""}</p>
 ${failed ? `<div class="failure" role="alert"><b>${v.status === "failed" ? "Failed" : "Stopped"}:</b> ${esc(v.reason ?? "no reason recorded")}${v.failureCode ? ` <span class="muted">(${esc(v.failureCode)})</span>` : ""}</div>` : ""}
 <dl class="meta">
 <div><dt>Run</dt><dd><code>${esc(v.id)}</code></dd></div>
@@ -106,7 +107,7 @@ ${r.filesChanged?.length ? `<ul class="files">${r.filesChanged.map((f) => `<li><
 }
 
 export function renderPhases(v: RunPageView): string {
-  return `<ol class="phases">${v.phases.map((p) => `<li>${esc(p.phase.replace(/_/g, " "))} ${time(p.at)}</li>`).join("")}</ol>`;
+  return `<ol class="phases">${v.phases.map((p) => `<li>${esc(plainPhase(p.phase))} ${time(p.at)}</li>`).join("")}</ol>`;
 }
 
 /** Diffs bigger than this are not drawn until asked for (a phone should not get megabytes of markup unasked). */

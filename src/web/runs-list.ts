@@ -4,6 +4,7 @@ import { esc } from "./html.ts";
 import { ACTIVE_STATUSES, formatDuration, formatUsage, SOURCES, sourceLink, STATUSES } from "./format.ts";
 import { shell } from "./layout.ts";
 import type { Usage } from "../events/vocabulary.ts";
+import { plainStatus } from "../runs/plain-status.ts";
 
 export interface ListFilters {
   status?: string;
@@ -29,7 +30,7 @@ export function renderRow(r: ListRow, now = new Date()): string {
   const pr = res.pullRequestUrl && /^https?:\/\//.test(res.pullRequestUrl) ? ` <a href="${esc(res.pullRequestUrl)}">PR</a>` : "";
   const active = ACTIVE_STATUSES.has(r.status);
   return `<tr id="run-${esc(r.id)}" data-status="${esc(r.status)}">
-<td><span class="status s-${esc(r.status)}">${esc(r.status)}</span>${r.statusReason && !active ? `<div class="muted small">${esc(r.statusReason)}</div>` : ""}</td>
+<td><span class="status s-${esc(r.status)}">${esc(plainStatus(r.status))}</span>${r.statusReason && !active ? `<div class="muted small">${esc(r.statusReason)}</div>` : ""}</td>
 <td><a href="/runs/${esc(r.id)}">${esc(r.title)}</a><div class="muted small"><code>${esc(r.id)}</code></div></td>
 <td>${srcHtml}</td>
 <td>${esc(r.repo)}</td>
@@ -59,7 +60,7 @@ export function filterQuery(f: ListFilters): string {
 export function renderRunsList(rows: ListRow[], f: ListFilters, o: { repos: string[]; csrf: string; user: string | null; now?: Date }): string {
   const body = `<h1>Runs</h1>
 <form method="get" action="/" class="filters" aria-label="Filter runs">
-${select("status", "Status", f.status, STATUSES.map((s) => [s, s]))}
+${select("status", "Status", f.status, STATUSES.map((s) => [s, plainStatus(s)]))}
 ${select("repo", "Repo", f.repo, o.repos.map((r) => [r, r]))}
 ${select("source", "Source", f.source, Object.entries(SOURCES))}
 <div><button type="submit">Filter</button></div>

@@ -49,8 +49,9 @@ describe("deckhand CLI", () => {
     const r = await cli(["run", "--repo", "demo", "Write notes.md"], env);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^Run r-\w+ started: http:\/\/127\.0\.0\.1:\d+\/r\/[\w-]+$/m);
-    expect(r.out).toMatch(/^\[\d+s\] (queued|provisioning|running): /m);
-    expect(r.out).toMatch(/✔ Done \(idle\) in \d+s/);
+    expect(r.out).toMatch(/^\[\d+s\] (queued|starting|working): /m);
+    expect(r.out).not.toMatch(/\b(idle|provisioning|provision attempt|opencode ready)\b/);
+    expect(r.out).toMatch(/✔ Done \(ready for review\) in \d+s/);
     expect(r.out).toContain("Added notes.md.");
     expect(r.out).toMatch(/notes\.md {2}\+2 -0/);
     expect(r.out).toMatch(/Tokens: \d+/);
@@ -58,8 +59,24 @@ describe("deckhand CLI", () => {
     expect(r.out).toMatch(/Run page: http/);
     const list = await cli(["runs"], env);
     expect(list.code).toBe(0);
-    expect(list.out).toMatch(/r-\w+ +idle +demo +api/);
-  });
+    // Recorded as a CLI run, in the dashboard's plain words; an idle run's duration stops counting.
+    expect(list.out).toMatch(/r-\w+ +ready for review +demo +cli /);
+    const id = /Run (r-\w+)/.exec(r.out)![1]!;
+    const listed = JSON.parse((await cli(["runs", "--json"], env)).out) as { id: string; durationMs: number; source: string }[];
+    const mine = listed.find((x) => x.id === id)!;
+    expect(mine.source).toBe("cli");
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(JSON.parse((await cli(["runs", "--json"], env)).out).find((x: { id: string }) => x.id === id).durationMs).toBe(mine.durationMs);
+    const status = await cli(["status", id, "--json"], env);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.out)).toMatchObject({ id, status: "idle", source: "cli" });
+    const logs = await cli(["logs", id], env);
+    expect(logs.code, logs.err).toBe(0);
+    expect(logs.out).toMatch(/^\d\d:\d\d:\d\d agent: Added notes\.md\.$/m);
+    expect(logs.out).toMatch(/— ready for review$/m);
+    const open = await cli(["open", id], env);
+    expect(open.out).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/r\/[\w-]+$/m);
+  }, 300_000);
 
   it("run: a failing run exits non-zero with the reason, and its sandbox is destroyed", async () => {
     const r = await cli(["run", "--repo", "demo", "please break"], env);

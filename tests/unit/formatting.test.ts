@@ -28,7 +28,7 @@ const view: any = {
 describe("formatting for people", () => {
   it("summarises a finished run for the terminal", () => {
     const s = summary(view);
-    expect(s).toMatch(/^✔ Done \(idle\) in 1m05s/);
+    expect(s).toMatch(/^✔ Done \(ready for review\) in 1m05s/);
     expect(s).toContain("x.ts  +3 -1");
     expect(s).toContain("Tokens: 120");
     expect(s).toContain("Branch: deckhand/add-x-abc12 (pushed)");
@@ -36,7 +36,10 @@ describe("formatting for people", () => {
     expect(exitCodeFor(view)).toBe(0);
     expect(exitCodeFor({ ...view, status: "failed" })).toBe(1);
     expect(exitCodeFor({ ...view, status: "cancelled" })).toBe(130);
-    expect(progressLine({ ...view, status: "running", currentAction: "Editing a.ts" })).toBe("[1m05s] running: Editing a.ts");
+    expect(progressLine({ ...view, status: "running", currentAction: "Editing a.ts" })).toBe("[1m05s] working: Editing a.ts");
+    // Plain statuses and phases, shared with the dashboard (src/runs/plain-status.ts).
+    expect(progressLine({ ...view, status: "provisioning", currentAction: null, phases: [{ phase: "opencode_ready", at: "" }] })).toBe("[1m05s] starting: agent ready");
+    expect(summary({ ...view, status: "cancelled", result: null })).toMatch(/^■ Cancelled \(stopped\)/);
   });
   it("escapes everything on the run page", () => {
     const html = renderRunPage(view, "+<img src=x>\n");

@@ -90,7 +90,7 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     await row.getByRole("link", { name: "Add a greeting module" }).click();
     await page.locator(".live-badge.on").waitFor();
     await model.seen; // the agent is busy on the first prompt
-    await page.locator("#run-head .status", { hasText: "running" }).waitFor();
+    await page.locator("#run-head .status", { hasText: "working" }).waitFor();
     await page.locator(".live-line", { hasText: "last heartbeat" }).waitFor();
 
     // Steer it from the page: the same as a Slack reply.
@@ -103,7 +103,7 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     model.release();
 
     // It finishes on its own; the page shows the tool calls, the result and the diff as they arrive.
-    await page.locator("#run-head .status", { hasText: "idle" }).waitFor({ timeout: 60_000 });
+    await page.locator("#run-head .status", { hasText: "ready for review" }).waitFor({ timeout: 60_000 });
     expect(srv.model.requests.some((r) => r.userTexts.includes("Add a greeting module") && r.userTexts.includes("also add notes"))).toBe(true);
     await page.locator("#run-timeline .tool", { hasText: "src/greeting.ts" }).first().waitFor();
     await page.locator("#run-timeline .msg.user", { hasText: "also add notes" }).waitFor();
@@ -135,9 +135,9 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     const b = (await srv.api("POST", "/api/runs", { repo: "demo", prompt: "Think forever" })).body;
     await page.goto(`${srv.url}/runs/${b.id}`);
     await page.locator(".live-badge.on").waitFor();
-    await page.locator("#run-head .status", { hasText: "running" }).waitFor({ timeout: 30_000 }); // the agent is at work
+    await page.locator("#run-head .status", { hasText: "working" }).waitFor({ timeout: 30_000 }); // the agent is at work
     await page.getByRole("button", { name: "Stop run" }).click();
-    await page.locator("#run-head .status", { hasText: "cancelled" }).waitFor({ timeout: 15_000 });
+    await page.locator("#run-head .status", { hasText: "stopped" }).waitFor({ timeout: 15_000 });
     await page.getByRole("alert").filter({ hasText: "Stopped by Ana (web)" }).waitFor();
     expect(await page.getByLabel("Follow-up prompt").isVisible()).toBe(false);
     expect((await srv.deckhand.store.get(b.id))!.status).toBe("cancelled");
@@ -147,7 +147,7 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     const p2 = await phone.newPage();
     await p2.goto(a.url);
-    await p2.locator("#run-head .status", { hasText: "idle" }).waitFor();
+    await p2.locator("#run-head .status", { hasText: "ready for review" }).waitFor();
     expect(await p2.locator("#follow-up-text").count()).toBe(0);
     await p2.locator("#run-diff .d2h-file-name", { hasText: "src/greeting.ts" }).first().waitFor();
     await shot(p2, "6-link-on-phone");

@@ -228,6 +228,8 @@ describe("the runs list", () => {
     expect(row).toContain("1m05s");
     expect(row).toContain("2k tokens · $0.02");
     expect(row).toContain("U1");
+    // Plain words, the same the CLI prints (src/runs/plain-status.ts): never "idle".
+    expect(row).toContain('<span class="status s-idle">ready for review</span>');
     const active = renderRow(run({ usage: { input: 10, output: 5, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 } }), new Date(T0.getTime() + 3000));
     expect(active).toContain(`data-since="${T0.toISOString()}"`);
     expect(active).toContain("15 tokens");

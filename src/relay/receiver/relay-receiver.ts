@@ -13,6 +13,8 @@ import { tokenMatches } from "../../runs/tokens.ts";
 import { advanceDigest, countEvents } from "../../events/digest-store.ts";
 import { type CommandBatch, DEFAULT_MAX_EVENT_BYTES, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
 import { truncateEventData } from "../truncate.ts";
+import { recordRelayIngest } from "../../ops/metrics.ts";
+import { RUN_ID, withSpan } from "../../ops/tracing.ts";
 
 const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
 /** A batch may reach this far past the contiguous seq; further is refused (nothing is stored). */
@@ -58,6 +60,11 @@ export class RelayReceiver {
   }
 
   async ingest(run: Run, batch: EventBatch): Promise<EventAck> {
+    recordRelayIngest(batch.events.length);
+    return await withSpan("relay.ingest", { [RUN_ID]: run.id, "deckhand.events": batch.events.length }, () => this.ingestBatch(run, batch));
+  }
+
+  private async ingestBatch(run: Run, batch: EventBatch): Promise<EventAck> {
     const ahead = run.lastEventSeq + MAX_SEQ_AHEAD;
     const far = batch.events.find((e) => e.seq > ahead);
     if (far) throw new RelayBatchError(`event seq ${far.seq} is too far ahead of the stored events (last contiguous ${run.lastEventSeq}; at most ${MAX_SEQ_AHEAD} ahead)`);

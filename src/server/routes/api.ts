@@ -27,6 +27,8 @@ const CreateRun = z.object({
   /** One of MODELS (default: the configured model). */
   model: z.string().min(1).max(200).optional(),
   createdBy: z.string().max(200).optional(),
+  /** Where the request came from: the CLI says so; anything else is the API. */
+  source: z.enum(["api", "cli"]).optional(),
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
 const ListQuery = z.object({
@@ -83,7 +85,8 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
 
   app.post("/runs", async (req, reply) => {
     const body = parse(CreateRun, req.body);
-    const run = await service.start({ ...body, source: "api", createdBy: body.createdBy ?? "api" }).catch(toHttp);
+    const source = body.source ?? "api";
+    const run = await service.start({ ...body, source, createdBy: body.createdBy ?? source }).catch(toHttp);
     reply.code(201);
     return { id: run.id, url: service.runPageUrl(run), status: run.status, branch: run.branch, model: run.model };
   });
@@ -103,6 +106,8 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
         createdBy: r.createdBy,
         createdAt: r.createdAt,
         finishedAt: r.finishedAt,
+        // An idle run stops counting when it went idle; a working one counts until now.
+        durationMs: Math.max(0, (r.finishedAt ?? (r.status === "idle" ? r.statusChangedAt : new Date())).getTime() - r.createdAt.getTime()),
         url: service.runPageUrl(r),
         resultUrl: (r.result as { url?: string } | null)?.url ?? null,
       })),

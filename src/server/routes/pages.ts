@@ -27,6 +27,8 @@ import type { SessionStore } from "../../web/session-store.ts";
 import type { FailureGate } from "../guards.ts";
 import { LiveLimits } from "../../web/live-limits.ts";
 import { HttpError } from "../http-errors.ts";
+import { renderDoctorPage } from "../../web/doctor-page.ts";
+import type { CheckResult } from "../../ops/doctor.ts";
 import { toHttp } from "./api.ts";
 
 export interface PageDeps {
@@ -41,6 +43,8 @@ export interface PageDeps {
   log?: Logger;
   /** Live connections (server-sent events) per run and in total; more get 429. */
   live?: { perRun: number; total: number };
+  /** The set-up checks for /doctor (signed-in admins). */
+  doctor?: () => Promise<CheckResult[]>;
 }
 
 declare module "fastify" {
@@ -280,6 +284,11 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     });
 
     signed.get("/runs/:id", page, async (req: IdReq, reply) => runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`, sessionOf(req)));
+    signed.get("/doctor", page, async (req, reply) => {
+      const s = sessionOf(req);
+      if (!deps.doctor) throw new HttpError(404, "set-up checks are not available in this process");
+      return html(req, reply, renderDoctorPage(await deps.doctor(), { user: s.name, csrf: csrfToken(s, secret) }));
+    });
     signed.get("/runs/:id/diff.patch", async (req: IdReq, reply) => patch(await runById(req.params.id), reply));
     signed.get("/runs/:id/events", async (req: IdReq, reply) => {
       const run = await runById(req.params.id);
