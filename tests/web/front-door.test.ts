@@ -17,7 +17,8 @@ const database = (await postgresAvailable()) ? "postgres" : "pglite";
 const PROMPT = "FRONT-DOOR-SECRET-PROMPT";
 
 /** Routes anyone may use (no data behind them). Every other route must refuse a stranger. */
-const PUBLIC = new Set(["GET /healthz", "HEAD /healthz", "GET /login", "HEAD /login", "POST /login", "GET /assets/:name", "HEAD /assets/:name", "GET /favicon.ico", "HEAD /favicon.ico"]);
+// Deliberately public: health probes (load balancers, orchestrators), the sign-in page and static files.
+const PUBLIC = new Set(["GET /healthz", "HEAD /healthz", "GET /livez", "HEAD /livez", "GET /readyz", "HEAD /readyz", "GET /login", "HEAD /login", "POST /login", "GET /assets/:name", "HEAD /assets/:name", "GET /favicon.ico", "HEAD /favicon.ico"]);
 
 interface Answer {
   status: number;
