@@ -1139,3 +1139,8 @@ export async function postSlackEvent(
   const text = await res.text();
   return { status: res.status, body: text, ms: Math.round(performance.now() - started) };
 }
+
+/** The server variables that point Deckhand's Slack integration at this fake (plus the signing secret the test signs with). */
+export function slackBotEnv(fake: FakeSlack, signingSecret: string): Record<string, string> {
+  return { SLACK_SIGNING_SECRET: signingSecret, SLACK_BOT_TOKEN: fake.token, SLACK_API_URL: fake.apiUrl, SLACK_BOT_ID: fake.botId, SLACK_BOT_USER_ID: fake.botUserId };
+}

@@ -1,7 +1,7 @@
 /** Driving the fake Linear and Slack from fault tests: start a run from each surface, read what the user saw. */
 import { randomUUID } from "node:crypto";
 import { agentSessionCreatedPayload, type FakeLinear, postLinearWebhook } from "../fakes/linear.ts";
-import { type FakeSlack, mentionEnvelope, postSlackEvent } from "../fakes/slack.ts";
+import { type FakeSlack, mentionEnvelope, postSlackEvent, slackBotEnv } from "../fakes/slack.ts";
 import { makeRepo } from "../helpers/harness.ts";
 
 export const LINEAR_SECRET = "linear-webhook-secret-for-fault-tests";
@@ -15,12 +15,8 @@ export function linearEnv(fake: FakeLinear, repo = "demo"): Record<string, strin
 
 export function slackEnv(fake: FakeSlack, repo = "demo"): Record<string, string> {
   return {
-    SLACK_SIGNING_SECRET: SLACK_SECRET,
-    SLACK_BOT_TOKEN: fake.token,
-    SLACK_API_URL: fake.apiUrl,
-    SLACK_BOT_ID: fake.botId,
-    SLACK_BOT_USER_ID: fake.botUserId,
-    SLACK_CHANNEL_REPOS: `${CHANNEL}=${repo}`,
+    ...slackBotEnv(fake, SLACK_SECRET),
+        SLACK_CHANNEL_REPOS: `${CHANNEL}=${repo}`,
   };
 }
 

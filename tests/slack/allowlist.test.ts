@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runInputs, runs } from "../../src/db/schema.ts";
 import { slackRefusal } from "../../src/integrations/slack/allowlist.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { DEFAULT_TEAM_ID, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack } from "../fakes/slack.ts";
+import { DEFAULT_TEAM_ID, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack, slackBotEnv } from "../fakes/slack.ts";
 import { postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
@@ -43,12 +43,8 @@ describe(`Slack allowlists end to end (${database})`, () => {
       database,
       noReconciler: true,
       env: {
-        SLACK_SIGNING_SECRET: SECRET,
-        SLACK_BOT_TOKEN: fake.token,
-        SLACK_API_URL: fake.apiUrl,
-        SLACK_BOT_ID: fake.botId,
-        SLACK_BOT_USER_ID: fake.botUserId,
-        SLACK_CHANNEL_REPOS: `${OK_CHANNEL}=demo,${OTHER_CHANNEL}=demo`,
+        ...slackBotEnv(fake, SECRET),
+                SLACK_CHANNEL_REPOS: `${OK_CHANNEL}=demo,${OTHER_CHANNEL}=demo`,
         SLACK_ALLOWED_USERS: ALLOWED,
         SLACK_ALLOWED_CHANNELS: OK_CHANNEL,
       },

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, richTextBlocks, startFakeSlack } from "../fakes/slack.ts";
+import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, richTextBlocks, startFakeSlack, slackBotEnv } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const SECRET = "slack-signing-secret-for-tests-0002";
@@ -21,12 +21,8 @@ describe("Slack: real-world message shapes", () => {
       noReconciler: true,
       repos: { demo: makeRepo().bare },
       env: {
-        SLACK_SIGNING_SECRET: SECRET,
-        SLACK_BOT_TOKEN: fake.token,
-        SLACK_API_URL: fake.apiUrl,
-        SLACK_BOT_ID: fake.botId,
-        SLACK_BOT_USER_ID: fake.botUserId,
-        DEFAULT_REPO: "demo",
+        ...slackBotEnv(fake, SECRET),
+                DEFAULT_REPO: "demo",
       },
     });
     await mountSlack(srv.deckhand, { refreshMs: 60_000 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deliveries, runs } from "../../src/db/schema.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
-import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack, urlVerification } from "../fakes/slack.ts";
+import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv } from "../fakes/slack.ts";
 import { freshPostgres, makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
@@ -55,12 +55,8 @@ function scriptedModel() {
 }
 
 const slackEnv = (fake: FakeSlack) => ({
-  SLACK_SIGNING_SECRET: SECRET,
-  SLACK_BOT_TOKEN: fake.token,
-  SLACK_API_URL: fake.apiUrl,
-  SLACK_BOT_ID: fake.botId,
-  SLACK_BOT_USER_ID: fake.botUserId,
-  SLACK_CHANNEL_REPOS: `${CHANNEL}=demo`,
+  ...slackBotEnv(fake, SECRET),
+    SLACK_CHANNEL_REPOS: `${CHANNEL}=demo`,
 });
 
 describe(`Slack end to end (${database})`, () => {
