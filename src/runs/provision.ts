@@ -9,7 +9,7 @@ import type { Run } from "../db/schema.ts";
 import { RELAY_PROTOCOL_VERSION, type RelayEnv } from "../relay/protocol.ts";
 import { OPENCODE_PORT, opencodeEnv } from "../sandbox/opencode-config.ts";
 import { RUN_LABEL, type Sandbox, SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
-import { localRepoBundle } from "./local-repo-bundle.ts";
+import { localRepoBundle, remoteRepoBundle } from "./local-repo-bundle.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
 import { hashToken, randomToken } from "./tokens.ts";
@@ -121,13 +121,17 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   log.info({ sandboxId: sandbox.id }, "sandbox created");
 
   // A local-folder repository is bundled here (clean environment, size-capped) and cloned from the bundle
-  // inside: the host folder is never mounted into the sandbox.
+  // inside: the host folder is never mounted into the sandbox. For a local sandbox a remote repository is cloned
+  // here too, so its read credential never enters the sandbox.
   let source = access.url;
-  if (access.localPath) {
+  const viaBundle = !!access.localPath || provider.name === "local";
+  if (viaBundle) {
     let bundle: Buffer;
+    const max = config.LOCAL_REPO_BUNDLE_MAX_MB * 1048576;
     try {
-      bundle = await localRepoBundle(access.localPath, config.LOCAL_REPO_BUNDLE_MAX_MB * 1048576);
+      bundle = access.localPath ? await localRepoBundle(access.localPath, max) : await remoteRepoBundle(access.url, access.env, max);
     } catch (e) {
+      await access.release();
       throw new ProvisionError(`Cloning ${run.repo} failed: ${(e as Error).message}`, "clone_failed", false);
     }
     source = `${p.control}/source.bundle`;
@@ -136,12 +140,16 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   // Clone with credentials passed through the environment of this one command: nothing lands in .git/config.
   const cloneArgs = ["git", "clone", "--quiet", "--no-tags", ...(run.ref ? ["--branch", run.ref] : []), source, p.repo];
   try {
-    await must(sandbox, cloneArgs, `Cloning ${run.repo}`, "clone_failed", { env: { ...access.env, GIT_TERMINAL_PROMPT: "0" }, cwd: p.home, timeoutMs: 10 * 60_000 });
+    await must(sandbox, cloneArgs, `Cloning ${run.repo}`, "clone_failed", { env: { ...(viaBundle ? {} : access.env), GIT_TERMINAL_PROMPT: "0" }, cwd: p.home, timeoutMs: 10 * 60_000 });
   } finally {
     // The read credential is only for the clone: revoked before the agent starts (follow-ups don't clone again).
     await access.release();
   }
-  if (access.localPath) await sandbox.exec(["rm", "-f", source]);
+  if (viaBundle) {
+    await sandbox.exec(["rm", "-f", source]);
+    // The agent sees the real remote (without credentials; it has none to use it with), not the deleted bundle.
+    if (!access.localPath) await must(sandbox, ["git", "remote", "set-url", "origin", access.url], "git remote", "clone_failed", { cwd: p.repo });
+  }
   await must(sandbox, ["git", "checkout", "--quiet", "-B", run.branch], "Creating the run branch", "clone_failed", { cwd: p.repo });
   const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
