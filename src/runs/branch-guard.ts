@@ -11,9 +11,13 @@ export function isProtectedBranch(branch: string, defaultBranch?: string | null)
   return PROTECTED.some((re) => re.test(b));
 }
 
-/** The branch a run works on: the requested one, or `deckhand/<slug>-<id>` when it is protected (or the base ref). */
+/**
+ * The branch a run works on: the requested one, or `deckhand/<slug>-<id>` when it is protected (or the base ref).
+ * A base ref that is one of Deckhand's own branches (a continuation of an earlier run) may be pushed to again.
+ */
 export function guardBranch(requested: string, runId: string, baseRef?: string | null): string {
-  if (!isProtectedBranch(requested, baseRef)) return requested;
+  const ownBranch = !!baseRef && /^deckhand\//.test(baseRef);
+  if (!isProtectedBranch(requested, ownBranch ? null : baseRef)) return requested;
   const slug = requested.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "task";
   return `deckhand/${slug}-${runId.slice(2, 7)}`;
 }

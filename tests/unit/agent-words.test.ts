@@ -45,5 +45,8 @@ describe("branch guard", () => {
     expect(guardBranch("release/2.0", "r-abcdefghij")).toBe("deckhand/release-2-0-abcde");
     expect(guardBranch("develop", "r-abcdefghij", "develop")).toBe("deckhand/develop-abcde");
     expect(guardBranch("ana/eng-12-fix", "r-abcdefghij")).toBe("ana/eng-12-fix");
+    // A continuation of an earlier run starts from, and pushes to, Deckhand's own branch.
+    expect(guardBranch("deckhand/fix-login-abcde", "r-klmnopqrst", "deckhand/fix-login-abcde")).toBe("deckhand/fix-login-abcde");
+    expect(guardBranch("main", "r-abcdefghij", "deckhand/x")).toBe("deckhand/main-abcde");
   });
 });
