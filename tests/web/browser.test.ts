@@ -82,7 +82,7 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     const a = (await srv.api("POST", "/api/runs", { repo: "demo", prompt: "Add a greeting module", createdBy: "cli-user" })).body;
     const row = page.locator(`#run-${a.id}`);
     await row.waitFor({ timeout: 10_000 });
-    await expect.poll(() => row.locator(".status").textContent(), { timeout: 30_000 }).toBe("running");
+    await expect.poll(() => row.locator(".status").textContent(), { timeout: 30_000 }).toBe("working");
     expect(await row.textContent()).toContain("cli-user");
     await shot(page, "1-list-live");
 
