@@ -20,6 +20,14 @@ const PHASE: Record<string, string> = {
   opencode_started: "starting the agent",
   opencode_ready: "agent ready",
   prompt_delivered: "task handed to the agent",
+  // Status changes are recorded as phases too.
+  queued: "waiting in the queue",
+  provisioning: "starting",
+  running: "working",
+  idle: "result delivered; follow-ups welcome",
+  closed: "closed",
+  cancelled: "stopped",
+  failed: "failed",
 };
 
 /** "working", "ready for review", "stopped", "failed", ...; an unknown status is shown as it is. */
