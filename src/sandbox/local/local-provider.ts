@@ -83,7 +83,8 @@ export class LocalSandboxProvider implements SandboxProvider {
     this.forwarderFile = path.join(this.root, "forwarder.cjs");
     // bubblewrap (as the sandbox's uid) resolves the folders it is handed: it must pass through (not list) the root.
     if (this.isolated && this.uid === 0) fs.chmodSync(this.root, 0o711);
-    fs.writeFileSync(this.forwarderFile, FORWARDER_SOURCE, { mode: 0o644 });
+    fs.writeFileSync(this.forwarderFile, FORWARDER_SOURCE);
+    fs.chmodSync(this.forwarderFile, 0o644); // readable by the sandbox's uid whatever the server's umask (serve sets 077)
     if (opts.channelSocket && this.isolated) {
       // Only the server and the sandboxes' user may reach the channel (root server: group of the sandbox uid).
       const dir = path.dirname(opts.channelSocket);
