@@ -58,8 +58,12 @@ describe(`sandbox and relay faults (${database})`, () => {
       handler,
       repos: { demo: makeRepo({ "README.md": "# demo\n" }).bare },
       env: {
-        // The relay talks to the backend through the front, which can drop connections.
+        // The relay talks to the backend through the front, which can drop connections. An isolated local sandbox
+        // reaches the backend only through its Unix-socket channel, which the front cannot sit in: these sandboxes
+        // share the host's network so that their relay uses PUBLIC_URL (isolation has its own suite:
+        // tests/sandbox/hostile-sandbox.test.ts and tests/e2e/hostile-agent.test.ts).
         PUBLIC_URL: front.url,
+        LOCAL_SANDBOX_NETWORK: "host",
         HEARTBEAT_INTERVAL_SECONDS: "1",
         HEARTBEAT_TIMEOUT_SECONDS: String(HEARTBEAT_TIMEOUT_S),
         DELIVERY_MAX_ATTEMPTS: "3",
