@@ -86,7 +86,7 @@ describe("deckhand CLI", () => {
     const end = Date.now() + 20_000;
     while ((await srv.deckhand.provider.list({ deckhandRunId: id })).length && Date.now() < end) await new Promise((res) => setTimeout(res, 200));
     expect(await srv.deckhand.provider.list({ deckhandRunId: id })).toEqual([]);
-  });
+  }, 180_000);
 
   it("gives clear messages and non-zero exits for bad use", async () => {
     const noPrompt = await cli(["run", "--repo", "demo"], env);

@@ -247,7 +247,7 @@ for (const target of targets) {
         expect((await srv.api("POST", `/api/runs/${run.id}/stop`)).status).toBeLessThan(300);
         await until(async () => (await srv.deckhand.provider.list({ [RUN_LABEL]: run.id })).length === 0, "the sandbox to be destroyed", 20_000);
         if (target.name === "e2b") expect(fake.sandboxes().find((s) => s.id === ours[0]!.id)!.state).toBe("killed");
-      });
+      }, 300_000); // two turns of real OpenCode in a hardened sandbox (each command enters through setpriv and nsenter)
     });
   });
 }
