@@ -1,3 +1,4 @@
+import { decideInput } from "../helpers/decide-input.ts";
 import { describe, expect, it } from "vitest";
 import { currentAttemptPhases, decideNext } from "../../src/runs/decide.ts";
 import { RUN_STATUSES, transition } from "../../src/runs/state-machine.ts";
@@ -61,23 +62,7 @@ describe("watchdog verdict", () => {
 });
 
 describe("reconciler decisions", () => {
-  const base = {
-    status: "running",
-    createdAt: t0,
-    statusChangedAt: t0,
-    startedAt: t0,
-    lastHeartbeatAt: at(10),
-    opencodeAlive: true,
-    phases: [{ phase: "provision_attempt", at: t0.toISOString() }, { phase: "relay_started", at: t0.toISOString() }],
-    attempts: 1,
-    leaseExpiresAt: null,
-    idleInputSeq: null,
-    deliveredInputSeq: 0,
-    keepaliveUntil: null,
-    sandboxProvider: "local",
-    sandboxDestroyedAt: null,
-    lastEventSeq: 5,
-  };
+  const base = decideInput(t0);
   const ctx = { now: at(20), limits: { ...limits, maxProvisionAttempts: 3 }, lastPromptSeq: 1 };
   it("delivers when the agent is idle for every prompt, not before", () => {
     expect(decideNext({ ...base, idleInputSeq: 1 }, ctx)).toEqual({ kind: "deliver" });

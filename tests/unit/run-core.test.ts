@@ -1,6 +1,7 @@
 /** Pure decisions of the run core: retry backoff and its cap, giving up, sandbox ownership across hosts. */
 import { describe, expect, it } from "vitest";
 import { decideNext } from "../../src/runs/decide.ts";
+import { decideInput } from "../helpers/decide-input.ts";
 import { hostGoneReason, sandboxOwnership } from "../../src/runs/hosts.ts";
 import { afterFailure, backoffDelayMs, retryPending } from "../../src/runs/retry.ts";
 import { backoffMs } from "../../src/notify/outbox.ts";
@@ -45,25 +46,7 @@ describe("several hosts", () => {
   });
 
   const limits = { heartbeatTimeoutMs: 90_000, provisionTimeoutMs: 600_000, maxDurationMs: 4 * 3600_000, relayConnectTimeoutMs: 60_000, maxProvisionAttempts: 3 };
-  const running = {
-    status: "running",
-    createdAt: t0,
-    statusChangedAt: t0,
-    startedAt: t0,
-    lastHeartbeatAt: at(10),
-    opencodeAlive: true,
-    phases: [{ phase: "provision_attempt", at: t0.toISOString() }, { phase: "relay_started", at: t0.toISOString() }],
-    attempts: 1,
-    leaseExpiresAt: null,
-    idleInputSeq: 1,
-    deliveredInputSeq: 0,
-    keepaliveUntil: null,
-    sandboxProvider: "local",
-    sandboxDestroyedAt: null,
-    lastEventSeq: 5,
-    retryAt: null,
-    sandboxHost: "b",
-  };
+  const running = decideInput(t0, { idleInputSeq: 1, retryAt: null, sandboxHost: "b" });
   const ctx = (me: string) => ({ now: at(20), limits, lastPromptSeq: 1, hosts: { me, alive } });
 
   it("only the sandbox's host delivers; a gone host's runs fail with a plain reason and their sandboxes are let go", () => {
