@@ -148,7 +148,7 @@ describe("Linear agent sessions drive runs", () => {
     for (const r of rows) expect(r.state, `${r.dedupeKey}: ${r.lastError}`).toBe("sent");
     const activityRows = rows.filter((r) => r.kind.startsWith("activity."));
     expect(acts.map((a) => a.id).sort()).toEqual(activityRows.map((r) => stableUuid(r.dedupeKey)).sort());
-  });
+  }, 240_000); // one real run in a hardened sandbox; its own waits go up to 120 s
 
   it("prompted steers the busy agent (the next model request has the text); the stop signal cancels with a final activity", async () => {
     const firstTurn = gate<ModelReply>();
