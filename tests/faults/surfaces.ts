@@ -82,7 +82,8 @@ export function faultServerEnv(o: { dataDir: string; databaseUrl: string; modelU
     API_TOKEN: "test-api-token-0123456789",
     LOG_LEVEL: "info",
     HEARTBEAT_INTERVAL_SECONDS: "1",
-    HEARTBEAT_TIMEOUT_SECONDS: "30",
+    // A killed server restarts (probe sandbox, migrations) before the sandboxes' heartbeats are overdue, even on a busy machine.
+    HEARTBEAT_TIMEOUT_SECONDS: "120",
     WATCHDOG_INTERVAL_SECONDS: "1",
     LEASE_SECONDS: "4",
     ...slackEnv(o.slack),
