@@ -83,7 +83,7 @@ describe.skipIf(!hasPg)("crash recovery: kill -9 the server mid-run and start it
     const slackRun = await until("the Slack run", () => runRow((r) => r.source === "slack" && r.source_ref.messageTs === mention.ts));
     const linearRun = await until("the Linear run", () => runRow((r) => r.source === "linear" && r.source_ref.agentSessionId === session.sessionId));
     // Both agents are working (the model holds their first request) and the users have seen progress.
-    await until("both prompts at the model", () => ["slackcrash", "linearcrash"].every((n) => model.requests.some((r) => r.userTexts.join(" ").includes(`HOLD:${n}`))), 60_000);
+    await until("both prompts at the model", () => ["slackcrash", "linearcrash"].every((n) => model.requests.some((r) => r.userTexts.join(" ").includes(`HOLD:${n}`))), 150_000); // two sandboxes and two OpenCodes starting on 2 busy cores
     await until("a Slack status message", () => mention.botMessages().length > 0, 10_000);
     await until("a Linear thought", () => session.activities().length > 0, 10_000);
 
@@ -144,7 +144,7 @@ describe.skipIf(!hasPg)("crash recovery: kill -9 the server mid-run and start it
     // The reaper killed the orphan at start-up.
     await until("the orphan sandbox reaped", async () => !(await provider.list()).some((s) => s.id === orphan.id), 20_000);
     expect(fs.readFileSync(server!.logFile, "utf8")).toMatch(/sandbox reaper: killed a sandbox because its run r-orphan is unknown/);
-  }, 180_000);
+  }, 360_000);
 
   it("killed while provisioning: the dead process's lease expires and the restarted server provisions again, once", async () => {
     if (!server) await start("solo"); // when run on its own
@@ -184,5 +184,5 @@ describe.skipIf(!hasPg)("crash recovery: kill -9 the server mid-run and start it
     const acts = session.activities();
     expect(new Set(acts.map((a) => a.id)).size).toBe(acts.length);
     expect(acts.filter((a) => a.content.type === "response")).toHaveLength(1);
-  }, 150_000);
+  }, 240_000);
 });
