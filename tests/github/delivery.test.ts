@@ -46,9 +46,21 @@ const tokensFor = (repo: string): MintedToken[] => fake.tokens.filter((t) => t.r
 const isWrite = (t: MintedToken) => Object.entries(t.permissions).some(([k, v]) => k !== "metadata" && v === "write");
 const forms = (token: string) => [token, Buffer.from(`x-access-token:${token}`).toString("base64")];
 
+/** The agent is still working while we look: a file or folder it removes between listing and reading is skipped. */
+function gone(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}
+
 function hostFiles(dir: string): string[] {
   const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    if (gone(err)) return out;
+    throw err;
+  }
+  for (const e of entries) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) out.push(...hostFiles(p));
     else if (e.isFile()) out.push(p);
@@ -198,7 +210,13 @@ describe("GitHub delivery with a GitHub App", () => {
     const files = hostFiles(hostDir);
     expect(files.length).toBeGreaterThan(10);
     for (const f of files) {
-      const text = fs.readFileSync(f).toString("latin1");
+      let text: string;
+      try {
+        text = fs.readFileSync(f).toString("latin1");
+      } catch (err) {
+        if (gone(err)) continue;
+        throw err;
+      }
       for (const s of secrets) expect(text.includes(s), `${f} holds a token`).toBe(false);
     }
     // git config: the remote URL without credentials, no auth header.
