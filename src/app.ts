@@ -23,6 +23,7 @@ import { RunStore } from "./runs/run-store.ts";
 import { createSandboxProvider, sandboxChannelSocket } from "./sandbox/index.ts";
 import type { SandboxProvider } from "./sandbox/provider.ts";
 import { createReaper, type SandboxReaper } from "./sandbox/reaper.ts";
+import { QuestionTimer } from "./runs/answers.ts";
 import { checkBearer, resolveApiToken } from "./server/auth.ts";
 import { bearerGuard, failureGate } from "./server/guards.ts";
 import { HttpError } from "./server/http-errors.ts";
@@ -155,6 +156,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
   });
 
   const reaper = createReaper(config, provider, store, log);
+  const questionTimer = new QuestionTimer({ store, timeoutMs: config.QUESTION_TIMEOUT_SECONDS * 1000, log });
   const queueOf = (run: import("./db/schema.ts").Run) =>
     queueStatus(database.db, run, {
       maxConcurrent: config.MAX_CONCURRENT_RUNS,
@@ -318,6 +320,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       if (runLoops && !opts.noReconciler) reconciler.start();
       if (runLoops && !opts.noReconciler) reaper.start();
       if (runLoops) outbox.start();
+      if (runLoops && !opts.noReconciler) questionTimer.start();
       starting = false;
       const addr = app.server.address();
       return typeof addr === "object" && addr ? `http://127.0.0.1:${addr.port}` : String(addr);
@@ -329,6 +332,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       await reconciler.stop();
       await hosts.stop();
       await reaper.stop();
+      await questionTimer.stop();
       await outbox.stop();
       for (const c of closers.reverse()) await c();
       await app.close();

@@ -24,6 +24,26 @@ export function parsePairs(raw: string | undefined): Record<string, string> {
   return out;
 }
 
+/** A tool call routed to a person: `tool` or `tool:pattern` (OpenCode's wildcard patterns, e.g. `git push*`). */
+export interface PermissionRule {
+  tool: string;
+  pattern?: string;
+}
+
+/** `bash:git push*,webfetch` → rules. */
+export function parsePermissions(raw: string | undefined): PermissionRule[] {
+  const out: PermissionRule[] = [];
+  for (const part of (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const colon = part.indexOf(":");
+    const tool = (colon < 0 ? part : part.slice(0, colon)).trim();
+    const pattern = colon < 0 ? undefined : part.slice(colon + 1).trim();
+    if (!/^[a-z][a-z0-9_-]{0,40}$/i.test(tool)) throw new Error(`"${part}": expected tool or tool:pattern (e.g. bash:git push*)`);
+    if (pattern !== undefined && (!pattern || pattern.length > 200)) throw new Error(`"${part}": the pattern after ':' must be 1-200 characters`);
+    out.push(pattern === undefined ? { tool } : { tool, pattern });
+  }
+  return out;
+}
+
 const pairs = (what: string) =>
   z
     .string()
@@ -147,6 +167,22 @@ const schema = z
     PROVIDER_BREAKER_COOLDOWN_SECONDS: positiveInt(60),
     /** How long an idle run keeps its sandbox for follow-ups. */
     RUN_KEEPALIVE_SECONDS: positiveInt(30 * 60),
+    /** The agent may ask people questions (OpenCode's `question` tool), answered on the run's surface. */
+    AGENT_QUESTIONS: bool.default(true),
+    /** An unanswered question or approval is given up after this long: the agent is told to use its judgement. */
+    QUESTION_TIMEOUT_SECONDS: positiveInt(30 * 60),
+    /** Tool calls that need a person's approval, e.g. `bash:git push*,webfetch` (default: none, everything allowed). */
+    PERMISSIONS: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        try {
+          return parsePermissions(v);
+        } catch (e) {
+          ctx.addIssue({ code: "custom", message: `PERMISSIONS: ${(e as Error).message}` });
+          return z.NEVER;
+        }
+      }),
     RUN_MAX_DURATION_SECONDS: positiveInt(4 * 60 * 60),
     PROVISION_TIMEOUT_SECONDS: positiveInt(10 * 60),
     PROVISION_MAX_ATTEMPTS: positiveInt(3),

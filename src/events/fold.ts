@@ -6,6 +6,7 @@
  * Pure, never throws on any JSON, and bounded: the timeline keeps its newest TIMELINE_MAX items.
  */
 import { RELAY_EVENT } from "../relay/protocol.ts";
+import { type PendingQuestion, questionFromEvent, questionLine, settledId, withQuestion } from "./questions.ts";
 import { num, obj, own, text } from "./safe.ts";
 import { describeTool, explainError, firstLine, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
 
@@ -30,20 +31,24 @@ export interface FoldState {
   current: string | null;
   lastAssistantWithText: string | null;
   toolCalls: number;
+  /** The agent's questions and approval asks waiting for a person (questions.ts). */
+  questions: PendingQuestion[];
 }
 
 const zeroUsage = (): Usage => ({ input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 });
 const TOOL_STATUSES = new Set(["pending", "running", "completed", "error"]);
 
 export function emptyFold(): FoldState {
-  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0 };
+  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0, questions: [] };
 }
 
 /** A stored state read back from the database (or anything else): a usable state, never a throw. */
 export function loadFold(x: unknown): FoldState {
   const s = obj(x);
   if (s.v !== 1 || !Array.isArray(s.timeline)) return emptyFold();
-  return { ...emptyFold(), ...(s as unknown as FoldState) };
+  const state = { ...emptyFold(), ...(s as unknown as FoldState) };
+  if (!Array.isArray(state.questions)) state.questions = [];
+  return state;
 }
 
 const iso = (at: unknown): string => {
@@ -205,7 +210,29 @@ export function fold(state: FoldState, events: Iterable<StoredEvent>): FoldState
       case RELAY_EVENT.agentIdle:
         s.busy = false;
         s.current = null;
+        s.questions = []; // an idle session waits on nobody
         break;
+      case "question.asked":
+      case "permission.asked": {
+        const q = questionFromEvent(e.type, d, seq, at);
+        if (q) {
+          s.questions = withQuestion(s.questions, q);
+          push({ kind: "status", seq, at, text: questionLine(q) });
+        }
+        break;
+      }
+      case "question.replied":
+      case "question.rejected":
+      case "permission.replied": {
+        const id = settledId(e.type, d);
+        const q = s.questions.find((x) => x.id === id);
+        if (!q) break;
+        s.questions = s.questions.filter((x) => x !== q);
+        const answers = Array.isArray(d.answers) ? d.answers.map((a) => (Array.isArray(a) ? a.map((x) => text(x)).join(", ") : text(a))).join("; ") : "";
+        const how = e.type === "question.rejected" ? "Question dismissed" : e.type === "permission.replied" ? (text(d.reply) === "reject" ? "Rejected" : "Approved") : `Answered: ${firstLine(answers, 200)}`;
+        push({ kind: "status", seq, at, text: how });
+        break;
+      }
     }
   }
   // Re-read roles now that every message.updated is known (a user's text part can precede its message).
@@ -241,6 +268,7 @@ export function digestOf(s: FoldState): RunDigest {
     busy: s.busy,
     lastSeq: s.lastSeq,
     timelineDropped: s.timelineDropped,
+    questions: s.questions,
   };
 }
 

@@ -4,6 +4,7 @@
  * through these pure functions, so "what happened" is decided in one place. The fold itself is in fold.ts.
  * Every field of an event was written by the agent: read them with safe.ts, never as trusted shapes.
  */
+import type { PendingQuestion } from "./questions.ts";
 import { lookup, obj, own, text } from "./safe.ts";
 
 export interface StoredEvent {
@@ -66,6 +67,8 @@ export interface RunDigest {
   lastSeq: number;
   /** Timeline items dropped from the front to keep the digest bounded (the newest are kept). */
   timelineDropped: number;
+  /** The agent's questions and approval asks waiting for a person, oldest first. */
+  questions: PendingQuestion[];
 }
 
 export const firstLine = (s: unknown, n = 160) => {

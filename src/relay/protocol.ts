@@ -49,8 +49,10 @@ export interface Heartbeat {
 export interface RelayCommand {
   /** The input's sequence number within the run: the relay applies each once, in order. */
   seq: number;
-  kind: "prompt" | "abort" | "shutdown";
+  kind: "prompt" | "abort" | "shutdown" | "answer";
   text?: string;
+  /** `answer`: a person's answer to a question (`answers`, one list per question) or an approval ask (`reply`). */
+  answer?: { kind: "question"; requestId: string; answers: string[][] } | { kind: "permission"; requestId: string; reply: "once" | "reject" };
 }
 
 export interface CommandBatch {
@@ -85,4 +87,6 @@ export interface RelayEnv {
   DECKHAND_STATE_DIR: string;
   DECKHAND_HEARTBEAT_MS?: string;
   DECKHAND_MAX_EVENT_BYTES?: string;
+  /** "1": questions and approval asks wait for a person's `answer` command; else they are settled at once. */
+  DECKHAND_ASK_PEOPLE?: string;
 }

@@ -171,6 +171,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
           gateway: { baseURL: `${sandboxBackendUrl(sandbox, config)}/gateway/v1`, token: modelToken, model: run.model ?? config.model.name },
           home: p.home,
           password,
+          policy: { questions: config.AGENT_QUESTIONS, permissions: config.PERMISSIONS },
         }),
         DECKHAND_PID_FILE: pidFile,
         DECKHAND_OPENCODE: p.opencodeBin,
@@ -193,6 +194,8 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     OPENCODE_LOG_FILE: ocLog,
     DECKHAND_STATE_DIR: `${p.control}/relay`,
     DECKHAND_HEARTBEAT_MS: String(config.HEARTBEAT_INTERVAL_SECONDS * 1000),
+    // Questions and approval asks wait for a person's answer (sent as commands) instead of being settled at once.
+    DECKHAND_ASK_PEOPLE: config.AGENT_QUESTIONS || config.PERMISSIONS.length > 0 ? "1" : "0",
   };
   // A relay that crashes or is killed is started again (it resumes from its on-disk outbox and state); exit 0
   // means the run is over. Bounded, so a relay that cannot start at all does not spin.

@@ -96,8 +96,8 @@ export class RunStore {
       .limit(Math.min(f.limit ?? 50, 500));
   }
 
-  /** Queue a follow-up prompt or a stop. Sequence numbers are per run and gap-free. */
-  async addInput(runId: string, input: { kind: "prompt" | "stop"; text?: string; author?: string | null; source: string }) {
+  /** Queue a follow-up prompt, a person's answer to a question (text: the relay's answer as JSON) or a stop. Sequence numbers are per run and gap-free. */
+  async addInput(runId: string, input: { kind: "prompt" | "stop" | "answer"; text?: string; author?: string | null; source: string }) {
     for (let attempt = 0; ; attempt++) {
       try {
         const [{ m }] = (await this.db.select({ m: max(runInputs.seq) }).from(runInputs).where(eq(runInputs.runId, runId))) as [{ m: number | null }];
@@ -115,12 +115,12 @@ export class RunStore {
     }
   }
 
-  /** Prompt inputs after `afterSeq`, in order. */
-  async promptsAfter(runId: string, afterSeq: number) {
+  /** Inputs the relay applies (prompts and answers) after `afterSeq`, in order. */
+  async relayInputsAfter(runId: string, afterSeq: number) {
     return this.db
       .select()
       .from(runInputs)
-      .where(and(eq(runInputs.runId, runId), gt(runInputs.seq, afterSeq), eq(runInputs.kind, "prompt")))
+      .where(and(eq(runInputs.runId, runId), gt(runInputs.seq, afterSeq), inArray(runInputs.kind, ["prompt", "answer"])))
       .orderBy(asc(runInputs.seq));
   }
 

@@ -32,6 +32,8 @@ export interface RunView {
   heartbeatAt: string | null;
   /** A queued run: its position and what it waits for (see queue.ts); null otherwise. */
   queue: QueueStatus | null;
+  /** The agent's questions and approval asks waiting for a person (only while the run works). */
+  questions: RunDigest["questions"];
 }
 
 /** Usage as measured by the model gateway (exact, from the provider's own counts), else OpenCode's report. */
@@ -76,6 +78,7 @@ export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(
     lastEventSeq: run.lastEventSeq,
     heartbeatAt: run.lastHeartbeatAt?.toISOString() ?? null,
     queue,
+    questions: run.status === "running" ? (d.questions ?? []) : [],
   };
 }
 

@@ -22,6 +22,7 @@ const emptyDigest = (over: Partial<RunDigest> = {}): RunDigest => ({
   busy: false,
   lastSeq: 0,
   timelineDropped: 0,
+  questions: [],
   ...over,
 });
 

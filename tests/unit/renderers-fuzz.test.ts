@@ -31,7 +31,7 @@ function rng(seed: number) {
 }
 
 const HOSTILE_KEYS = ["constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "prototype", "then", "length"];
-const TYPES = ["message.updated", "message.part.updated", "todo.updated", "session.status", "session.idle", "session.error", "deckhand.opencode_exited", "deckhand.prompt_delivered", "deckhand.agent_idle", "deckhand.opencode_ready", "constructor", "__proto__", "x.y"];
+const TYPES = ["message.updated", "message.part.updated", "todo.updated", "session.status", "session.idle", "session.error", "deckhand.opencode_exited", "deckhand.prompt_delivered", "deckhand.agent_idle", "deckhand.opencode_ready", "question.asked", "permission.asked", "question.replied", "permission.replied", "constructor", "__proto__", "x.y"];
 const TOOLS = ["constructor", "__proto__", "toString", "bash", "edit", "todowrite", "read", "hasOwnProperty", "valueOf", ""];
 
 function generator(seed: number) {
@@ -69,6 +69,13 @@ function generator(seed: number) {
         return { todos: maybe([null, 7, { content: maybe(42), status: maybe(pick(["completed", "pending", "toString", "__proto__"])), priority: maybe("high") }, { content: { toString: 1 } }]) };
       case "session.status":
         return { status: maybe({ type: maybe(pick(["busy", "idle", "retry"])), attempt: maybe(2), message: maybe("overloaded") }) };
+      case "question.asked":
+        return { id: maybe(pick(["q1", "constructor", "__proto__"])), questions: maybe([null, 5, { question: maybe("Which one?"), header: maybe("Pick"), options: maybe([null, { label: maybe(pick(["A", "constructor", ""])), description: maybe(3) }, "x"]), multiple: maybe(true), custom: maybe(false) }]) };
+      case "permission.asked":
+        return { id: maybe(pick(["p1", "constructor"])), permission: maybe(pick(["bash", "__proto__"])), patterns: maybe([null, "git push *", 7]) };
+      case "question.replied":
+      case "permission.replied":
+        return { requestID: maybe(pick(["q1", "p1", "constructor"])), answers: maybe([["A"], null, 5]), reply: maybe(pick(["once", "reject", "constructor"])) };
       case "session.error":
         return { error: maybe({ name: maybe(pick(["ProviderAuthError", "constructor", "MessageAbortedError"])), data: maybe({ statusCode: maybe(401), message: maybe("bad key") }) }) };
       default:

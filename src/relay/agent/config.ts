@@ -13,6 +13,8 @@ export interface RelayConfig {
   heartbeatMs: number;
   /** Largest event (JSON bytes) sent; larger strings are cut with a visible marker (the receiver enforces its own). */
   maxEventBytes: number;
+  /** Questions and approval asks wait for a person (the backend's `answer` commands) instead of being settled. */
+  askPeople: boolean;
 }
 
 const REQUIRED: (keyof RelayEnv)[] = [
@@ -46,5 +48,6 @@ export function configFromEnv(env: Record<string, string | undefined>): RelayCon
     stateDir: env.DECKHAND_STATE_DIR!,
     heartbeatMs: Number.isFinite(hb) && hb > 0 ? hb : 15_000,
     maxEventBytes: Number.isFinite(maxEv) && maxEv >= 4096 ? maxEv : DEFAULT_MAX_EVENT_BYTES,
+    askPeople: env.DECKHAND_ASK_PEOPLE === "1",
   };
 }

@@ -85,6 +85,10 @@ export class OpencodeClient {
     await this.request("POST", `/permission/${encodeURIComponent(requestId)}/reply`, { reply }, 10_000);
   }
 
+  async replyQuestion(requestId: string, answers: string[][]): Promise<void> {
+    await this.request("POST", `/question/${encodeURIComponent(requestId)}/reply`, { answers }, 10_000);
+  }
+
   async rejectQuestion(requestId: string): Promise<void> {
     await this.request("POST", `/question/${encodeURIComponent(requestId)}/reject`, undefined, 10_000);
   }

@@ -5,8 +5,8 @@
  *   startup    wait for OpenCode (log line + health), create/reuse the session, then start the loops below
  *   events     GET /event → filter → outbox (reconnects with backoff; confirms status after each reconnect)
  *   sender     outbox → POST events (one request in flight; whatever piled up meanwhile is the next batch)
- *   commands   long-poll commands → prompt / abort / shutdown, each applied once, in order; a prompt is
- *              applied once OpenCode has registered the previous one (user-messages.ts)
+ *   commands   long-poll commands → prompt / answer / abort / shutdown, each applied once, in order; a prompt
+ *              is applied once OpenCode has registered the previous one (user-messages.ts); answers: asks.ts
  *   status     while a turn is open, GET /session/status every 5 s (idle-watch.ts)
  *   heartbeat  every DECKHAND_HEARTBEAT_MS; pid watch every second (liveness.ts)
  */
@@ -20,6 +20,7 @@ import { IdleWatch } from "./idle-watch.ts";
 import { Liveness } from "./liveness.ts";
 import { errMsg, log } from "./log.ts";
 import { logSaysListening, OpencodeClient } from "./opencode.ts";
+import { applyAnswer, settleAtOnce } from "./asks.ts";
 import { Outbox } from "./outbox.ts";
 import { sendEvents } from "./sender.ts";
 import { StateStore } from "./state.ts";
@@ -237,32 +238,19 @@ export class Relay {
     }
     this.emit(ev.type, p);
     if (ev.type === "session.idle" || (ev.type === "session.status" && !this.idle.busy)) this.idle.schedule(ev.type);
-    if (ev.type === "permission.asked" && typeof p.id === "string") {
-      void this.answer("permission", p.id, () => this.oc.replyPermission(p.id, "once"));
+    // With people answering (DECKHAND_ASK_PEOPLE), asks wait for the backend's `answer` command (the backend gives
+    // up on them after QUESTION_TIMEOUT_SECONDS); otherwise nothing may wait on a human: allow once / reject now.
+    if (ev.type === "permission.asked" && typeof p.id === "string" && !this.cfg.askPeople) {
+      void settleAtOnce(this.oc, "permission", p.id, this.stop.signal);
     }
-    if (ev.type === "question.asked" && typeof p.id === "string") {
-      void this.answer("question", p.id, () => this.oc.rejectQuestion(p.id));
+    if (ev.type === "question.asked" && typeof p.id === "string" && !this.cfg.askPeople) {
+      void settleAtOnce(this.oc, "question", p.id, this.stop.signal);
     }
   }
 
   /** Forwards the full text of parts whose final update never came (see TextTracker). */
   private flushText(messageId?: string): void {
     for (const data of this.text.flush(messageId)) this.emit("message.part.updated", data);
-  }
-
-  /** Permissions and questions must never hang a headless run: allow once / reject, with a few retries. */
-  private async answer(kind: string, id: string, fn: () => Promise<void>): Promise<void> {
-    const backoff = new Backoff(200, 2_000);
-    for (let attempt = 1; attempt <= 5 && !this.stop.signal.aborted; attempt++) {
-      try {
-        await fn();
-        log("info", `${kind} answered`, { id, answer: kind === "permission" ? "once" : "reject" });
-        return;
-      } catch (err) {
-        log("warn", `${kind} answer failed`, { id, attempt, error: errMsg(err) });
-        await sleep(backoff.next(), this.stop.signal);
-      }
-    }
   }
 
   /* ------------------------------------------------------------ commands */
@@ -317,6 +305,12 @@ export class Relay {
       }
       case "abort": {
         if (this.sessionId && !this.opencodeExited) await this.oc.abort(this.sessionId);
+        this.state.update({ lastAppliedSeq: cmd.seq });
+        await this.ackCommand(cmd.seq);
+        return;
+      }
+      case "answer": {
+        if (cmd.answer && !this.opencodeExited) await applyAnswer(this.oc, cmd.answer, cmd.seq);
         this.state.update({ lastAppliedSeq: cmd.seq });
         await this.ackCommand(cmd.seq);
         return;

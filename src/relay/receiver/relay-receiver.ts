@@ -11,12 +11,24 @@ import type { RunStore } from "../../runs/run-store.ts";
 import { num, text } from "../../events/safe.ts";
 import { tokenMatches } from "../../runs/tokens.ts";
 import { advanceDigest, countEvents } from "../../events/digest-store.ts";
-import { type CommandBatch, DEFAULT_MAX_EVENT_BYTES, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
+import { type CommandBatch, type RelayCommand, DEFAULT_MAX_EVENT_BYTES, type EventAck, type EventBatch, type Heartbeat, RELAY_EVENT } from "../protocol.ts";
 import { truncateEventData } from "../truncate.ts";
 import { recordRelayIngest } from "../../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../../ops/tracing.ts";
 
 const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
+
+/** A stored input as the relay's command: a prompt, or an answer (its text is the answer as JSON, see answers.ts). */
+function toCommand(i: { seq: number; kind: string; text: string | null }): RelayCommand {
+  if (i.kind === "answer") {
+    try {
+      return { seq: i.seq, kind: "answer", answer: JSON.parse(i.text ?? "") as RelayCommand["answer"] };
+    } catch {
+      return { seq: i.seq, kind: "answer" }; // unreadable: the relay skips it
+    }
+  }
+  return { seq: i.seq, kind: "prompt", text: i.text ?? "" };
+}
 /** A batch may reach this far past the contiguous seq; further is refused (nothing is stored). */
 export const MAX_SEQ_AHEAD = 10_000;
 
@@ -177,8 +189,8 @@ export class RelayReceiver {
   async commands(run: Run, after: number, waitMs: number, signal?: AbortSignal): Promise<CommandBatch> {
     const deadline = Date.now() + Math.min(Math.max(waitMs, 0), 30_000);
     for (;;) {
-      const prompts = await this.store.promptsAfter(run.id, after);
-      if (prompts.length) return { commands: prompts.map((p) => ({ seq: p.seq, kind: "prompt" as const, text: p.text ?? "" })) };
+      const inputs = await this.store.relayInputsAfter(run.id, after);
+      if (inputs.length) return { commands: inputs.map(toCommand) };
       const current = await this.store.get(run.id);
       if (!current || !RELAY_STATUSES.has(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
       const left = deadline - Date.now();

@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { answerQuestion } from "../../runs/answers.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError, type RunService } from "../../runs/run-service.ts";
 import type { Run } from "../../db/schema.ts";
@@ -29,6 +30,13 @@ const CreateRun = z.object({
   createdBy: z.string().max(200).optional(),
   /** Where the request came from: the CLI says so; anything else is the API. */
   source: z.enum(["api", "cli"]).optional(),
+});
+const Answer = z.object({
+  questionId: z.string().max(200).optional(),
+  answer: z.string().max(2000).optional(),
+  answers: z.array(z.union([z.string().max(2000), z.array(z.string().max(2000)).max(10)])).max(5).optional(),
+  approve: z.boolean().optional(),
+  author: z.string().max(200).optional(),
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
 const ListQuery = z.object({
@@ -147,6 +155,14 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
     const run = await service.followUp(req.params.id, { text: body.text, author: body.author ?? "api", source: "api" }).catch(toHttp);
     reply.code(202);
     return { id: run.id, status: run.status };
+  });
+
+  /** A person's answer to the agent's question or approval ask (the oldest open one when no questionId). */
+  app.post<{ Params: { id: string } }>("/runs/:id/answers", async (req, reply) => {
+    const body = parse(Answer, req.body);
+    const done = await answerQuestion(store, req.params.id, body.questionId ?? null, body, { author: body.author ?? "api", source: "api" }).catch(toHttp);
+    reply.code(202);
+    return { id: req.params.id, questionId: done.question.id, answered: done.summary };
   });
 
   app.post<{ Params: { id: string } }>("/runs/:id/stop", async (req, reply) => {
