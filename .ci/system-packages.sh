@@ -16,3 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   rm -rf /var/lib/apt/lists/*
 fi
+# pasta opens /dev/net/tun as the sandboxes' unprivileged uid. Its usual mode is 0666 (udev, Docker's --device);
+# some machines create it 0600, root only, and every sandbox network then fails. Put the usual mode back.
+if [ -c /dev/net/tun ] && [ "$(id -u)" = 0 ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  echo "making /dev/net/tun usable by unprivileged users (mode 0666, its usual mode)"
+  chmod 0666 /dev/net/tun
+fi

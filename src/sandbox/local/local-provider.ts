@@ -218,7 +218,10 @@ export class LocalSandboxProvider implements SandboxProvider {
       "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", netns,
     ];
     const r = await runHelper(argv);
-    if (r.code !== 0) throw new SandboxError(`pasta could not give the sandbox a network (${r.stderr || `exit ${r.code}`}); install passt or set LOCAL_SANDBOX_NETWORK=none`, "unavailable");
+    if (r.code !== 0) {
+      const tun = /tun/i.test(r.stderr) ? `; /dev/net/tun must be readable and writable by the sandbox's uid ${this.sandboxUid} (its usual mode is 0666: \`chmod 0666 /dev/net/tun\`; in Docker, --device /dev/net/tun)` : "";
+      throw new SandboxError(`pasta could not give the sandbox a network (${r.stderr || `exit ${r.code}`})${tun}; install passt or set LOCAL_SANDBOX_NETWORK=none`, "unavailable");
+    }
     // pasta runs on in the background; find it by the namespace it serves (no pid file in a folder the sandbox's uid could reach).
     rec.pastaPid = findProcessByArg(netns, this.sandboxUid);
   }
