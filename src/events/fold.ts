@@ -6,7 +6,7 @@
  * Pure, never throws on any JSON, and bounded: the timeline keeps its newest TIMELINE_MAX items.
  */
 import { RELAY_EVENT } from "../relay/protocol.ts";
-import { type PendingQuestion, questionFromEvent, questionLine, settledId, withQuestion } from "./questions.ts";
+import { type PendingQuestion, questionFromEvent, questionLine, QUESTIONS_MAX, type SettledQuestion, settle, settledId, withQuestion } from "./questions.ts";
 import { num, obj, own, text } from "./safe.ts";
 import { describeTool, explainError, firstLine, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
 
@@ -33,13 +33,15 @@ export interface FoldState {
   toolCalls: number;
   /** The agent's questions and approval asks waiting for a person (questions.ts). */
   questions: PendingQuestion[];
+  /** The last questions settled, newest last (surfaces edit their question messages to say how). */
+  settled: SettledQuestion[];
 }
 
 const zeroUsage = (): Usage => ({ input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 });
 const TOOL_STATUSES = new Set(["pending", "running", "completed", "error"]);
 
 export function emptyFold(): FoldState {
-  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0, questions: [] };
+  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0, questions: [], settled: [] };
 }
 
 /** A stored state read back from the database (or anything else): a usable state, never a throw. */
@@ -48,6 +50,7 @@ export function loadFold(x: unknown): FoldState {
   if (s.v !== 1 || !Array.isArray(s.timeline)) return emptyFold();
   const state = { ...emptyFold(), ...(s as unknown as FoldState) };
   if (!Array.isArray(state.questions)) state.questions = [];
+  if (!Array.isArray(state.settled)) state.settled = [];
   return state;
 }
 
@@ -210,7 +213,9 @@ export function fold(state: FoldState, events: Iterable<StoredEvent>): FoldState
       case RELAY_EVENT.agentIdle:
         s.busy = false;
         s.current = null;
-        s.questions = []; // an idle session waits on nobody
+        // An idle session waits on nobody: whatever was still asked ended with the turn.
+        s.settled = [...s.settled, ...s.questions.map((q) => settle(q, "question.rejected", {}))].slice(-QUESTIONS_MAX);
+        s.questions = [];
         break;
       case "question.asked":
       case "permission.asked": {
@@ -228,8 +233,9 @@ export function fold(state: FoldState, events: Iterable<StoredEvent>): FoldState
         const q = s.questions.find((x) => x.id === id);
         if (!q) break;
         s.questions = s.questions.filter((x) => x !== q);
-        const answers = Array.isArray(d.answers) ? d.answers.map((a) => (Array.isArray(a) ? a.map((x) => text(x)).join(", ") : text(a))).join("; ") : "";
-        const how = e.type === "question.rejected" ? "Question dismissed" : e.type === "permission.replied" ? (text(d.reply) === "reject" ? "Rejected" : "Approved") : `Answered: ${firstLine(answers, 200)}`;
+        const done = settle(q, e.type, d);
+        s.settled = [...s.settled, done].slice(-QUESTIONS_MAX);
+        const how = done.answer ? `${done.how}: ${firstLine(done.answer, 200)}` : done.how;
         push({ kind: "status", seq, at, text: how });
         break;
       }
@@ -269,6 +275,7 @@ export function digestOf(s: FoldState): RunDigest {
     lastSeq: s.lastSeq,
     timelineDropped: s.timelineDropped,
     questions: s.questions,
+    settledQuestions: s.settled,
   };
 }
 

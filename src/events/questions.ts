@@ -91,6 +91,22 @@ export function questionFromEvent(type: string, data: unknown, seq: number, at: 
   return null;
 }
 
+/** A question that was answered (or given up, dismissed): kept briefly so surfaces can say how it ended. */
+export interface SettledQuestion {
+  id: string;
+  question: string;
+  how: "Answered" | "Approved" | "Rejected" | "Dismissed";
+  answer: string;
+}
+
+/** How an event settled `q`, for people. */
+export function settle(q: PendingQuestion, type: string, data: unknown): SettledQuestion {
+  const d = obj(data);
+  const answers = Array.isArray(d.answers) ? d.answers.map((a) => (Array.isArray(a) ? a.map((x) => text(x)).join(", ") : text(a))).join("; ") : "";
+  const how = type === "question.rejected" ? "Dismissed" : type === "permission.replied" ? (text(d.reply) === "reject" ? "Rejected" : "Approved") : "Answered";
+  return { id: q.id, question: q.kind === "permission" ? `Approval: ${q.action ?? ""}` : (q.items[0]?.question ?? ""), how, answer: how === "Answered" ? cut(answers, 300) : "" };
+}
+
 /** The request id an event settles (replied, rejected), if it is one. */
 export function settledId(type: string, data: unknown): string | null {
   if (type !== "question.replied" && type !== "question.rejected" && type !== "permission.replied") return null;

@@ -4,7 +4,7 @@
  * through these pure functions, so "what happened" is decided in one place. The fold itself is in fold.ts.
  * Every field of an event was written by the agent: read them with safe.ts, never as trusted shapes.
  */
-import type { PendingQuestion } from "./questions.ts";
+import type { PendingQuestion, SettledQuestion } from "./questions.ts";
 import { lookup, obj, own, text } from "./safe.ts";
 
 export interface StoredEvent {
@@ -69,6 +69,8 @@ export interface RunDigest {
   timelineDropped: number;
   /** The agent's questions and approval asks waiting for a person, oldest first. */
   questions: PendingQuestion[];
+  /** The last questions settled (answered, given up, approved, rejected), newest last. */
+  settledQuestions: SettledQuestion[];
 }
 
 export const firstLine = (s: unknown, n = 160) => {

@@ -23,6 +23,7 @@ const emptyDigest = (over: Partial<RunDigest> = {}): RunDigest => ({
   lastSeq: 0,
   timelineDropped: 0,
   questions: [],
+  settledQuestions: [],
   ...over,
 });
 

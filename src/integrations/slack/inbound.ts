@@ -1,6 +1,7 @@
 /**
  * Slack messages in: a mention (or a DM) starts a run in a thread; a reply in that thread steers or continues
- * it; `stop` / `cancel` cancels it; `status` answers where it is. Every delivery is deduplicated on the
+ * it; `stop` / `cancel` cancels it; `status` answers where it is; while the agent waits on a question, a reply (or
+ * one of the question's buttons) answers it. Every delivery is deduplicated on the
  * envelope's `event_id` and on channel + ts (Slack retries; a mention that also arrives as a `message`).
  */
 import { eq, sql } from "drizzle-orm";
@@ -17,7 +18,9 @@ import { runView } from "../../runs/run-view.ts";
 import { isTerminal } from "../../runs/state-machine.ts";
 import { askRepoText, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
-import type { SlackRef } from "./notifier.ts";
+import { type SlackRef, slackRef } from "./notifier.ts";
+import { decodeAnswer } from "./questions.ts";
+import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { chooseRepo, parseMessage, type ParsedMessage } from "./parse.ts";
 
 /** One message event, normalised from `app_mention` or `message`. */
@@ -198,6 +201,18 @@ export class SlackInbound {
     }
     if (!parsed.text) return;
     const author = await this.authorName(m.user);
+    // The agent asked something here: a reply answers its oldest open question (words of one's own).
+    if (run.status === "running" && (await openQuestions(service.store, run.id)).length) {
+      try {
+        const done = await answerQuestion(service.store, run.id, null, { answer: parsed.text }, { author, source: SOURCE });
+        log.info({ user: m.user, questionId: done.question.id }, "question answered from a Slack reply");
+        await this.react(m.channel, m.ts, "ballot_box_with_check");
+      } catch (e) {
+        if (!(e instanceof RunInputError)) throw e;
+        await this.reply(m.channel, thread, `That didn't answer the agent's question: ${e.message}.`);
+      }
+      return;
+    }
     if (!isTerminal(run.status)) {
       try {
         await service.followUp(run.id, { text: parsed.text, author, source: SOURCE });
@@ -215,6 +230,31 @@ export class SlackInbound {
     const next = continuationOf(fresh);
     const prompt = next.onBranch ? continuationPrompt(fresh, result.summary ?? null, parsed.text) : parsed.text;
     await this.startRun(m, parsed, thread, claimed, { repo: parsed.repo ?? fresh.repo, prompt, ref: next.ref, branch: next.branch });
+  }
+
+  /** A click on one of a question's buttons (questions.ts): answers it, for this conversation's run only. */
+  async onAnswerButton(click: { value: unknown; user?: string; channel?: string; workspace?: string; userTeam?: string; threadTs?: string }): Promise<void> {
+    const v = decodeAnswer(click.value);
+    if (!v || !click.channel) return;
+    const thread = click.threadTs;
+    const tell = async (text: string) => {
+      if (!click.user) return;
+      await this.o.client.chat.postEphemeral({ channel: click.channel!, user: click.user, text, ...(thread ? { thread_ts: thread } : {}) }).catch((e) => this.o.log.warn({ err: (e as Error).message }, "could not answer in Slack"));
+    };
+    const refusal = this.o.policy ? slackRefusal({ user: click.user, channel: click.channel, workspace: click.workspace, userTeam: click.userTeam }, this.o.policy) : click.user ? null : "I only take answers from people.";
+    if (refusal) return tell(refusal);
+    const { service } = this.o.deckhand;
+    const run = await service.store.get(v.r);
+    const ref = run ? slackRef(run) : null;
+    // A button only answers the run of the conversation it was posted in.
+    if (!run || !ref || ref.channel !== click.channel || (thread && ref.threadTs !== thread)) return tell("This button does not belong to a run in this conversation.");
+    try {
+      const done = await answerQuestion(service.store, run.id, v.q, { answer: v.a }, { author: await this.authorName(click.user), source: SOURCE });
+      runLog(this.o.log, run.id).info({ user: click.user, questionId: done.question.id }, "question answered with a Slack button");
+    } catch (e) {
+      if (!(e instanceof RunInputError)) throw e;
+      await tell(e.message);
+    }
   }
 
   /** A reply with `repo=<name>` in a thread where we asked which repo to use. */

@@ -14,6 +14,7 @@ import { guardSlackRequests } from "./guard.ts";
 import { type Incoming, SlackInbound } from "./inbound.ts";
 import { slackMessageText } from "./message-text.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
+import { ANSWER_ACTION } from "./questions.ts";
 
 export const EVENTS_PATH = "/slack/events";
 
@@ -110,6 +111,14 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     const text = slackMessageText(e);
     const m = incoming(e, body, { channelType: e.channel_type, mentioned: !!context.botUserId && text.includes(`<@${context.botUserId}`) });
     enqueue(m, context.botUserId);
+  });
+
+  // A question's buttons (questions.ts): acknowledged at once, answered in the bounded queue like messages.
+  app.action(new RegExp(`^${ANSWER_ACTION}_`), async ({ ack, body, action }) => {
+    await ack();
+    const b = body as unknown as { user?: { id?: string; team_id?: string }; team?: { id?: string }; channel?: { id?: string }; message?: { ts?: string; thread_ts?: string } };
+    const click = { value: (action as { value?: unknown }).value, user: b.user?.id, channel: b.channel?.id, workspace: b.team?.id, userTeam: b.user?.team_id ?? b.team?.id, threadTs: b.message?.thread_ts ?? b.message?.ts };
+    if (!work.push(() => inbound.onAnswerButton(click).catch((e) => log.error({ err: (e as Error).message }, "answering from a Slack button failed")))) log.error("Slack answer dropped: the inbound queue is full");
   });
 
   app.error(async (err) => {

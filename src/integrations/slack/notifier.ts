@@ -15,6 +15,7 @@ import type { Notification, Run } from "../../db/schema.ts";
 import type { OutboxMessage, Plan, PlanInput, SendContext, SurfaceNotifier } from "../../notify/notifier.ts";
 import { RetryLater } from "../../notify/notifier.ts";
 import { endContent, finalContent, type SlackContent, statusContent } from "./messages.ts";
+import { questionContent, settledContent } from "./questions.ts";
 
 export const SURFACE = "slack";
 export const METADATA_EVENT = "deckhand_message";
@@ -54,7 +55,7 @@ const hashOf = (c: SlackContent, extra = "") =>
  * A "turn" is one working period; its number is the run's `deliveredInputSeq` when it began (0 for the first,
  * the delivered input seq for a continuation after idle), remembered in the surface state while it works.
  */
-export function planSlack({ run, view, state }: PlanInput): Plan {
+export function planSlack({ run, view, digest, state }: PlanInput): Plan {
   const ref = slackRef(run);
   if (!ref) return { messages: [] };
   const thread = `slack:${ref.channel}:${ref.threadTs}`;
@@ -95,6 +96,18 @@ export function planSlack({ run, view, state }: PlanInput): Plan {
         payload: { ...where, turn, ...content },
       });
     }
+  }
+  // The agent's questions: one message each, with buttons; edited to say how it was settled.
+  if (run.status === "running") {
+    for (const q of view.questions) {
+      messages.push({ dedupeKey: `${base}:question:${q.id}`, orderingKey: thread, kind: "question", payload: { ...where, questionId: q.id, ...questionContent(run.id, q) } });
+    }
+  }
+  for (const sq of digest.settledQuestions ?? []) {
+    const ts = state[`q:${sq.id}`];
+    if (typeof ts !== "string" || state[`qdone:${sq.id}`]) continue;
+    next[`qdone:${sq.id}`] = true;
+    messages.push({ dedupeKey: `${base}:question:${sq.id}:settled`, orderingKey: thread, kind: "question_settled", payload: { ...where, ts, ...settledContent(sq) } });
   }
   if (run.status === "idle") {
     messages.push({ dedupeKey: `${base}:final:${run.deliveredInputSeq}`, orderingKey: thread, kind: "final", role: "final", payload: { ...where, ...finalContent(view) } });
@@ -162,7 +175,7 @@ export interface SlackNotifierOptions {
   minIntervalMs?: number;
 }
 
-type Payload = { channel: string; threadTs: string; text: string; blocks?: unknown[]; turn?: number; ts?: string; add?: string[]; remove?: string[] };
+type Payload = { channel: string; threadTs: string; text: string; blocks?: unknown[]; turn?: number; ts?: string; add?: string[]; remove?: string[]; questionId?: string };
 
 export class SlackNotifier implements SurfaceNotifier {
   readonly surface = SURFACE;
@@ -199,6 +212,14 @@ export class SlackNotifier implements SurfaceNotifier {
       case "end":
       case "reply":
         return { ts: await this.postOnce(message, ctx, p) };
+      case "question": {
+        const ts = await this.postOnce(message, ctx, p);
+        if (message.runId) await ctx.setState(message.runId, { [`q:${p.questionId}`]: ts });
+        return { ts };
+      }
+      case "question_settled":
+        await this.withBlocksFallback("chat.update", (blocks) => this.o.client.chat.update({ channel: p.channel, ts: p.ts!, text: p.text, ...(blocks ? { blocks } : {}) } as never), p.blocks);
+        return { ts: p.ts };
       case "react":
         await this.react(p);
         return {};
