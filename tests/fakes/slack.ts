@@ -1144,3 +1144,49 @@ export async function postSlackEvent(
 export function slackBotEnv(fake: FakeSlack, signingSecret: string): Record<string, string> {
   return { SLACK_SIGNING_SECRET: signingSecret, SLACK_BOT_TOKEN: fake.token, SLACK_API_URL: fake.apiUrl, SLACK_BOT_ID: fake.botId, SLACK_BOT_USER_ID: fake.botUserId };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Interactivity (inbound): block_actions, as Slack posts them to the app's Request URL
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A `block_actions` payload for a click on a button of a bot message, in Slack's shape (user, team, channel,
+ * container, the message with its blocks, actions[], response_url).
+ */
+export function blockActionsPayload(o: {
+  user?: string;
+  teamId?: string;
+  channel: string;
+  message: { ts: string; thread_ts?: string; text?: string; blocks?: any[] };
+  button: { action_id: string; block_id?: string; value: string; text?: string };
+}): any {
+  const teamId = o.teamId ?? DEFAULT_TEAM_ID;
+  const user = o.user ?? DEFAULT_USER_ID;
+  return {
+    type: "block_actions",
+    user: { id: user, username: "ada", name: "ada", team_id: teamId },
+    api_app_id: DEFAULT_APP_ID,
+    token: DEFAULT_VERIFICATION_TOKEN,
+    container: { type: "message", message_ts: o.message.ts, channel_id: o.channel, is_ephemeral: false, ...(o.message.thread_ts ? { thread_ts: o.message.thread_ts } : {}) },
+    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+    team: { id: teamId, domain: DEFAULT_TEAM_DOMAIN },
+    enterprise: null,
+    is_enterprise_install: false,
+    channel: { id: o.channel, name: "project" },
+    message: { type: "message", user: DEFAULT_BOT_USER_ID, bot_id: DEFAULT_BOT_ID, text: o.message.text ?? "", ts: o.message.ts, ...(o.message.thread_ts ? { thread_ts: o.message.thread_ts } : {}), blocks: o.message.blocks ?? [] },
+    state: { values: {} },
+    response_url: `https://hooks.slack.com/actions/${teamId}/1/${randomBytes(12).toString("hex")}`,
+    actions: [{ type: "button", action_id: o.button.action_id, block_id: o.button.block_id ?? "b", text: { type: "plain_text", text: o.button.text ?? "", emoji: true }, value: o.button.value, action_ts: `${Math.floor(Date.now() / 1000)}.000100` }],
+  };
+}
+
+/** Posts an interactivity payload as Slack does: form-encoded `payload=<json>`, signed like events. */
+export async function postSlackAction(url: string, signingSecret: string, payload: any): Promise<{ status: number; body: string }> {
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", "user-agent": "Slackbot 1.0 (+https://api.slack.com/robots)", ...signSlackRequest(signingSecret, body) },
+    body,
+  });
+  return { status: res.status, body: await res.text() };
+}

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deliveries, runs } from "../../src/db/schema.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
-import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv } from "../fakes/slack.ts";
+import { blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackAction, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv } from "../fakes/slack.ts";
 import { freshPostgres, makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
@@ -25,6 +25,15 @@ function scriptedModel() {
     const first = req.userTexts[0] ?? "";
     // A continuation in a new run carries the earlier context; the file is named after the new request.
     const last = (req.userTexts.at(-1) ?? "").split("New request: ").at(-1)!;
+    // "ASK ...": the agent asks which name (OpenCode's question tool), then writes answer-<what it was told>.txt.
+    const lastResult = req.toolResults.at(-1);
+    if (req.lastRole === "tool" && lastResult?.name === "question") {
+      const told = /"="([^"]*)"/.exec(lastResult.content)?.[1] ?? "none";
+      return { toolCalls: [{ name: "write", arguments: { filePath: `answer-${told.replace(/[^a-z]+/gi, "-").toLowerCase()}.txt`, content: `${told}\n` } }] };
+    }
+    if (req.lastRole === "user" && /^ASK\b/.test(last)) {
+      return { toolCalls: [{ name: "question", arguments: { questions: [{ question: "Which name? <!channel>", header: "Name", options: [{ label: "alpha", description: "first" }, { label: "beta", description: "second" }] }] } }] };
+    }
     if (req.lastRole === "tool") {
       const wrote = req.toolResults.length;
       if (/^Please plan first/.test(first) && wrote === 1) return { toolCalls: [{ name: "write", arguments: { filePath: "hello.txt", content: "hello\n" } }] };
@@ -194,7 +203,7 @@ describe(`Slack end to end (${database})`, () => {
     expect(repo.git(["show", `${done.branch}:now-add-more.txt`])).toBe("now add more");
   }, 150_000);
 
-  it("a thread reply steers the working run (same OpenCode session); status answers; a reply after idle continues it", async () => {
+  it("a thread reply steers the working run (same OpenCode session); status answers; a reply after idle continues it; the agent's questions are answered with a button and in words", async () => {
     model.reset();
     const env = mention(CHANNEL, "HOLD write first.txt");
     expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
@@ -235,7 +244,51 @@ describe(`Slack end to end (${database})`, () => {
     expect(again.status).toBe("idle");
     expect(again.branch).toBe(idle.branch);
     expect((await runFor(CHANNEL, env.event.ts)).length).toBe(1);
-  }, 150_000);
+
+    // The agent asks in the thread: a button per option; a click answers it; the message then says how.
+    const ask = message(CHANNEL, "ASK for a name", { thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, ask)).status).toBe(200);
+    const [q] = await waitPosted(CHANNEL, env.event.ts, /:question:[^:]+$/);
+    const asked = fake.messages.get(`${CHANNEL}:${q!.ts}`)!;
+    expect(blocksText(asked)).toContain("Which name? &lt;!channel&gt;"); // the agent's words, inert
+    const buttons = asked.blocks!.find((b: any) => b.type === "actions").elements;
+    expect(buttons.map((b: any) => b.text.text)).toEqual(["alpha", "beta"]);
+    const beta = buttons[1];
+    const click = (user?: string, channel = CHANNEL) =>
+      postSlackAction(url, SECRET, blockActionsPayload({ user, channel, message: { ts: q!.ts, thread_ts: env.event.ts, blocks: asked.blocks }, button: { action_id: beta.action_id, value: beta.value, text: "beta" } }));
+    // The same button replayed from another conversation answers nothing there.
+    expect((await click(undefined, "C0ELSEWHERE")).status).toBe(200);
+    await fake.waitFor(() => fake.ephemerals.some((e) => e.channel === "C0ELSEWHERE" && /does not belong/.test(e.text)));
+    expect((await click()).status).toBe(200);
+    const finals3 = async () => posted(CHANNEL, env.event.ts, /:final:/);
+    const end3 = Date.now() + 90_000;
+    while ((await finals3()).length < 3 && Date.now() < end3) await sleep(200);
+    expect(blocksText((await finals3())[2]!)).toContain("answer-beta.txt");
+    // A second click after the answer: told so, privately; nothing else happens.
+    expect((await click()).status).toBe(200);
+    await fake.waitFor(() => fake.ephemerals.some((e) => e.channel === CHANNEL && /not waiting for an answer|is idle/.test(e.text)));
+    // The question's message was edited: how it was answered, no buttons left.
+    const settled = fake.messages.get(`${CHANNEL}:${q!.ts}`)!;
+    expect(blocksText(settled)).toContain("Answered: beta");
+    expect(settled.blocks!.some((b: any) => b.type === "actions")).toBe(false);
+
+    // Asked again, answered in words in the thread.
+    const ask2 = message(CHANNEL, "ASK once more", { thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, ask2)).status).toBe(200);
+    const end4 = Date.now() + 90_000;
+    while (posted(CHANNEL, env.event.ts, /:question:[^:]+$/).length < 2 && Date.now() < end4) await sleep(100);
+    const words = message(CHANNEL, "Gamma Ray", { thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, words)).status).toBe(200);
+    while ((await finals3()).length < 4 && Date.now() < end4) await sleep(200);
+    expect(blocksText((await finals3())[3]!)).toContain("answer-gamma-ray.txt");
+    const inputs2 = await srv.deckhand.store.inputs(run.id);
+    expect(inputs2.filter((i) => i.kind === "answer").map((i) => [JSON.parse(i.text!).answers, i.source])).toEqual([
+      [[["beta"]], "slack"],
+      [[["Gamma Ray"]], "slack"],
+    ]);
+    const sessions = new Set((await srv.api("GET", `/api/runs/${run.id}`)).body.events.map((e: any) => e.data?.sessionID).filter(Boolean));
+    expect(sessions.size).toBe(1);
+  }, 240_000);
 
   it("`stop` in a DM thread cancels the run: a Cancelled message and ❌", async () => {
     model.reset();
