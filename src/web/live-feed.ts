@@ -77,6 +77,7 @@ export abstract class Feed<V, W extends Viewer> {
   private again = false;
   private failures = 0;
   private disposed = false;
+  private lastRefreshAt = 0;
 
   constructor(protected readonly o: FeedOptions) {}
 
@@ -103,8 +104,11 @@ export abstract class Feed<V, W extends Viewer> {
     await this.refresh();
   }
 
-  /** Something may have changed: refresh after the debounce. */
-  schedule(delayMs = this.o.debounceMs): void {
+  /**
+   * Something may have changed: refresh at once after a quiet spell, else when the debounce window since the last
+   * refresh is over (a burst of changes costs one refresh per window).
+   */
+  schedule(delayMs = Math.max(0, this.lastRefreshAt + this.o.debounceMs - Date.now())): void {
     if (this.timer || this.disposed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -144,6 +148,7 @@ export abstract class Feed<V, W extends Viewer> {
 
   private async doRefresh(): Promise<void> {
     if (this.disposed) return;
+    this.lastRefreshAt = Date.now();
     let prev: { n: number; key: string; value: V } | null = this.current;
     try {
       const c = await this.check();
