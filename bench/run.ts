@@ -206,6 +206,12 @@ results.ingest = await benchIngest();
 // Large runs and many viewers (issue #15): ingest with the fold, page render and SSE p99, RSS (bench/events.ts).
 const events = await import("./events.ts").catch(() => null);
 if (events?.benchEvents && process.env.BENCH_SKIP_EVENTS !== "1") results.events = await events.benchEvents();
+// Live pages (issue #15): 10,000 events, 50 SSE viewers; page render, event → all viewers, renders per event, RSS.
+const live = await import("./live.ts").catch(() => null);
+if (live?.benchLive && process.env.BENCH_SKIP_LIVE !== "1") {
+  results.live = await live.benchLive();
+  live.writeLiveResults(results.live as Record<string, unknown>);
+}
 const e2b = await import("./e2b.ts").catch(() => null);
 if (e2b?.benchE2B) results.e2b = await e2b.benchE2B();
 const gateway = await import("./gateway.ts").catch(() => null);

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from "./log/logger.ts";
 import { Outbox } from "./notify/outbox.ts";
 import { RelayReceiver } from "./relay/receiver/relay-receiver.ts";
 import type { ResultPublisher } from "./runs/deliver.ts";
+import { describeBreaker } from "./runs/circuit-breaker.ts";
 import { queueStatus } from "./runs/queue.ts";
 import { HostHeartbeat, resolveHostId } from "./runs/hosts.ts";
 import { Reconciler } from "./runs/reconciler.ts";
@@ -161,7 +162,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     queueStatus(database.db, run, {
       maxConcurrent: config.MAX_CONCURRENT_RUNS,
       repoMax: config.REPO_MAX_CONCURRENT_RUNS,
-      providerNote: () => reconciler.breaker.describe(provider.name),
+      providerNote: () => reconciler.breaker.describe(),
     });
   const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf, maxBackoffMs: config.NOTIFY_MAX_BACKOFF_SECONDS * 1000 });
 
@@ -223,15 +224,16 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
       if (await gate.failed(req, reply)) return reply;
       return { ok: true };
     }
-    const breaker = reconciler.breaker.status();
+    const status = await reconciler.breaker.status();
+    const { mayTry: _, ...breaker } = status;
     return {
       ok: true,
       database: database.kind,
       sandbox: provider.name,
       isolated: provider.isolated,
       model: config.model?.id ?? null,
-      // The sandbox provider's circuit breaker: "open" means no new sandboxes are created for now.
-      sandboxBreaker: { ...breaker, message: reconciler.breaker.describe(provider.name) },
+      // The sandbox provider's circuit breaker (one row shared by every process): "open" means no new sandboxes.
+      sandboxBreaker: { ...breaker, message: describeBreaker(status, provider.name) },
     };
   });
   let draining = false;

@@ -7,6 +7,11 @@
 
 const MAX_AGENT_CHARS = 20_000;
 
+/** How every surface labels the agent's words: "The agent's summary" (its own words, not checked by Deckhand). */
+export function agentAttribution(what = "summary"): { label: string; note: string } {
+  return { label: `The agent's ${what}`, note: "its own words, not checked by Deckhand" };
+}
+
 /** Markdown with the agent's mentions, links and images made inert (shown as code, not followed or loaded). */
 export function neutralizeAgentMarkdown(text: string): string {
   let s = text.slice(0, MAX_AGENT_CHARS);
@@ -36,5 +41,6 @@ export function quoteAgent(text: string, what = "summary"): string {
     .map((l) => `> ${l}`)
     .join("\n");
   const cut = text.trim().length > MAX_AGENT_CHARS ? `\n\n… (${what} shortened; the full text is on the run page)` : "";
-  return `**The agent's ${what}** (its own words, not checked by Deckhand):\n\n${quoted}${cut}`;
+  const { label, note } = agentAttribution(what);
+  return `**${label}** (${note}):\n\n${quoted}${cut}`;
 }

@@ -41,6 +41,24 @@ const modelTokens = new Counter({
 });
 const modelCost = new Counter({ name: "deckhand_model_cost_usd_total", help: "Model cost in US dollars", labelNames: ["model"], registers: [processRegistry] });
 
+const liveRenders = new Counter({
+  name: "deckhand_live_renders_total",
+  help: "Live page fragments rendered (kind run: one run's regions, once per change, shared by all its viewers; kind list: the runs list)",
+  labelNames: ["kind"],
+  registers: [processRegistry],
+});
+const liveUnchanged = new Counter({
+  name: "deckhand_live_unchanged_total",
+  help: "Live page wake-ups that found nothing new: nothing rendered, nothing sent",
+  labelNames: ["kind"],
+  registers: [processRegistry],
+});
+
+/** A live feed rendered its fragment (`rendered`) or found nothing new to render. */
+export function recordLiveRefresh(kind: "run" | "list", rendered: boolean): void {
+  (rendered ? liveRenders : liveUnchanged).inc({ kind });
+}
+
 export function observeProvisioning(seconds: number): void {
   provisioning.observe(seconds);
 }
@@ -81,8 +99,8 @@ export function recordModelUsage(u: ModelUsage): void {
 
 const BREAKER_VALUE: Record<BreakerStatus["state"], number> = { closed: 0, half_open: 1, open: 2 };
 
-/** Gauges read from the database (and this process's breaker) at scrape time. One per server instance. */
-export function createMetrics(deps: { db: Db; breaker: () => BreakerStatus; provider: string; role: string }) {
+/** Gauges read from the database (the provider breaker's shared row included) at scrape time. One per server instance. */
+export function createMetrics(deps: { db: Db; breaker: () => Promise<BreakerStatus>; provider: string; role: string }) {
   const registry = new Registry();
   const rows = async <T>(q: ReturnType<typeof sql>): Promise<T[]> => {
     const r = (await deps.db.execute(q as never)) as unknown as { rows?: T[] } | T[];
@@ -128,11 +146,11 @@ export function createMetrics(deps: { db: Db; breaker: () => BreakerStatus; prov
   });
   new Gauge({
     name: "deckhand_sandbox_breaker_state",
-    help: "The sandbox provider's circuit breaker in this process: 0 closed, 1 half-open, 2 open (no new sandboxes)",
+    help: "The sandbox provider's circuit breaker (shared by every process): 0 closed, 1 half-open, 2 open (no new sandboxes)",
     labelNames: ["provider"],
     registers: [registry],
-    collect() {
-      this.set({ provider: deps.provider }, BREAKER_VALUE[deps.breaker().state]);
+    async collect() {
+      this.set({ provider: deps.provider }, BREAKER_VALUE[(await deps.breaker()).state]);
     },
   });
   new Gauge({ name: "deckhand_process_info", help: "This process's role", labelNames: ["role"], registers: [registry] }).set({ role: deps.role }, 1);

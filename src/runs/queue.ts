@@ -51,8 +51,8 @@ export function describeQueue(f: QueueFacts): QueueStatus {
 export interface QueueLimits {
   maxConcurrent: number;
   repoMax?: number | null;
-  /** The provider breaker's words, when open. */
-  providerNote?: () => string | null;
+  /** The provider breaker's words, when open (read from the shared breaker row). */
+  providerNote?: () => Promise<string | null> | string | null;
 }
 
 /** The queue status of a queued run; null for any other status. */
@@ -71,6 +71,6 @@ export async function queueStatus(db: Db, run: Pick<Run, "id" | "status" | "repo
     limit: limits.maxConcurrent,
     repoLimit: limits.repoMax ?? null,
     repo: run.repo,
-    providerNote: limits.providerNote?.() ?? null,
+    providerNote: (await limits.providerNote?.()) ?? null,
   });
 }

@@ -11,10 +11,10 @@ import type { Db } from "../db/database.ts";
 import { type Run, runInputs, runs } from "../db/schema.ts";
 import { type Logger, runLog } from "../log/logger.ts";
 import { SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
-import { CircuitBreaker } from "./circuit-breaker.ts";
 import { type Action, decideNext } from "./decide.ts";
 import { collectAndPush, type DeliverDeps } from "./deliver.ts";
 import type { HostHeartbeat } from "./hosts.ts";
+import { ProviderBreaker } from "./provider-breaker.ts";
 import { afterFailure, backoffDelayMs } from "./retry.ts";
 import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
 import type { RunBus } from "./run-bus.ts";
@@ -51,10 +51,11 @@ export class Reconciler {
   private stopped = false;
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Stops new sandboxes while the provider keeps failing (shown in /healthz and to queued runs). */
-  readonly breaker: CircuitBreaker;
+  readonly breaker: ProviderBreaker;
 
   constructor(private readonly deps: ReconcilerDeps) {
-    this.breaker = new CircuitBreaker(deps.config.PROVIDER_BREAKER_THRESHOLD, deps.config.PROVIDER_BREAKER_COOLDOWN_SECONDS * 1000);
+    const c = deps.config;
+    this.breaker = new ProviderBreaker(deps.db, deps.provider.name, { threshold: c.PROVIDER_BREAKER_THRESHOLD, cooldownMs: c.PROVIDER_BREAKER_COOLDOWN_SECONDS * 1000, trialMs: c.PROVISION_TIMEOUT_SECONDS * 1000 }, deps.log);
   }
 
   start(): void {
@@ -131,7 +132,7 @@ export class Reconciler {
       const action = decideNext(run, { now, limits: this.limits, lastPromptSeq: lastBy.get(run.id) ?? 0, publicUrl: this.deps.config.PUBLIC_URL, hosts });
       if (action.kind === "none") continue;
       // A retry of an abandoned provisioning is a new sandbox too: not while the breaker is open.
-      if (action.kind === "provision" && !this.breaker.allow()) continue;
+      if (action.kind === "provision" && !(await this.breaker.allow())) continue;
       this.launch(run, action);
     }
   }
@@ -148,8 +149,7 @@ export class Reconciler {
   /** Claim the oldest queued run if there is capacity: serialised across processes by an advisory lock. */
   private async claimQueued(): Promise<boolean> {
     const { db, config } = this.deps;
-    const trial = this.breaker.status().state !== "closed";
-    if (!this.breaker.allow()) return false;
+    if (!(await this.breaker.allow())) return false;
     const repoMax = config.REPO_MAX_CONCURRENT_RUNS;
     const claimed = await db.transaction(async (tx) => {
       await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
@@ -183,7 +183,7 @@ export class Reconciler {
       return row ?? null;
     });
     if (!claimed) {
-      if (trial) this.breaker.neutral();
+      await this.breaker.neutral();
       return false;
     }
     await this.deps.bus.changed(claimed.id);
@@ -193,10 +193,9 @@ export class Reconciler {
 
   /** A sandbox could not be created: count it; when the breaker opens, tell the waiting runs' surfaces. */
   private async providerFailed(message: string): Promise<void> {
-    const wasClosed = this.breaker.status().state === "closed";
-    this.breaker.failure(message);
-    if (wasClosed && this.breaker.status().state !== "closed") {
-      this.deps.log.error({ provider: this.deps.provider.name, failures: this.breaker.status().consecutiveFailures, err: message }, "sandbox provider circuit breaker opened: no new sandboxes for a while");
+    const { opened, status } = await this.breaker.failure(message);
+    if (opened) {
+      this.deps.log.error({ provider: this.deps.provider.name, failures: status.consecutiveFailures, err: message }, "sandbox provider circuit breaker opened: no new sandboxes for a while");
       for (const q of await this.deps.store.byStatus(["queued"])) await this.deps.bus.changed(q.id);
     }
   }
@@ -254,7 +253,7 @@ export class Reconciler {
         await this.releaseLease(run.id).catch(() => {});
       }
     })().finally(() => {
-      if (action.kind === "provision") this.breaker.neutral(); // frees a half-open trial however the try ended
+      if (action.kind === "provision") void this.breaker.neutral(); // frees a half-open trial however the try ended
       this.inFlight.delete(run.id);
       this.kick();
     });
@@ -315,7 +314,7 @@ export class Reconciler {
             provision(fresh, { ...this.deps.provision, log, hostId: this.deps.hosts?.hostId }),
           );
           observeProvisioning((performance.now() - startedAt) / 1000);
-          this.breaker.success();
+          await this.breaker.success();
           return;
         } catch (e) {
           stillHeld();
@@ -327,7 +326,7 @@ export class Reconciler {
                 : new ProvisionError((e as Error).message, "provision_error", true);
           log.warn({ code: pe.code, retryable: pe.retryable, attempt: attempts, err: pe.message }, "provisioning failed");
           if (pe.code.startsWith("sandbox_")) await this.providerFailed(pe.message);
-          else this.breaker.neutral();
+          else await this.breaker.neutral();
           if (pe.retryable && attempts < this.deps.config.PROVISION_MAX_ATTEMPTS) {
             await destroyRunSandboxes(provider, run.id, log).catch(() => 0);
             const at = new Date(Date.now() + backoffDelayMs(attempts, { baseMs: 2000, capMs: 30_000, jitter: 0 }));

@@ -11,6 +11,7 @@ import { esc } from "./html.ts";
 import { summarizeDiff } from "./diff-summary.ts";
 import { assetUrl, shell } from "./layout.ts";
 import { plainPhase, plainStatus } from "../runs/plain-status.ts";
+import { agentAttribution } from "../integrations/agent-words.ts";
 
 /** A running sandbox that has not sent a heartbeat for this long is shown as quiet (the watchdog decides what to do). */
 export const STALE_HEARTBEAT_MS = 60_000;
@@ -98,10 +99,17 @@ ${usage ? `<div><dt>Usage</dt><dd>${esc(usage)}</dd></div>` : ""}
 ${liveness}`;
 }
 
+/** The agent's summary, shown as the agent's words: attributed and quoted, as on every other surface (agent-words.ts). */
+export function renderAgentSummary(summary: string): string {
+  const { label, note } = agentAttribution("summary");
+  return `<figure class="agent-words"><figcaption><b>${esc(label)}</b> <span class="muted">(${esc(note)}):</span></figcaption><blockquote class="text">${esc(summary)}</blockquote></figure>`;
+}
+
 export function renderResult(v: RunPageView): string {
   const r = v.result as RunResultShape | null;
   if (!r) return `<p class="muted">${isTerminal(v.status) ? "No result: the run ended before the agent finished." : "The result appears here when the agent is done."}</p>`;
-  return `${r.summary ? `<div class="text">${esc(r.summary)}</div>` : `<p class="muted">The agent left no summary.</p>`}
+  const summary = typeof r.summary === "string" ? r.summary.trim() : "";
+  return `${summary ? renderAgentSummary(summary) : `<p class="muted">The agent left no summary.</p>`}
 ${r.pushError ? `<p class="error">The branch could not be pushed: ${esc(r.pushError)}</p>` : ""}
 ${r.filesChanged?.length ? `<ul class="files">${r.filesChanged.map((f) => `<li><code>${esc(f.path)}</code> <span class="add">+${f.additions}</span> <span class="del">−${f.deletions}</span></li>`).join("")}</ul>` : `<p class="muted">No files changed.</p>`}`;
 }

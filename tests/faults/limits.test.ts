@@ -1,6 +1,7 @@
 /**
  * Limits and respawn loops: a failing sandbox provider (the fake E2B answering 500) makes provisioning retry a
- * bounded number of times, opens the circuit breaker (said in /healthz and to waiting Linear users), and every
+ * bounded number of times, opens the circuit breaker (said in /healthz and to waiting Linear users; on Postgres a
+ * second server on the same database, which saw no failure, says the same in its /healthz and metrics), and every
  * run still ends, failed with the reason. Per-repo concurrency queues a run with its position on the run view and
  * in Linear, and starts it only when its repo has room.
  */
@@ -23,6 +24,8 @@ describe(`a provider that keeps failing (${database})`, () => {
   let linear: FakeLinear;
   let slack: FakeSlack;
   let srv: TestServer;
+  /** On Postgres: a second server (HTTP only) on the same database; it must tell the same breaker story. */
+  let other: TestServer | null = null;
 
   beforeAll(async () => {
     e2b = await startFakeE2B();
@@ -30,26 +33,26 @@ describe(`a provider that keeps failing (${database})`, () => {
     linear = await startFakeLinear();
     linear.addTeam(TEAM);
     slack = await startFakeSlack();
-    srv = await startTestServer({
-      database,
-      env: {
-        ...slackEnv(slack),
-        SANDBOX_PROVIDER: "e2b",
-        E2B_API_KEY: e2b.apiKey,
-        E2B_API_URL: e2b.apiUrl,
-        E2B_SANDBOX_URL: e2b.sandboxUrl,
-        OPENCODE_BIN: opencodeBinary(),
-        MAX_CONCURRENT_RUNS: "1",
-        PROVISION_MAX_ATTEMPTS: "2",
-        PROVIDER_BREAKER_THRESHOLD: "3",
-        PROVIDER_BREAKER_COOLDOWN_SECONDS: "4",
-        ...linearEnv(linear),
-      },
-    });
+    const env = {
+      SANDBOX_PROVIDER: "e2b",
+      E2B_API_KEY: e2b.apiKey,
+      E2B_API_URL: e2b.apiUrl,
+      E2B_SANDBOX_URL: e2b.sandboxUrl,
+      OPENCODE_BIN: opencodeBinary(),
+      MAX_CONCURRENT_RUNS: "1",
+      PROVISION_MAX_ATTEMPTS: "2",
+      PROVIDER_BREAKER_THRESHOLD: "3",
+      PROVIDER_BREAKER_COOLDOWN_SECONDS: "4",
+    };
+    srv = await startTestServer({ database, env: { ...env, ...slackEnv(slack), ...linearEnv(linear) } });
     await mountLinear(srv.deckhand);
     await mountSlack(srv.deckhand);
+    if (database === "postgres") {
+      other = await startTestServer({ databaseUrl: srv.deckhand.config.DATABASE_URL, noReconciler: true, env: { ...env, DECKHAND_ROLE: "web" } });
+    }
   });
   afterAll(async () => {
+    await other?.close();
     await srv?.close();
     await e2b?.close();
     await linear?.close();
@@ -83,6 +86,16 @@ describe(`a provider that keeps failing (${database})`, () => {
     expect(health.status).toBe(200);
     if (health.body.sandboxBreaker.state === "open") {
       expect(health.body.sandboxBreaker.message).toMatch(/New sandboxes are paused/);
+      if (other) {
+        // The other server saw no failure itself: it reads the same breaker row, so it says the same.
+        const asked = Date.now();
+        const theirs = (await other.api("GET", "/healthz")).body.sandboxBreaker;
+        const retryAt = new Date(health.body.sandboxBreaker.retryAt).getTime();
+        expect(theirs).toMatchObject({ retryAt: health.body.sandboxBreaker.retryAt, lastError: health.body.sandboxBreaker.lastError, message: expect.stringMatching(/^New sandboxes are paused: the e2b sandbox provider failed \d+ times in a row/) });
+        if (asked < retryAt - 100) expect(theirs.state).toBe("open");
+        const metrics = await (await fetch(`${other.url}/metrics`, { headers: { authorization: `Bearer ${other.deckhand.apiToken}` } })).text();
+        expect(metrics).toMatch(/deckhand_sandbox_breaker_state\{provider="e2b"\} [12]/);
+      }
       const before = creates();
       const untilRetry = new Date(health.body.sandboxBreaker.retryAt).getTime() - Date.now();
       await sleep(Math.max(0, Math.min(untilRetry - 300, 3000)));

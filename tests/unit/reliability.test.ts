@@ -1,38 +1,31 @@
 import { describe, expect, it } from "vitest";
-import { CircuitBreaker } from "../../src/runs/circuit-breaker.ts";
+import { type BreakerRow, describeBreaker, evaluateBreaker, justOpened } from "../../src/runs/circuit-breaker.ts";
 import { describeQueue } from "../../src/runs/queue.ts";
 import { slackRequestProblem } from "../../src/integrations/slack/guard.ts";
 
-describe("provider circuit breaker", () => {
-  it("opens after the threshold of failures in a row, lets one trial through after the cool-down, closes on success", () => {
-    const b = new CircuitBreaker(3, 10_000);
-    b.failure("500", 0);
-    b.failure("500", 1);
-    expect(b.allow(2)).toBe(true);
-    expect(b.status(2).state).toBe("closed");
-    b.failure("E2B is down", 3);
-    expect(b.status(4)).toMatchObject({ state: "open", consecutiveFailures: 3, lastError: "E2B is down" });
-    expect(b.allow(5_000)).toBe(false);
-    expect(b.describe("e2b", 5_000)).toMatch(/^New sandboxes are paused: the e2b sandbox provider failed 3 times in a row \(last: E2B is down\)\. Trying again at /);
-    expect(b.allow(10_003)).toBe(true); // the trial
-    expect(b.allow(10_004)).toBe(false); // only one at a time
-    b.failure("still down", 10_005);
-    expect(b.allow(15_000)).toBe(false); // open again for another cool-down
-    expect(b.allow(20_006)).toBe(true);
-    b.success();
-    expect(b.status().state).toBe("closed");
-    expect(b.describe("e2b")).toBeNull();
+describe("provider circuit breaker (pure evaluation of its shared row)", () => {
+  const cfg = { threshold: 3, cooldownMs: 10_000 };
+  const at = (ms: number) => new Date(ms);
+  const row = (o: Partial<BreakerRow> = {}): BreakerRow => ({ consecutiveFailures: 0, lastError: null, openedAt: null, trialUntil: null, ...o });
+
+  it("closed without a row or below the threshold; open for the cool-down; then half-open with one trial at a time", () => {
+    expect(evaluateBreaker(null, at(0), cfg)).toEqual({ state: "closed", consecutiveFailures: 0, lastError: null, retryAt: null, mayTry: true });
+    expect(evaluateBreaker(row({ consecutiveFailures: 2, lastError: "500" }), at(5), cfg)).toMatchObject({ state: "closed", consecutiveFailures: 2, mayTry: true });
+    const opened = row({ consecutiveFailures: 3, lastError: "E2B is down", openedAt: at(1_000) });
+    const open = evaluateBreaker(opened, at(5_000), cfg);
+    expect(open).toMatchObject({ state: "open", consecutiveFailures: 3, lastError: "E2B is down", retryAt: at(11_000).toISOString(), mayTry: false });
+    expect(describeBreaker(open, "e2b")).toMatch(/^New sandboxes are paused: the e2b sandbox provider failed 3 times in a row \(last: E2B is down\)\. Trying again at 00:00:11 UTC\.$/);
+    expect(evaluateBreaker(opened, at(11_000), cfg)).toMatchObject({ state: "half_open", mayTry: true });
+    expect(describeBreaker(evaluateBreaker(opened, at(11_000), cfg), "e2b")).toMatch(/Trying again now\.$/);
+    // A trial in flight holds the slot until it ends or its time is up (a process that died mid-trial).
+    const trial = { ...opened, trialUntil: at(20_000) };
+    expect(evaluateBreaker(trial, at(12_000), cfg)).toMatchObject({ state: "half_open", mayTry: false });
+    expect(evaluateBreaker(trial, at(20_000), cfg)).toMatchObject({ state: "half_open", mayTry: true });
+    expect(describeBreaker(evaluateBreaker(row({ consecutiveFailures: 1 }), at(0), cfg), "e2b")).toBeNull();
   });
-  it("a success resets the count; a neutral end frees the trial", () => {
-    const b = new CircuitBreaker(2, 1000);
-    b.failure("x", 0);
-    b.success();
-    b.failure("x", 1);
-    expect(b.status(2).state).toBe("closed");
-    b.failure("x", 2);
-    expect(b.allow(1003)).toBe(true);
-    b.neutral();
-    expect(b.allow(1004)).toBe(true);
+
+  it("exactly the failure that reaches the threshold opens it (once, whichever process counted it)", () => {
+    expect([1, 2, 3, 4, 5].map((n) => justOpened(n, cfg))).toEqual([false, false, true, false, false]);
   });
 });
 

@@ -148,6 +148,19 @@ describe("the run page", () => {
     expect(link).not.toMatch(/<script>(?!<\/script>)/); // no inline script (the CSP forbids it)
   });
 
+  it("the Result section shows the agent's summary as the agent's words: attributed, quoted, escaped", () => {
+    const summary = "Fixed it <img src=x onerror=alert(1)>.\nPing @everyone, see [docs](https://evil.example)";
+    const v = { ...runView(run({ status: "idle", result: { summary, filesChanged: [{ path: "a.ts", additions: 1, deletions: 0 }], pushed: true } }), digest([]), "https://d/r/tok", T0), timeline: [] };
+    const result = runRegions(v, T0).result;
+    expect(result).toContain("<figcaption><b>The agent&#39;s summary</b> <span class=\"muted\">(its own words, not checked by Deckhand):</span></figcaption>");
+    const quote = /<blockquote class="text">([\s\S]*?)<\/blockquote>/.exec(result)![1];
+    expect(quote).toBe("Fixed it &lt;img src=x onerror=alert(1)&gt;.\nPing @everyone, see [docs](https://evil.example)");
+    expect(result).not.toContain("<img");
+    expect(renderRunPage(v, null, { base: "/r/tok", now: T0 })).toContain(result);
+    const none = { ...v, result: { summary: "  ", filesChanged: [] } };
+    expect(runRegions(none, T0).result).toContain("The agent left no summary.");
+  });
+
   it("the live regions are the page's own pieces", () => {
     const events = [toolEvent(1, "running"), { seq: 2, type: "todo.updated", at: T0, data: { todos: [{ content: "Write <tests>", status: "in_progress" }] } }];
     const v = { ...runView(run(), digest(events), "https://d/r/tok", T0), timeline: digest(events).timeline };

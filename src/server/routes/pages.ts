@@ -1,7 +1,8 @@
 /**
  * The web dashboard: the runs list (`/`), a run (`/runs/<id>` signed in, `/r/<pageToken>` through its read-only
- * link), live updates over server-sent events fed by the RunBus, the diff and its patch, and the follow-up / stop /
- * revoke-link actions (session + CSRF token; they go through RunService exactly like a Slack or Linear reply).
+ * link), live updates over server-sent events (web/live-stream.ts: one renderer per run, its frames fanned out to
+ * every viewer), the diff and its patch, and the follow-up / stop / revoke-link actions (session + CSRF token;
+ * they go through RunService exactly like a Slack or Linear reply).
  *
  * Three encapsulated plugins, each with its own guard in `onRequest`: public (assets, sign-in), signed in (the
  * list, `/runs/...`, actions, sign-out; a session row must exist) and per-run link pages (`/r/<token>/...`: the
@@ -15,17 +16,16 @@ import type { Logger } from "../../log/logger.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import { MAX_PROMPT_CHARS, type RunService } from "../../runs/run-service.ts";
 import { viewOf } from "../../runs/run-view.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
 import { randomToken, safeEqual } from "../../runs/tokens.ts";
 import { asset } from "../../web/assets.ts";
-import { diffFormat, diffKey, type DiffFormat } from "../../web/diff-view.ts";
+import { diffFormat } from "../../web/diff-view.ts";
 import { ACTIVE_STATUSES, SOURCES, STATUSES } from "../../web/format.ts";
-import { renderDiffSection, renderRunPage, runRegions } from "../../web/run-page.ts";
-import { type ListFilters, type ListRow, renderLogin, renderRows, renderRunsList } from "../../web/runs-list.ts";
+import { renderRunPage } from "../../web/run-page.ts";
+import { type ListFilters, type ListRow, renderLogin, renderRunsList } from "../../web/runs-list.ts";
 import { clearSessionCookie, csrfMatches, csrfToken, hasControlChars, safeNext, sessionCookie, type WebSession } from "../../web/session.ts";
 import type { SessionStore } from "../../web/session-store.ts";
 import type { FailureGate } from "../guards.ts";
-import { LiveLimits } from "../../web/live-limits.ts";
+import { LiveStreams } from "../../web/live-stream.ts";
 import { HttpError } from "../http-errors.ts";
 import { renderDoctorPage } from "../../web/doctor-page.ts";
 import type { CheckResult } from "../../ops/doctor.ts";
@@ -87,7 +87,6 @@ function listFilters(q: Record<string, string | undefined>): ListFilters {
 export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   const { service, bus } = deps;
   const store = service.store;
-  const live = new LiveLimits(deps.live?.perRun ?? 50, deps.live?.total ?? 500);
   const secret = deps.sessions.secret;
   const secure = deps.publicUrl.startsWith("https:");
   const publicHost = (() => {
@@ -167,47 +166,25 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     const view = await fullView(run);
     return html(req, reply, renderRunPage(view, run.diff, { base, format: diffFormat(req.query.view), fullDiff: req.query.full === "1", ...(s ? { csrf: csrfToken(s, secret), user: s.name } : {}) }));
   };
+  const live = new LiveStreams({
+    bus,
+    log: deps.log ?? (app.log as unknown as Logger),
+    load: (id) => store.get(id),
+    view: fullView,
+    listRows,
+    perRun: deps.live?.perRun ?? 50,
+    total: deps.live?.total ?? 500,
+  });
+  app.addHook("onClose", async () => live.close());
+  /** How a run page's stream draws the diff, and which diff the page already has. */
+  const streamView = (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => ({
+    format: diffFormat(req.query.view),
+    full: req.query.full === "1",
+    diffKey: typeof req.query.diff === "string" ? req.query.diff.slice(0, 64) : "",
+  });
   const patch = (run: Run, reply: FastifyReply) => {
     reply.header("cache-control", "no-store").header("content-disposition", `attachment; filename="${run.id}.patch"`).header("x-content-type-options", "nosniff").type("text/x-diff; charset=utf-8");
     return run.diff ?? "";
-  };
-
-  /** The live stream of one run: the page's regions, re-rendered on every change; timeline items only when they changed. */
-  const runStream = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, first: Run, base: string, reload: () => Promise<Run | null>) => {
-    const format: DiffFormat = diffFormat(req.query.view);
-    const full = req.query.full === "1";
-    const sent = new Map<string, string>();
-    const sentRegions = new Map<string, string>();
-    let lastStatus = "";
-    let lastDiff = typeof req.query.diff === "string" ? req.query.diff : "";
-    await stream(
-      req,
-      reply,
-      first.id,
-      150,
-      (id) => id === first.id,
-      async () => {
-        const run = await reload();
-        if (!run) return { events: [["gone", {}]], end: true };
-        const { timeline: items, status, ...regions } = runRegions(await fullView(run));
-        // Only what changed since the last message: timeline items, page regions, the diff.
-        const timeline = items.filter((t) => sent.get(t.id) !== t.html);
-        for (const t of timeline) sent.set(t.id, t.html);
-        const changed: Record<string, string> = {};
-        for (const [k, html] of Object.entries(regions)) {
-          if (sentRegions.get(k) !== html) changed[k] = html;
-          sentRegions.set(k, html);
-        }
-        const key = diffKey(run.diff);
-        const diff = key !== lastDiff ? renderDiffSection(run.diff, base, format, full) : undefined;
-        lastDiff = key;
-        const end = isTerminal(run.status);
-        const news = timeline.length > 0 || Object.keys(changed).length > 0 || diff !== undefined || status !== lastStatus;
-        lastStatus = status;
-        const update: [string, unknown][] = news ? [["update", { status, ...changed, timeline, diffKey: key, ...(diff !== undefined ? { diff } : {}) }]] : [];
-        return { events: [...update, ...(end ? [["end", {}] as [string, unknown]] : [])], end };
-      },
-    );
   };
 
   // ---- public: static files and signing in ----------------------------------------------------------------------
@@ -273,14 +250,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       return html(req, reply, renderRunsList(await listRows(f), f, { repos: service.repos.names(), csrf: csrfToken(s, secret), user: s.name }));
     });
     signed.get<{ Querystring: Record<string, string | undefined> }>("/events", async (req, reply) => {
-      const f = listFilters(req.query);
-      let lastRows = "";
-      await stream(req, reply, null, 400, () => true, async () => {
-        const rows = renderRows(await listRows(f));
-        if (rows === lastRows) return { events: [] };
-        lastRows = rows;
-        return { events: [["update", { rows }]] };
-      });
+      await live.list(reply, listFilters(req.query));
     });
 
     signed.get("/runs/:id", page, async (req: IdReq, reply) => runPage(req, reply, await runById(req.params.id), `/runs/${req.params.id}`, sessionOf(req)));
@@ -292,7 +262,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     signed.get("/runs/:id/diff.patch", async (req: IdReq, reply) => patch(await runById(req.params.id), reply));
     signed.get("/runs/:id/events", async (req: IdReq, reply) => {
       const run = await runById(req.params.id);
-      await runStream(req, reply, run, `/runs/${run.id}`, () => store.get(run.id));
+      await live.run(reply, run, { ...streamView(req), base: `/runs/${run.id}`, token: null });
     });
 
     // ---- actions: exactly what a Slack or Linear reply does ---------------------------------------------------
@@ -332,72 +302,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     linked.get("/r/:token", async (req: TokenReq, reply) => runPage(req, reply, tokenRun(req), `/r/${req.params.token}`, await deps.sessions.fromCookieHeader(req.headers.cookie)));
     linked.get("/r/:token/diff.patch", async (req: TokenReq, reply) => patch(tokenRun(req), reply));
     linked.get("/r/:token/events", async (req: TokenReq, reply) => {
-      const token = req.params.token;
-      // A revoked link stops streaming at the next change (the reload by token finds nothing).
-      await runStream(req, reply, tokenRun(req), `/r/${token}`, () => runByToken(token));
+      // A revoked link stops streaming at the next change (the feed compares the run's current token).
+      await live.run(reply, tokenRun(req), { ...streamView(req), base: `/r/${req.params.token}`, token: req.params.token });
     });
   });
-
-  /**
-   * Server-sent events: `produce` runs once at the start and again (debounced by `debounceMs`) whenever the bus says
-   * a watched run changed, and every 30 s (heartbeat staleness, elapsed time); `produce` sends only what changed.
-   * A comment line every 10 s keeps proxies from closing the stream. Ends when `produce` says so or the browser
-   * goes away. Connections are capped per run (`runId`) and in total: over the cap, 429 with a message.
-   */
-  async function stream(req: FastifyRequest, reply: FastifyReply, runId: string | null, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
-    const slot = live.acquire(runId);
-    if ("refused" in slot) throw new HttpError(429, slot.refused);
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no", connection: "keep-alive", "x-content-type-options": "nosniff" });
-    res.write("retry: 3000\n\n");
-    let closed = false;
-    let running = false;
-    let again = false;
-    let timer: NodeJS.Timeout | null = null;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      slot.release();
-      off();
-      clearInterval(ping);
-      clearInterval(refresh);
-      if (timer) clearTimeout(timer);
-      res.end();
-    };
-    const flush = async (): Promise<void> => {
-      if (closed) return;
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      try {
-        const out = await produce();
-        if (closed) return;
-        for (const [event, data] of out.events) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        if (out.end) close();
-      } catch (err) {
-        (deps.log ?? req.log).warn({ err }, "live update failed");
-      } finally {
-        running = false;
-      }
-      if (again && !closed) {
-        again = false;
-        schedule();
-      }
-    };
-    const schedule = () => {
-      if (timer || closed) return;
-      timer = setTimeout(() => {
-        timer = null;
-        void flush();
-      }, debounceMs);
-    };
-    const off = bus.onRun((id) => watch(id) && schedule());
-    const ping = setInterval(() => res.write(": ping\n\n"), 10_000);
-    const refresh = setInterval(schedule, 30_000);
-    res.on("close", close);
-    await flush();
-  }
 }
