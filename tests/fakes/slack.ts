@@ -537,6 +537,13 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
       };
     },
 
+    "views.publish": (args) => {
+      const user = need(args, "user_id", "invalid_arguments");
+      const view = typeof args.view === "string" ? JSON.parse(args.view) : args.view;
+      if (!view || view.type !== "home" || !Array.isArray(view.blocks)) throw new SlackError("invalid_arguments");
+      return { view: { id: slackId("V"), type: "home", blocks: view.blocks, user } };
+    },
+
     "conversations.open": (args) => {
       const u = str(args.users) ?? str(args.channel);
       if (!u) throw new SlackError("users_list_not_supplied");
@@ -1189,4 +1196,56 @@ export async function postSlackAction(url: string, signingSecret: string, payloa
     body,
   });
   return { status: res.status, body: await res.text() };
+}
+
+/** A slash command as Slack posts it: form-encoded fields, signed like events. */
+export async function postSlashCommand(
+  url: string,
+  signingSecret: string,
+  o: { command?: string; text: string; channel?: string; user?: string; teamId?: string },
+): Promise<{ status: number; body: string }> {
+  const teamId = o.teamId ?? DEFAULT_TEAM_ID;
+  const body = new URLSearchParams({
+    token: DEFAULT_VERIFICATION_TOKEN,
+    team_id: teamId,
+    team_domain: DEFAULT_TEAM_DOMAIN,
+    channel_id: o.channel ?? DEFAULT_CHANNEL,
+    channel_name: "project",
+    user_id: o.user ?? DEFAULT_USER_ID,
+    user_name: "ada",
+    command: o.command ?? "/deckhand",
+    text: o.text,
+    api_app_id: DEFAULT_APP_ID,
+    is_enterprise_install: "false",
+    response_url: `https://hooks.slack.com/commands/${teamId}/1/${randomBytes(12).toString("hex")}`,
+    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+  }).toString();
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(signingSecret, body) }, body });
+  return { status: res.status, body: await res.text() };
+}
+
+/** A message shortcut (`message_action`) payload: the message it was used on, who used it, where. */
+export function messageShortcutPayload(o: { callbackId: string; channel: string; message: { ts: string; text: string; user?: string; thread_ts?: string }; user?: string; teamId?: string }): any {
+  const teamId = o.teamId ?? DEFAULT_TEAM_ID;
+  return {
+    type: "message_action",
+    token: DEFAULT_VERIFICATION_TOKEN,
+    action_ts: `${Math.floor(Date.now() / 1000)}.000200`,
+    team: { id: teamId, domain: DEFAULT_TEAM_DOMAIN },
+    user: { id: o.user ?? DEFAULT_USER_ID, username: "ada", team_id: teamId, name: "ada" },
+    channel: { id: o.channel, name: "project" },
+    is_enterprise_install: false,
+    enterprise: null,
+    callback_id: o.callbackId,
+    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+    response_url: `https://hooks.slack.com/app/${teamId}/1/${randomBytes(12).toString("hex")}`,
+    message_ts: o.message.ts,
+    message: { type: "message", user: o.message.user ?? "U0OTHER001", ts: o.message.ts, text: o.message.text, ...(o.message.thread_ts ? { thread_ts: o.message.thread_ts } : {}), blocks: richTextBlocks(o.message.text) },
+  };
+}
+
+/** An `app_home_opened` event envelope. */
+export function appHomeOpenedEnvelope(o: { user?: string; teamId?: string }): any {
+  const ts = nextTs();
+  return envelope({ type: "app_home_opened", user: o.user ?? DEFAULT_USER_ID, channel: "D0HOME0001", tab: "home", event_ts: ts }, o);
 }

@@ -15,6 +15,7 @@ import { type Incoming, SlackInbound } from "./inbound.ts";
 import { slackMessageText } from "./message-text.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
 import { ANSWER_ACTION } from "./questions.ts";
+import { registerInteractivity } from "./interactive.ts";
 
 export const EVENTS_PATH = "/slack/events";
 
@@ -83,7 +84,8 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     if (!work.push(() => inbound.handle(m, botUserId))) log.error({ channel: m.channel, ts: m.ts }, "Slack event dropped: the inbound queue is full");
   };
   deckhand.onClose(() => work.close());
-  const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO, policy: { users: c.SLACK_ALLOWED_USERS, channels: c.SLACK_ALLOWED_CHANNELS, allowExternal: c.SLACK_ALLOW_EXTERNAL } });
+  const policy = { users: c.SLACK_ALLOWED_USERS, channels: c.SLACK_ALLOWED_CHANNELS, allowExternal: c.SLACK_ALLOW_EXTERNAL };
+  const inbound = new SlackInbound({ deckhand, client: app.client, log, channelRepos: c.SLACK_CHANNEL_REPOS, defaultRepo: c.DEFAULT_REPO, policy });
 
   /** The parts of a Slack message event that Deckhand reads. */
   const incoming = (e: Record<string, string | undefined>, body: unknown, extra: Pick<Incoming, "mentioned"> & Partial<Incoming>): Incoming => ({
@@ -120,6 +122,8 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
     const click = { value: (action as { value?: unknown }).value, user: b.user?.id, channel: b.channel?.id, workspace: b.team?.id, userTeam: b.user?.team_id ?? b.team?.id, threadTs: b.message?.thread_ts ?? b.message?.ts };
     if (!work.push(() => inbound.onAnswerButton(click).catch((e) => log.error({ err: (e as Error).message }, "answering from a Slack button failed")))) log.error("Slack answer dropped: the inbound queue is full");
   });
+
+  registerInteractivity(app, { deckhand, client: app.client, inbound, work, log, policy });
 
   app.error(async (err) => {
     log.error({ err: err.message, code: (err as { code?: string }).code }, "Slack event handling failed");

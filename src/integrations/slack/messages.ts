@@ -15,6 +15,9 @@ export interface SlackContent {
   blocks: Block[];
 }
 
+/** The Stop button on a run's status message (handled in interactive.ts). */
+export const STOP_ACTION = "deckhand_stop";
+
 /** Slack's limit for a section's text is 3000 characters; stay under it. */
 export const SECTION_MAX = 2900;
 /** How much of the agent's answer the final message shows before linking to the run page. */
@@ -240,6 +243,22 @@ export function statusContent(v: RunView, opts: { elapsed?: boolean } = {}): Sla
   const todos = todoLines(v);
   if (todos && (working || v.status === "idle")) blocks.push(section(todos.length > SECTION_MAX ? `${todos.slice(0, SECTION_MAX - 1)}…` : todos));
   const live = ["queued", "provisioning", "running"].includes(v.status);
+  if (live) {
+    blocks.push({
+      type: "actions",
+      block_id: "deckhand_run",
+      elements: [
+        {
+          type: "button",
+          action_id: STOP_ACTION,
+          text: { type: "plain_text", text: "Stop" },
+          style: "danger",
+          value: v.id,
+          confirm: { title: { type: "plain_text", text: "Stop this run?" }, text: { type: "plain_text", text: "The agent stops now; what it changed so far is not delivered." }, confirm: { type: "plain_text", text: "Stop" }, deny: { type: "plain_text", text: "Keep going" } },
+        },
+      ],
+    });
+  }
   blocks.push(
     context(
       `\`${escapeMrkdwn(v.repo)}\``,
