@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
+import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const SECRET = "slack-signing-secret-for-tests-0002";
@@ -107,6 +107,18 @@ describe("Slack interactivity", () => {
     await postSlackAction(url, SECRET, messageShortcutPayload({ callbackId: "send_to_deckhand", channel: CHANNEL, user: STRANGER, message: { ts: other, text: "Please also fix the footer" } }));
     await until("refusal in the thread", () => fake.threadMessages(CHANNEL, other).find((m) => /not on the list/.test(m.text)));
     expect((await srv.deckhand.store.list({ source: "slack", limit: 100 })).some((r) => /footer/.test(r.prompt))).toBe(false);
+  });
+
+  it("'which repo?' comes with a button per repo; a click starts the run with the thread's task there", async () => {
+    const env = mentionEnvelope({ text: "tidy up the README", channel: "C0NOREPO01", user: ADA, botUserId: fake.botUserId });
+    fake.seedMessage({ channel: "C0NOREPO01", text: env.event.text, ts: env.event.ts, user: ADA });
+    expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
+    const ask = await until("the question", () => fake.threadMessages("C0NOREPO01", env.event.ts).find((m) => m.user === fake.botUserId && /Which repo/.test(m.text)));
+    const button = ask.blocks!.find((b: any) => b.type === "actions").elements.find((e: any) => e.value === "demo");
+    expect(button).toBeTruthy();
+    expect((await postSlackAction(url, SECRET, blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } }))).status).toBe(200);
+    const run = await until("a run", async () => (await runsOf(ADA)).find((r) => /tidy up the README/.test(r.prompt)));
+    expect(run).toMatchObject({ repo: "demo", sourceRef: { channel: "C0NOREPO01", threadTs: env.event.ts } });
   });
 
   it("App Home lists the person's recent runs with their state and links", async () => {

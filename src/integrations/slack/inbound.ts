@@ -16,7 +16,7 @@ import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
 import { isTerminal } from "../../runs/state-machine.ts";
-import { askRepoText, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
+import { askRepoContent, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import { type SlackRef, slackRef } from "./notifier.ts";
 import { decodeAnswer } from "./questions.ts";
@@ -283,7 +283,8 @@ export class SlackInbound {
     const repo = chooseRepo(parsed, m.channel, this.o.channelRepos, this.o.defaultRepo);
     if (!repo) {
       await this.claim(keys.ask(m.channel, root));
-      return this.reply(m.channel, root, askRepoText(this.allowed()));
+      const ask = askRepoContent(this.allowed());
+      return this.reply(m.channel, root, ask.text, ask.blocks);
     }
     await this.startRun(m, parsed, root, claimed, { repo, prompt: parsed.text });
   }

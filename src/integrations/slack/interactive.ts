@@ -15,7 +15,7 @@ import { isTerminal } from "../../runs/state-machine.ts";
 import type { BoundedWork } from "../bounded-work.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import type { Incoming, SlackInbound } from "./inbound.ts";
-import { escapeMrkdwn, helpText, STOP_ACTION } from "./messages.ts";
+import { escapeMrkdwn, helpText, REPO_ACTION, STOP_ACTION } from "./messages.ts";
 import { slackMessageText } from "./message-text.ts";
 import { slackRef } from "./notifier.ts";
 
@@ -73,6 +73,20 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
       await service.stop(run.id, { author: w.user ?? null, source: "slack" });
       runLog(log, run.id).info({ user: w.user }, "stopped with the Slack button");
     });
+  });
+
+  // The "which repo?" picker: the choice answers the question as a reply in that thread would.
+  app.action(new RegExp(`^${REPO_ACTION}_`), async ({ ack, body, action }) => {
+    await ack();
+    const b = body as unknown as { user?: { id?: string; team_id?: string }; team?: { id?: string }; channel?: { id?: string }; message?: { ts?: string; thread_ts?: string } };
+    const a = action as { value?: unknown; selected_option?: { value?: unknown }; action_ts?: string };
+    const repo = String(a.selected_option?.value ?? a.value ?? "").slice(0, 200);
+    const w: Who = { user: b.user?.id, channel: b.channel?.id, workspace: b.team?.id, userTeam: b.user?.team_id ?? b.team?.id };
+    const root = b.message?.thread_ts ?? b.message?.ts;
+    if (!repo || !w.channel || !root) return;
+    // A click has no message ts of its own: the action's time stands in (deduplicates Slack's retries of it).
+    const ts = String(a.action_ts ?? Date.now() / 1000);
+    queue("repo picker", () => d.inbound.handle({ channel: w.channel!, ts, threadTs: root, user: w.user, workspace: w.workspace, userTeam: w.userTeam, text: repo, mentioned: false }, undefined));
   });
 
   // `/deckhand run|status|stop|help`: answered privately at once; `run` posts the request in the channel and the

@@ -338,6 +338,26 @@ export function askRepoText(allowed: string[]): string {
   return `Which repo should I work in? Reply in this thread with \`repo=<name>\` (or mention me again with it). Allowed: ${listRepos(allowed)}.`;
 }
 
+/** A repo picked from the "which repo?" question (handled in interactive.ts). */
+export const REPO_ACTION = "deckhand_repo";
+
+/** "Which repo?" with a picker: a button per repo (up to five) or a menu (up to 100), plus the typed way. */
+export function askRepoContent(allowed: string[]): SlackContent {
+  const text = askRepoText(allowed);
+  const blocks: Block[] = [section(escapeMrkdwn("Which repo should I work in?") + " Pick one, or reply in this thread with `repo=<name>`.")];
+  const names = allowed.slice(0, 100);
+  if (names.length && names.length <= 5) {
+    blocks.push({ type: "actions", block_id: "deckhand_repo", elements: names.map((n, i) => ({ type: "button", action_id: `${REPO_ACTION}_${i}`, text: { type: "plain_text", text: n.slice(0, 75) }, value: n })) });
+  } else if (names.length) {
+    blocks.push({
+      type: "actions",
+      block_id: "deckhand_repo",
+      elements: [{ type: "static_select", action_id: `${REPO_ACTION}_menu`, placeholder: { type: "plain_text", text: "Choose a repo" }, options: names.map((n) => ({ text: { type: "plain_text", text: n.slice(0, 75) }, value: n })) }],
+    });
+  }
+  return { text, blocks };
+}
+
 export function unknownRepoText(name: string, allowed: string[]): string {
   return `I can't work in \`${escapeMrkdwn(name)}\`: it is not one of the allowed repos (${listRepos(allowed)}). No run was started.`;
 }
