@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Run } from "../../src/db/schema.ts";
+import { installations, type Run } from "../../src/db/schema.ts";
 import { mountLinear } from "../../src/integrations/linear/index.ts";
 import { agentSessionCreatedPayload, agentSessionPromptedPayload, postLinearWebhook, startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
@@ -119,5 +119,28 @@ describe("Linear agent sessions: real-world shapes", () => {
     expect((await prompts(run!.id)).slice(1)).toEqual(["first note", "second note"]);
     // Each got its own acknowledgement in the session (their outbox keys differ).
     await until("two acks", () => activitiesOf(sessionId).filter((a) => /passing that to the agent/.test(a.content.body)).length === 2);
+  });
+
+  it("uninstalling the app drops the workspace's tokens and stops its runs with the reason; a forged revoke does nothing", async () => {
+    const issue = newIssue();
+    const sessionId = randomUUID();
+    fake.addSession({ id: sessionId, issueId: issue.id });
+    await postLinearWebhook(hook, SECRET, agentSessionCreatedPayload({ sessionId, issue: { id: issue.id, identifier: issue.identifier, title: issue.title, description: issue.description, teamId: issue.teamId }, ...ids() }));
+    const [run] = await until("a run", async () => ((await runsOf(sessionId)).length ? await runsOf(sessionId) : null));
+    const db = srv.deckhand.database.db;
+    await db.insert(installations).values({ surface: "linear", workspaceId: fake.organizationId, accessToken: "lin_oauth_revoked_soon", appUserId: fake.appUserId });
+    const revoke = (o: Record<string, unknown> = {}) => ({ type: "OAuthApp", action: "revoked", organizationId: fake.organizationId, oauthClientId: "client-1", webhookId: "wh-1", createdAt: new Date().toISOString(), webhookTimestamp: Date.now(), ...o });
+    // Unsigned: refused, nothing dropped.
+    expect((await postLinearWebhook(hook, SECRET, revoke(), { badSignature: true })).status).toBe(400);
+    expect(await db.select().from(installations)).toHaveLength(1);
+    expect((await srv.deckhand.store.get(run!.id))!.status).toBe("queued");
+
+    expect((await postLinearWebhook(hook, SECRET, revoke())).status).toBe(200);
+    const stopped = await until("stopped", async () => {
+      const r = await srv.deckhand.store.get(run!.id);
+      return r!.status === "cancelled" ? r : null;
+    });
+    expect(stopped.statusReason).toMatch(/uninstalled/);
+    expect(await db.select().from(installations)).toHaveLength(0);
   });
 });

@@ -8,6 +8,7 @@ import { assignedToBot, onIssueAssigned } from "./on-issue-assigned.ts";
 import { classifyComment, onCommentCreated } from "./on-comment-created.ts";
 import { onSessionCreated } from "./on-session-created.ts";
 import { onSessionPrompted } from "./on-session-prompted.ts";
+import { isAppRevoked, onAppRevoked } from "./on-app-revoked.ts";
 
 export interface Routed {
   /** What the delivery is about (the `linear-delivery` id is added by the caller). */
@@ -17,6 +18,10 @@ export interface Routed {
 }
 
 export async function routeWebhook(deps: LinearDeps, payload: any): Promise<Routed | null> {
+  // Uninstalled: dropped tokens and stopped runs, whatever the allowlist says.
+  if (isAppRevoked(payload, deps.config.LINEAR_CLIENT_ID)) {
+    return { keys: [`linear:revoked:${payload.organizationId}:${payload.webhookTimestamp ?? ""}`], what: "app uninstalled", work: () => onAppRevoked(deps, payload) };
+  }
   // Which workspaces may drive runs (allowlist.ts): a refused one gets one answer, nothing else.
   const refused = refuseDelivery(deps, payload);
   if (refused) return refused === "ignore" ? null : refused;
