@@ -108,6 +108,43 @@ describe("model gateway", () => {
     expect((await t.api("GET", "/api/usage", undefined, null)).status).toBe(401);
   });
 
+  it("forwards OpenAI Responses calls, streamed and not, byte for byte, and sums their usage exactly", async () => {
+    const { id, token } = await liveRun({ model: "m2" });
+    const from = model.usages.length;
+    const responses = (body: Record<string, unknown>) =>
+      fetch(`${t.url}/gateway/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ model: "whatever-the-agent-says", input: [{ role: "user", content: [{ type: "input_text", text: "hi there" }] }], ...body }),
+      });
+    const streamed = await responses({ stream: true });
+    expect(streamed.status).toBe(200);
+    expect(streamed.headers.get("content-type")).toMatch(/event-stream/);
+    const text = await streamed.text();
+    expect(text).toBe(model.answers.at(-1));
+    expect(text).toContain("event: response.completed");
+    const sent = model.requests.at(-1)!;
+    expect(sent).toMatchObject({ api: "responses", apiKey: "test-key", apiKeyHeader: "authorization", userTexts: ["hi there"] });
+    expect(sent.body.model).toBe("m2");
+    expect(sent.body.stream_options).toBeUndefined(); // chat completions only
+    const plain = await responses({ input: "a plain string input, a little longer" });
+    expect(plain.status).toBe(200);
+    expect(await plain.text()).toBe(model.answers.at(-1));
+
+    const reported = model.usages.slice(from);
+    expect(reported).toHaveLength(2);
+    const input = reported.reduce((a, u) => a + u.prompt_tokens, 0);
+    const cacheRead = reported.reduce((a, u) => a + (u.cache_read_tokens ?? 0), 0);
+    const output = reported.reduce((a, u) => a + u.completion_tokens, 0);
+    expect(cacheRead).toBeGreaterThan(0);
+    const run = await recorded(id, 2);
+    expect(run.usage).toMatchObject({ input, output, cacheRead, cacheWrite: 0 });
+    // m2: $100 / $200 per million, cache reads a tenth of the input price.
+    expect(run.usage.cost).toBeCloseTo((input * 100 + output * 200 + cacheRead * 10) / 1e6, 9);
+    // An OpenAI-kind server has no Anthropic route.
+    expect((await fetch(`${t.url}/gateway/v1/messages`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: "{}" })).status).toBe(404);
+  });
+
   it("refuses calls over the run's budget in plain words; budget=+5 in a follow-up lets the run continue", async () => {
     const { id, token } = await liveRun(); // model m: $1000 per million input tokens, budget $1
     await (await chat(token, { messages: [{ role: "user", content: "x".repeat(4000) }] })).text();
