@@ -44,40 +44,44 @@ export class UsageStore {
   }
 
   /**
-   * One request's usage: a row for the sums per person/repo/day, and the run's running totals, atomically.
-   * Returns the run's row as updated.
+   * One request's usage: a row for the sums per person/repo/day, and the run's running totals, atomically (one
+   * statement: the insert in a WITH, so one round trip). Returns the run's row as updated.
    */
   async record(run: Pick<Run, "id" | "createdBy" | "repo">, r: UsageRecord, now = new Date()): Promise<Run | null> {
     const u = r.usage;
-    return await this.db.transaction(async (tx) => {
-      await tx.insert(modelUsage).values({
-        runId: run.id,
-        person: run.createdBy,
-        repo: run.repo,
-        day: utcDay(now),
-        model: r.model,
-        status: r.status,
-        input: u.input,
-        output: u.output,
-        cacheRead: u.cacheRead,
-        cacheWrite: u.cacheWrite,
-        costMicros: r.costMicros,
-        durationMs: Math.round(r.durationMs),
-      });
-      const [updated] = await tx
-        .update(runs)
-        .set({
-          usageInput: sql`${runs.usageInput} + ${u.input}`,
-          usageOutput: sql`${runs.usageOutput} + ${u.output}`,
-          usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
-          usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
-          usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
-          modelRequests: sql`${runs.modelRequests} + 1`,
+    const row = this.db.$with("usage_row").as(
+      this.db
+        .insert(modelUsage)
+        .values({
+          runId: run.id,
+          person: run.createdBy,
+          repo: run.repo,
+          day: utcDay(now),
+          model: r.model,
+          status: r.status,
+          input: u.input,
+          output: u.output,
+          cacheRead: u.cacheRead,
+          cacheWrite: u.cacheWrite,
+          costMicros: r.costMicros,
+          durationMs: Math.round(r.durationMs),
         })
-        .where(eq(runs.id, run.id))
-        .returning();
-      return updated ?? null;
-    });
+        .returning({ runId: modelUsage.runId }),
+    );
+    const [updated] = await this.db
+      .with(row)
+      .update(runs)
+      .set({
+        usageInput: sql`${runs.usageInput} + ${u.input}`,
+        usageOutput: sql`${runs.usageOutput} + ${u.output}`,
+        usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
+        usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
+        usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
+        modelRequests: sql`${runs.modelRequests} + 1`,
+      })
+      .where(eq(runs.id, run.id))
+      .returning();
+    return updated ?? null;
   }
 
   /** Sums for a day (UTC), grouped by person, by repo, and in total. */
