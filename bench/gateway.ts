@@ -7,6 +7,7 @@
  * Alone: `npx tsx bench/gateway.ts` (writes bench/results/gateway.json); `npm run bench` includes it.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { hashToken, randomToken } from "../src/runs/tokens.ts";
@@ -41,6 +42,8 @@ async function timeStream(url: string, key: string): Promise<{ ttft: number; las
 }
 
 export async function benchGateway(reps = Number(process.env.BENCH_GATEWAY_REPS ?? 200)) {
+  // Everything runs in one process on a machine that may be busy: the load average says how far to trust a result.
+  const loadBefore = os.loadavg()[0]!;
   const model = await startModelServer();
   const srv = await startTestServer({ model, noReconciler: true, database: process.env.BENCH_GATEWAY_DB === "pglite" ? "pglite" : "postgres", env: { LOG_LEVEL: "warn" } });
   try {
@@ -78,6 +81,8 @@ export async function benchGateway(reps = Number(process.env.BENCH_GATEWAY_REPS 
     const lastAdded = { p50: round(pct(long.g.map((x) => x.last), 50) - pct(long.d.map((x) => x.last), 50)), p99: round(pct(long.g.map((x) => x.last), 99) - pct(long.d.map((x) => x.last), 99)) };
     return {
       repetitions: reps,
+      cpus: os.cpus().length,
+      loadAverage1m: { before: round(loadBefore), after: round(os.loadavg()[0]!) },
       directTtftMs: { p50: round(pct(short.d.map((x) => x.ttft), 50)), p99: round(pct(short.d.map((x) => x.ttft), 99)) },
       gatewayTtftMs: { p50: round(pct(short.g.map((x) => x.ttft), 50)), p99: round(pct(short.g.map((x) => x.ttft), 99)) },
       addedTtftMs: ttftAdded,

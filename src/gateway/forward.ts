@@ -2,9 +2,11 @@
  * Forwarding one model request to the provider with the real key, streaming the answer back chunk by chunk as it
  * arrives (a slow reader slows the upstream read: backpressure), tapping usage on the way. Retries 429/5xx only
  * before anything was sent to the agent. The upstream request is aborted when `signal` fires (client gone, run
- * stopped).
+ * stopped). Node's own http client with keep-alive agents (no Nagle): a model call costs no new connection, and
+ * far less CPU than fetch (bench/gateway.ts).
  */
-import type http from "node:http";
+import http from "node:http";
+import https from "node:https";
 import type { ModelConfig } from "../config/config.ts";
 import { retryDelay, type RetryPolicy } from "./retry.ts";
 import { UsageTap } from "./usage.ts";
@@ -55,22 +57,55 @@ export function providerError(kind: Upstream["kind"], status: number, message: s
   return { status, body: JSON.stringify(body) };
 }
 
-const redact = (s: string, key: string) => (key.length >= 4 ? s.split(key).join("***") : s);
+const agentOpts = { keepAlive: true, noDelay: true, maxSockets: 256, maxFreeSockets: 32 };
+const agents = { http: new http.Agent(agentOpts), https: new https.Agent(agentOpts) };
 
-async function writeChunk(res: http.ServerResponse, chunk: Uint8Array, signal: AbortSignal): Promise<void> {
-  if (res.write(chunk)) return;
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-    signal.addEventListener("abort", done, { once: true });
+/**
+ * POST to the provider; resolves with the response head (its body still to be read). A kept-alive connection the
+ * provider closed meanwhile is retried at once on a new one (the request never reached it).
+ */
+function post(url: URL, headers: Record<string, string>, body: string, signal: AbortSignal, fresh = false): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const mod = url.protocol === "https:" ? https : http;
+    const req = mod.request(url, {
+      method: "POST",
+      headers: { ...headers, "content-length": String(Buffer.byteLength(body)) },
+      agent: fresh ? false : url.protocol === "https:" ? agents.https : agents.http,
+      signal,
+    });
+    let answered = false;
+    req.on("response", (res) => {
+      answered = true;
+      resolve(res);
+    });
+    req.on("error", (e: NodeJS.ErrnoException) => {
+      if (answered) return; // the response stream reports it
+      if (req.reusedSocket && !fresh && !signal.aborted && (e.code === "ECONNRESET" || e.code === "EPIPE")) resolve(post(url, headers, body, signal, true));
+      else reject(e);
+    });
+    req.end(body);
   });
 }
+
+/** The body as text, at most `max` characters kept. */
+async function readText(res: http.IncomingMessage, max: number): Promise<string> {
+  let out = "";
+  res.setEncoding("utf8");
+  for await (const chunk of res) if (out.length < max) out += chunk as string;
+  return out.slice(0, max);
+}
+
+const discard = (res: http.IncomingMessage) => {
+  res.resume();
+  res.on("error", () => {});
+};
+
+const header = (res: http.IncomingMessage, name: string): string | null => {
+  const v = res.headers[name];
+  return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
+};
+
+const redact = (s: string, key: string) => (key.length >= 4 ? s.split(key).join("***") : s);
 
 export async function forward(opts: {
   upstream: Upstream;
@@ -83,73 +118,106 @@ export async function forward(opts: {
   retry: RetryPolicy;
 }): Promise<ForwardResult> {
   const { upstream: up, res, signal } = opts;
-  const url = `${up.baseURL}${opts.path}`;
+  const url = new URL(`${up.baseURL}${opts.path}`);
+  const headers = upstreamHeaders(up, opts.clientHeaders);
   let lastProblem = "";
   for (let attempt = 1; ; attempt++) {
-    let upstreamRes: Response;
+    let upstreamRes: http.IncomingMessage;
     try {
-      upstreamRes = await fetch(url, { method: "POST", headers: upstreamHeaders(up, opts.clientHeaders), body: opts.body, signal });
+      upstreamRes = await post(url, headers, opts.body, signal);
     } catch (e) {
       if (signal.aborted) return { status: 499, tap: null, bytes: 0, aborted: true };
-      lastProblem = `The model provider could not be reached (${redact(String((e as Error).cause ?? (e as Error).message), up.apiKey).slice(0, 200)})`;
+      const err = e as NodeJS.ErrnoException;
+      lastProblem = `The model provider could not be reached (${redact(err.code ? `${err.code}: ${err.message}` : String(err.message), up.apiKey).slice(0, 200)})`;
       const wait = retryDelay(0, null, attempt, opts.retry);
       if (wait !== null) {
         await sleep(wait, signal);
         continue;
       }
-      const err = providerError(up.kind, 502, lastProblem, "upstream_unreachable");
-      sendOnce(res, err.status, err.body);
-      return { status: 502, tap: null, bytes: err.body.length, aborted: false, problem: lastProblem };
+      const out = providerError(up.kind, 502, lastProblem, "upstream_unreachable");
+      sendOnce(res, out.status, out.body);
+      return { status: 502, tap: null, bytes: out.body.length, aborted: false, problem: lastProblem };
     }
+    const status = upstreamRes.statusCode ?? 502;
 
-    if (upstreamRes.status === 401 || upstreamRes.status === 403) {
-      await upstreamRes.body?.cancel().catch(() => {});
-      const msg = `The model provider rejected the API key configured on the Deckhand server (${up.keyName}, HTTP ${upstreamRes.status}); an admin must replace it`;
+    if (status === 401 || status === 403) {
+      upstreamRes.destroy();
+      const msg = `The model provider rejected the API key configured on the Deckhand server (${up.keyName}, HTTP ${status}); an admin must replace it`;
       const err = providerError(up.kind, 401, msg, "invalid_api_key");
       sendOnce(res, err.status, err.body);
       return { status: 401, tap: null, bytes: err.body.length, aborted: false, problem: msg };
     }
-    if (!upstreamRes.ok) {
-      const wait = retryDelay(upstreamRes.status, upstreamRes.headers.get("retry-after"), attempt, opts.retry);
+    if (status < 200 || status >= 300) {
+      const wait = retryDelay(status, header(upstreamRes, "retry-after"), attempt, opts.retry);
       if (wait !== null) {
-        await upstreamRes.body?.cancel().catch(() => {});
+        discard(upstreamRes);
         await sleep(wait, signal);
         if (signal.aborted) return { status: 499, tap: null, bytes: 0, aborted: true };
         continue;
       }
-      const text = redact((await upstreamRes.text().catch(() => "")).slice(0, 64 * 1024), up.apiKey);
-      res.writeHead(upstreamRes.status, { "content-type": upstreamRes.headers.get("content-type") ?? "application/json" });
+      const text = redact(await readText(upstreamRes, 64 * 1024).catch(() => ""), up.apiKey);
+      res.writeHead(status, { "content-type": header(upstreamRes, "content-type") ?? "application/json" });
       res.end(text);
-      return { status: upstreamRes.status, tap: null, bytes: text.length, aborted: false, problem: `provider answered ${upstreamRes.status}: ${text.slice(0, 200)}` };
+      return { status, tap: null, bytes: text.length, aborted: false, problem: `provider answered ${status}: ${text.slice(0, 200)}` };
     }
 
     // Success: from here on nothing is retried (the agent may already have bytes).
-    const ctype = upstreamRes.headers.get("content-type") ?? "application/json";
-    const sse = ctype.includes("event-stream");
-    const tap = new UsageTap(sse);
-    res.writeHead(upstreamRes.status, { "content-type": ctype, "cache-control": "no-cache", "x-accel-buffering": "no" });
+    const ctype = header(upstreamRes, "content-type") ?? "application/json";
+    const tap = new UsageTap(ctype.includes("event-stream"));
+    res.writeHead(status, { "content-type": ctype, "cache-control": "no-cache", "x-accel-buffering": "no" });
     res.flushHeaders();
-    let bytes = 0;
-    const reader = upstreamRes.body!.getReader();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        tap.push(value);
-        bytes += value.byteLength;
-        await writeChunk(res, value, signal);
-        if (signal.aborted || res.destroyed) throw new Error("aborted");
-      }
-      tap.end();
-      res.end();
-      return { status: upstreamRes.status, tap, bytes, aborted: false };
-    } catch {
-      await reader.cancel().catch(() => {});
-      tap.end();
+    const { bytes, complete } = await pump(upstreamRes, res, tap, signal);
+    tap.end();
+    if (!complete) {
+      upstreamRes.destroy();
       if (!res.destroyed) res.destroy();
-      return { status: upstreamRes.status, tap, bytes, aborted: true };
+      return { status, tap, bytes, aborted: true };
     }
+    res.end();
+    return { status, tap, bytes, aborted: false };
   }
+}
+
+/**
+ * Copy the provider's answer to the agent chunk by chunk as it arrives, pausing the provider while the agent is
+ * slow (backpressure). Resolves with the bytes copied and whether the answer was complete (not cut short by an
+ * abort or either side going away).
+ */
+function pump(from: http.IncomingMessage, to: http.ServerResponse, tap: UsageTap, signal: AbortSignal): Promise<{ bytes: number; complete: boolean }> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    let settled = false;
+    const finish = (complete: boolean) => {
+      if (settled) return;
+      settled = true;
+      from.off("data", onData);
+      from.off("end", onEnd);
+      from.off("error", onFail);
+      from.off("close", onClose);
+      to.off("drain", onDrain);
+      to.off("close", onFail);
+      signal.removeEventListener("abort", onFail);
+      resolve({ bytes, complete });
+    };
+    const onData = (chunk: Buffer) => {
+      tap.push(chunk);
+      bytes += chunk.byteLength;
+      if (!to.write(chunk)) from.pause();
+    };
+    const onDrain = () => from.resume();
+    const onEnd = () => finish(true);
+    const onFail = () => finish(false);
+    // "close" without "end": the provider's connection broke mid-answer.
+    const onClose = () => setImmediate(() => finish(from.complete));
+    if (signal.aborted || to.destroyed) return finish(false);
+    from.on("data", onData);
+    from.on("end", onEnd);
+    from.on("error", onFail);
+    from.on("close", onClose);
+    to.on("drain", onDrain);
+    to.on("close", onFail);
+    signal.addEventListener("abort", onFail, { once: true });
+  });
 }
 
 function sendOnce(res: http.ServerResponse, status: number, body: string) {

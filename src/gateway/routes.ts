@@ -2,6 +2,8 @@
  * The model gateway's HTTP face: `/gateway/v1/...`, reached from sandboxes with a per-run model token (the real
  * provider key never leaves the backend). Checked in onRequest, before the body is read: a token of a run that is
  * not live is refused. Routes: OpenAI-compatible chat completions and Responses, Anthropic messages, a model list.
+ * The run behind a token and its spending come from memory (RunCache, DailySpend): no database round trip before
+ * forwarding; usage is written after the response has ended.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Config } from "../config/config.ts";
@@ -9,14 +11,15 @@ import type { Run } from "../db/schema.ts";
 import { type Logger, runLog } from "../log/logger.ts";
 import type { RunBus } from "../runs/run-bus.ts";
 import type { RunStore } from "../runs/run-store.ts";
-import { LIVE_STATUSES } from "../runs/state-machine.ts";
 import { bearer } from "../server/auth.ts";
 import { HttpError } from "../server/http-errors.ts";
-import { checkBudget } from "./budget.ts";
+import { checkBudget, type Spending } from "./budget.ts";
+import { DailySpend } from "./daily-spend.ts";
 import { forward, providerError } from "./forward.ts";
-import { costMicros, parsePrice, type Price, priceFor } from "./prices.ts";
+import { costMicros, microsToUsd, parsePrice, type Price, priceFor } from "./prices.ts";
+import { isLive, RunCache } from "./run-cache.ts";
 import { emptyUsage } from "./usage.ts";
-import { UsageStore } from "./usage-store.ts";
+import { UsageStore, utcDay } from "./usage-store.ts";
 
 export interface GatewayDeps {
   config: Config;
@@ -42,15 +45,60 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
   const usage = new UsageStore(store.db);
   const prices = priceOverrides(config);
   const runOf = new WeakMap<FastifyRequest, Run>();
+  const cache = new RunCache({
+    byTokenHash: (h) => usage.runByTokenHash(h),
+    byId: (id) => usage.runById(id),
+    onError: (err, runId) => runLog(log, runId).error({ err, component: "gateway" }, "gateway: reading or recording a run failed"),
+  });
+  const daily = new DailySpend({ read: (day, person) => usage.daySpentMicros(day, person) });
+  const offBus = bus.onRun((id) => cache.changed(id));
+  // Requests in flight depend on their run's row: re-read it when no change has done so for a while.
+  const sweeper = setInterval(() => cache.sweep(), 1000).unref();
+  const recording = new Set<Promise<void>>();
+  app.addHook("onClose", async () => {
+    offBus();
+    clearInterval(sweeper);
+    await Promise.all([...recording]);
+    await cache.idle();
+  });
 
   /** The run behind the model token; refuses before the body is read. */
   const authenticate = async (req: FastifyRequest) => {
     const key = req.headers["x-api-key"];
     const token = bearer(req.headers.authorization) ?? (typeof key === "string" ? key : undefined);
-    const run = token ? await usage.runByModelToken(token) : null;
+    const run = token ? await cache.lookup(token) : null;
     if (!run) throw new HttpError(401, "missing or invalid model token");
-    if (!(LIVE_STATUSES as readonly string[]).includes(run.status)) throw new HttpError(401, `run ${run.id} is ${run.status}: its model token is no longer valid`);
+    if (!isLive(run)) throw new HttpError(401, `run ${run.id} is ${run.status}: its model token is no longer valid`);
     runOf.set(req, run);
+  };
+
+  /** What the run has spent, its own records still being written included; today's sums when needed. */
+  const spending = async (run: Run): Promise<Spending> => {
+    const p = cache.pending(run.id);
+    const day = utcDay();
+    const wantDaily = config.DAILY_BUDGET_USD !== undefined;
+    const [total, person] = wantDaily ? await Promise.all([daily.get(day, null), run.createdBy ? daily.get(day, run.createdBy) : 0]) : [0, 0];
+    return {
+      runUsd: microsToUsd(run.usageCostMicros + p.micros),
+      runTokens: run.usageInput + run.usageOutput + run.usageCacheRead + run.usageCacheWrite + p.tokens,
+      runExtraUsd: run.budgetExtraUsd,
+      personTodayUsd: microsToUsd(person),
+      totalTodayUsd: microsToUsd(total),
+      person: run.createdBy,
+    };
+  };
+
+  /** Off the response path, in the run's order: the next budget check of the run counts it at once. */
+  const record = (run: Run, rec: Parameters<UsageStore["record"]>[1]) => {
+    const now = new Date();
+    const u = rec.usage;
+    daily.add(utcDay(now), run.createdBy, rec.costMicros);
+    const done = cache
+      .record(run.id, { micros: rec.costMicros, tokens: u.input + u.output + u.cacheRead + u.cacheWrite }, () => usage.record(run, rec, now))
+      .then(() => cache.ownChange(run.id, () => bus.changed(run.id)))
+      .catch(() => {}) // logged by the cache
+      .finally(() => recording.delete(done));
+    recording.add(done);
   };
 
   app.get("/gateway/v1/models", { onRequest: authenticate }, async (req) => {
@@ -78,11 +126,8 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
         b.stream_options = { ...so, include_usage: true };
       }
 
-      // `run` was read by onRequest for this request: its usage columns are current.
-      const verdict = checkBudget(
-        { runUsd: config.RUN_BUDGET_USD, runTokens: config.RUN_BUDGET_TOKENS, dailyUsd: config.DAILY_BUDGET_USD },
-        await usage.spending(run, config.DAILY_BUDGET_USD !== undefined),
-      );
+      // `run` is current as of every change announced before this request (onRequest).
+      const verdict = checkBudget({ runUsd: config.RUN_BUDGET_USD, runTokens: config.RUN_BUDGET_TOKENS, dailyUsd: config.DAILY_BUDGET_USD }, await spending(run));
       if (!verdict.ok) {
         rlog.warn({ code: verdict.code }, "model call refused: over budget");
         const err = providerError(route.kind, 402, verdict.message, verdict.code);
@@ -95,7 +140,10 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
       res.on("close", () => {
         if (!res.writableFinished) ac.abort();
       });
-      void watchRun(run.id, ac);
+      const unwatch = cache.watch(run, () => {
+        rlog.info("run stopped: aborting its model request");
+        ac.abort();
+      });
       const started = performance.now();
       try {
         const out = await forward({
@@ -111,10 +159,7 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
         const u = out.tap?.usage ?? emptyUsage();
         const cost = costMicros(u, priceFor(modelName, prices));
         if (out.problem) rlog.warn({ status: out.status, problem: out.problem }, "model request failed");
-        if (out.tap) {
-          await usage.record(run, { model: modelName, status: out.status, usage: u, costMicros: cost, durationMs: performance.now() - started });
-          await bus.changed(run.id);
-        }
+        if (out.tap) record(run, { model: modelName, status: out.status, usage: u, costMicros: cost, durationMs: performance.now() - started });
         rlog.debug({ status: out.status, bytes: out.bytes, aborted: out.aborted, ...u, costMicros: cost }, "model request");
       } catch (e) {
         rlog.error({ err: e }, "gateway request failed");
@@ -123,28 +168,10 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayDeps): UsageSto
           res.writeHead(500, { "content-type": "application/json" }).end(err.body);
         } else res.destroy();
       } finally {
-        ac.abort(); // ends the run watcher
+        unwatch();
       }
     });
   }
-
-  /** Ends the upstream request when the run stops (cancelled, failed, closed): within the bus's wake-up time. */
-  async function watchRun(runId: string, ac: AbortController) {
-    while (!ac.signal.aborted) {
-      await bus.waitForRun(runId, 1000, ac.signal).catch(() => {});
-      if (ac.signal.aborted) return;
-      // Events of a busy run wake this often: read the run at most every 200 ms.
-      await new Promise((res) => setTimeout(res, 200));
-      if (ac.signal.aborted) return;
-      const r = await store.get(runId).catch(() => null);
-      if (!r || !(LIVE_STATUSES as readonly string[]).includes(r.status)) {
-        runLog(log, runId).info({ status: r?.status }, "run stopped: aborting its model request");
-        ac.abort();
-        return;
-      }
-    }
-  }
-
 
   return usage;
 }

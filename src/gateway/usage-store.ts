@@ -2,8 +2,6 @@
 import { and, eq, sql, sum } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { modelUsage, type Run, runs } from "../db/schema.ts";
-import { hashToken } from "../runs/tokens.ts";
-import type { Spending } from "./budget.ts";
 import { microsToUsd, type TokenUsage } from "./prices.ts";
 
 export const utcDay = (d = new Date()): string => d.toISOString().slice(0, 10);
@@ -28,64 +26,62 @@ export interface UsageTotals {
 export class UsageStore {
   constructor(private readonly db: Db) {}
 
-  async runByModelToken(token: string): Promise<Run | null> {
-    if (!token || token.length > 200) return null;
-    const [r] = await this.db.select().from(runs).where(eq(runs.modelTokenHash, hashToken(token)));
+  async runByTokenHash(hash: string): Promise<Run | null> {
+    const [r] = await this.db.select().from(runs).where(eq(runs.modelTokenHash, hash));
     return r ?? null;
   }
 
-  /** What this run has spent (from its row) and, when `daily`, what its person and everyone spent today. */
-  async spending(run: Run, daily: boolean, now = new Date()): Promise<Spending> {
-    const day = utcDay(now);
-    const [total] = daily ? await this.db.select({ c: sum(modelUsage.costMicros) }).from(modelUsage).where(eq(modelUsage.day, day)) : [{ c: 0 }];
-    let person = 0;
-    if (daily && run.createdBy) {
-      const [p] = await this.db
-        .select({ c: sum(modelUsage.costMicros) })
-        .from(modelUsage)
-        .where(and(eq(modelUsage.day, day), eq(modelUsage.person, run.createdBy)));
-      person = Number(p?.c ?? 0);
-    }
-    return {
-      runUsd: microsToUsd(run.usageCostMicros),
-      runTokens: run.usageInput + run.usageOutput + run.usageCacheRead + run.usageCacheWrite,
-      runExtraUsd: run.budgetExtraUsd,
-      personTodayUsd: microsToUsd(person),
-      totalTodayUsd: microsToUsd(Number(total?.c ?? 0)),
-      person: run.createdBy,
-    };
+  async runById(id: string): Promise<Run | null> {
+    const [r] = await this.db.select().from(runs).where(eq(runs.id, id));
+    return r ?? null;
   }
 
-  /** One request's usage: a row for the sums per person/repo/day, and the run's running totals, atomically. */
-  async record(run: Pick<Run, "id" | "createdBy" | "repo">, r: UsageRecord, now = new Date()): Promise<void> {
+  /** Micro-dollars spent on `day` (UTC) by `person`, or by everyone when `person` is null. */
+  async daySpentMicros(day: string, person: string | null): Promise<number> {
+    const where = person === null ? eq(modelUsage.day, day) : and(eq(modelUsage.day, day), eq(modelUsage.person, person));
+    const [r] = await this.db.select({ c: sum(modelUsage.costMicros) }).from(modelUsage).where(where);
+    return Number(r?.c ?? 0);
+  }
+
+  /**
+   * One request's usage: a row for the sums per person/repo/day, and the run's running totals, atomically (one
+   * statement: the insert in a WITH, so one round trip). Returns the run's row as updated.
+   */
+  async record(run: Pick<Run, "id" | "createdBy" | "repo">, r: UsageRecord, now = new Date()): Promise<Run | null> {
     const u = r.usage;
-    await this.db.transaction(async (tx) => {
-      await tx.insert(modelUsage).values({
-        runId: run.id,
-        person: run.createdBy,
-        repo: run.repo,
-        day: utcDay(now),
-        model: r.model,
-        status: r.status,
-        input: u.input,
-        output: u.output,
-        cacheRead: u.cacheRead,
-        cacheWrite: u.cacheWrite,
-        costMicros: r.costMicros,
-        durationMs: Math.round(r.durationMs),
-      });
-      await tx
-        .update(runs)
-        .set({
-          usageInput: sql`${runs.usageInput} + ${u.input}`,
-          usageOutput: sql`${runs.usageOutput} + ${u.output}`,
-          usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
-          usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
-          usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
-          modelRequests: sql`${runs.modelRequests} + 1`,
+    const row = this.db.$with("usage_row").as(
+      this.db
+        .insert(modelUsage)
+        .values({
+          runId: run.id,
+          person: run.createdBy,
+          repo: run.repo,
+          day: utcDay(now),
+          model: r.model,
+          status: r.status,
+          input: u.input,
+          output: u.output,
+          cacheRead: u.cacheRead,
+          cacheWrite: u.cacheWrite,
+          costMicros: r.costMicros,
+          durationMs: Math.round(r.durationMs),
         })
-        .where(eq(runs.id, run.id));
-    });
+        .returning({ runId: modelUsage.runId }),
+    );
+    const [updated] = await this.db
+      .with(row)
+      .update(runs)
+      .set({
+        usageInput: sql`${runs.usageInput} + ${u.input}`,
+        usageOutput: sql`${runs.usageOutput} + ${u.output}`,
+        usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
+        usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
+        usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
+        modelRequests: sql`${runs.modelRequests} + 1`,
+      })
+      .where(eq(runs.id, run.id))
+      .returning();
+    return updated ?? null;
   }
 
   /** Sums for a day (UTC), grouped by person, by repo, and in total. */

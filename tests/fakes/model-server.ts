@@ -3,24 +3,19 @@
  *
  * Real `opencode serve` talks to it through an `@ai-sdk/openai-compatible` provider whose `baseURL` is
  * `server.baseUrl`. It speaks the real wire format: `POST /v1/chat/completions` (SSE `chat.completion.chunk`s
- * when `stream: true`, a `chat.completion` object otherwise), `GET /v1/models`, OpenAI-style JSON errors.
+ * when `stream: true`, a `chat.completion` object otherwise), `GET /v1/models`, OpenAI-style JSON errors; and, for
+ * the model gateway's other routes, Anthropic `POST /v1/messages` and OpenAI `POST /v1/responses` (text answers,
+ * see model-wire.ts).
  *
  * CLI: `npx tsx tests/fakes/model-server.ts --port 4600 --script write-file` serves until killed.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
+import { type ModelRequest, parseModelRequest } from "./model-request.ts";
+import { wireAnswer, wireError, wireMessages, type WireUsage } from "./model-wire.ts";
 
-export interface ModelRequest {
-  body: any; // the raw JSON body
-  messages: any[]; // body.messages
-  toolNames: string[]; // names of offered tools
-  isTitleRequest: boolean; // OpenCode's separate session-title request
-  userTexts: string[]; // text of every user message, in order (string or content-part arrays flattened)
-  lastRole: string; // role of the last message ("user" | "tool" | ...)
-  toolResults: { name?: string; toolCallId: string; content: string }[]; // tool messages, in order
-  apiKey: string; // the bearer key the request came with ("" when none)
-}
+export { contentText, type ModelRequest, parseModelRequest } from "./model-request.ts";
 
 export type ModelReply =
   // chunkDelayMs: pause between streamed chunks (a slow provider; lets a test stop a run mid-stream)
@@ -35,10 +30,12 @@ export interface ModelServer {
   requests: ModelRequest[]; // every non-title request, in order
   /** OpenCode's session-title requests (answered automatically, never passed to the handler). */
   titleRequests: ModelRequest[];
-  /** The bearer key of every request (titles included), in arrival order: must be the provider's real key. */
+  /** The key of every request (titles included), in arrival order: must be the provider's real key. */
   keys: string[];
-  /** Usage reported in each answer (titles included), in order: what a gateway must sum. */
-  usages: { prompt_tokens: number; completion_tokens: number; total_tokens: number }[];
+  /** Usage reported in each answer (titles included), in order: what a gateway must sum (input not from cache). */
+  usages: WireUsage[];
+  /** The exact bytes of the last answers sent (at most 100): what a gateway must pass through unchanged. */
+  answers: string[];
   /** Streams the client abandoned before the end (time seen, ms since epoch). */
   aborts: number[];
   setHandler(h: ModelHandler): void;
@@ -56,58 +53,6 @@ export interface StartModelServerOptions {
 }
 
 export const MODEL_ID = "m";
-
-/** Flattens an OpenAI message `content` (string, or array of content parts) to plain text. */
-export function contentText(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((p: any) => (typeof p === "string" ? p : typeof p?.text === "string" ? p.text : ""))
-      .filter((s: string) => s.length > 0)
-      .join("\n");
-  }
-  return "";
-}
-
-/** Turns a raw chat-completions body into the structured request handed to handlers. */
-export function parseModelRequest(body: any): ModelRequest {
-  const messages: any[] = Array.isArray(body?.messages) ? body.messages : [];
-  const tools: any[] = Array.isArray(body?.tools) ? body.tools : [];
-  const toolNames = tools.map((t) => t?.function?.name ?? t?.name).filter((n): n is string => typeof n === "string");
-  const callNames = new Map<string, string>();
-  for (const m of messages) {
-    if (m?.role === "assistant" && Array.isArray(m.tool_calls)) {
-      for (const c of m.tool_calls) if (c?.id) callNames.set(c.id, c?.function?.name);
-    }
-  }
-  const userTexts = messages.filter((m) => m?.role === "user").map((m) => contentText(m.content));
-  const toolResults = messages
-    .filter((m) => m?.role === "tool")
-    .map((m) => ({
-      name: callNames.get(m.tool_call_id) ?? (typeof m.name === "string" ? m.name : undefined),
-      toolCallId: String(m.tool_call_id ?? ""),
-      content: contentText(m.content),
-    }));
-  const systemText = messages
-    .filter((m) => m?.role === "system")
-    .map((m) => contentText(m.content))
-    .join("\n");
-  // OpenCode's title agent: no tools, system prompt "You are a title generator...", first user message
-  // "Generate a title for this conversation:".
-  const isTitleRequest =
-    toolNames.length === 0 &&
-    (/title generator/i.test(systemText) || userTexts.some((t) => /^generate a title\b/i.test(t.trim())));
-  return {
-    body,
-    messages,
-    toolNames,
-    isTitleRequest,
-    userTexts,
-    lastRole: String(messages[messages.length - 1]?.role ?? ""),
-    toolResults,
-    apiKey: "",
-  };
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -152,6 +97,11 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
   const titleRequests: ModelRequest[] = [];
   const keys: string[] = [];
   const usages: ModelServer["usages"] = [];
+  const answers: string[] = [];
+  const keepAnswer = (a: string) => {
+    answers.push(a);
+    if (answers.length > 100) answers.shift();
+  };
   const aborts: number[] = [];
   const title = opts.title ?? "Scripted session";
   const sockets = new Set<import("node:net").Socket>();
@@ -178,14 +128,19 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     const path = url.pathname.replace(/\/+$/, "");
 
     const auth = req.headers.authorization ?? "";
-    const apiKey = /^Bearer (.*)$/.exec(auth)?.[1] ?? "";
+    const xApiKey = typeof req.headers["x-api-key"] === "string" ? req.headers["x-api-key"] : undefined;
+    const bearer = /^Bearer (.*)$/.exec(auth)?.[1];
+    const apiKey = bearer ?? xApiKey ?? "";
+    const apiKeyHeader = bearer !== undefined ? "authorization" : xApiKey !== undefined ? "x-api-key" : "";
     if (req.method === "POST") keys.push(apiKey);
     if (opts.apiKey !== undefined) {
-      if (auth !== `Bearer ${opts.apiKey}`) {
+      if (apiKey !== opts.apiKey) {
         await readBody(req);
         return sendError(res, 401, "Incorrect API key provided");
       }
     }
+    const wire = (/^(?:\/v1)?\/(messages|responses)$/.exec(path)?.[1] ?? null) as "messages" | "responses" | null;
+    if (req.method === "POST" && wire) return wireRoute(wire, req, res, apiKey, apiKeyHeader);
 
     if (req.method === "GET" && (path === "/v1/models" || path === "/models")) {
       return sendJson(res, 200, {
@@ -206,7 +161,7 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
         return sendError(res, 400, "We could not parse the JSON body of your request.");
       }
       if (!Array.isArray(body?.messages)) return sendError(res, 400, "'messages' is a required property");
-      const parsed = { ...parseModelRequest(body), apiKey };
+      const parsed: ModelRequest = { ...parseModelRequest(body), apiKey, apiKeyHeader };
       let reply: ModelReply;
       if (parsed.isTitleRequest) {
         titleRequests.push(parsed);
@@ -227,10 +182,62 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     return sendError(res, 404, `Unknown route ${req.method} ${url.pathname}`);
   }
 
+  /** Anthropic messages and OpenAI responses: text answers (and scripted errors) in their own wire formats. */
+  async function wireRoute(api: "messages" | "responses", req: http.IncomingMessage, res: http.ServerResponse, apiKey: string, apiKeyHeader: ModelRequest["apiKeyHeader"]): Promise<void> {
+    const fail = (status: number, message: string) => {
+      const body = wireError(api, status, message);
+      return body ? sendJson(res, status, body) : sendError(res, status, message);
+    };
+    let body: any;
+    try {
+      body = JSON.parse(await readBody(req));
+    } catch {
+      return fail(400, "We could not parse the JSON body of your request.");
+    }
+    const messages = wireMessages(api, body);
+    if (!messages.length) return fail(400, api === "messages" ? "messages: field required" : "'input' is a required property");
+    const parsed: ModelRequest = { ...parseModelRequest({ ...body, messages }), body, apiKey, apiKeyHeader, api };
+    requests.push(parsed);
+    const reply = await handler(parsed);
+    if ("httpStatus" in reply) {
+      if (reply.retryAfter !== undefined) res.setHeader("retry-after", reply.retryAfter);
+      return fail(reply.httpStatus, reply.message);
+    }
+    if (!("text" in reply)) return fail(500, `fake model server: tool calls are scripted for chat completions only, not ${api}`);
+    if (reply.delayMs) await sleep(reply.delayMs);
+    if (res.destroyed || req.socket.destroyed) return;
+    const answer = wireAnswer(api, parsed, reply.text, body.stream === true);
+    usages.push(answer.usage);
+    if (!body.stream) {
+      keepAnswer(JSON.stringify(answer.json));
+      return sendJson(res, 200, answer.json);
+    }
+    return writeStream(res, answer.pieces, reply.chunkDelayMs);
+  }
+
+  /** SSE pieces, one write each (with a pause between them if asked); an abandoned stream is recorded in `aborts`. */
+  async function writeStream(res: http.ServerResponse, pieces: string[], chunkDelayMs?: number): Promise<void> {
+    keepAnswer(pieces.join(""));
+    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
+    let gone = false;
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        gone = true;
+        aborts.push(Date.now());
+      }
+    });
+    for (const p of pieces) {
+      if (gone || res.destroyed) return;
+      res.write(p);
+      if (chunkDelayMs) await sleep(chunkDelayMs);
+    }
+    if (!gone) res.end();
+  }
+
   function usageFor(parsed: ModelRequest, reply: Exclude<ModelReply, { httpStatus: number }>) {
     const prompt = approxTokens(JSON.stringify(parsed.messages));
     const completion = "text" in reply ? approxTokens(reply.text) : approxTokens(JSON.stringify(reply.toolCalls));
-    const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+    const usage: WireUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
     usages.push(usage);
     return usage;
   }
@@ -252,14 +259,16 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
         function: { name: c.name, arguments: JSON.stringify(c.arguments ?? {}) },
       }));
     }
-    sendJson(res, 200, {
+    const answer = {
       id: nextId("chatcmpl-"),
       object: "chat.completion",
       created: Math.floor(Date.now() / 1000),
       model: body.model ?? MODEL_ID,
       choices: [{ index: 0, message, finish_reason: finish, logprobs: null }],
       usage: usageFor(parsed, reply),
-    });
+    };
+    keepAnswer(JSON.stringify(answer));
+    sendJson(res, 200, answer);
   }
 
   async function streamReply(
@@ -271,24 +280,7 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     const pieces: string[] = [];
     const push = (s: string) => void pieces.push(s);
     await streamPieces(push, body, parsed, reply);
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-    });
-    let gone = false;
-    res.on("close", () => {
-      if (!res.writableFinished) {
-        gone = true;
-        aborts.push(Date.now());
-      }
-    });
-    for (const p of pieces) {
-      if (gone || res.destroyed) return;
-      res.write(p);
-      if (reply.chunkDelayMs) await sleep(reply.chunkDelayMs);
-    }
-    if (!gone) res.end();
+    await writeStream(res, pieces, reply.chunkDelayMs);
   }
 
   async function streamPieces(
@@ -347,6 +339,7 @@ export async function startModelServer(opts: StartModelServerOptions = {}): Prom
     titleRequests,
     keys,
     usages,
+    answers,
     aborts,
     setHandler(h: ModelHandler) {
       handler = h;

@@ -35,6 +35,12 @@ async function liveRun(body: Record<string, unknown> = {}): Promise<{ id: string
   return { id: created.body.id, token };
 }
 
+/** The run as the API shows it once `requests` model calls are recorded (usage is written after each response). */
+async function recorded(id: string, requests: number): Promise<any> {
+  for (let i = 0; i < 250 && ((await t.deckhand.store.get(id))?.modelRequests ?? 0) < requests; i++) await new Promise((r) => setTimeout(r, 20));
+  return (await t.api("GET", `/api/runs/${id}`)).body;
+}
+
 const chat = (token: string | null, body: Record<string, unknown> = {}, init: RequestInit = {}) =>
   fetch(`${t.url}/gateway/v1/chat/completions`, {
     method: "POST",
@@ -91,7 +97,7 @@ describe("model gateway", () => {
     expect(reported).toHaveLength(3);
     const input = reported.reduce((a, u) => a + u.prompt_tokens, 0);
     const output = reported.reduce((a, u) => a + u.completion_tokens, 0);
-    const run = (await t.api("GET", `/api/runs/${id}`)).body;
+    const run = await recorded(id, 3);
     expect(run.usage).toMatchObject({ input, output, cacheRead: 0, cacheWrite: 0 });
     // m2 costs $100 / $200 per million tokens: whole micro-dollars.
     expect(run.usage.cost).toBeCloseTo((input * 100 + output * 200) / 1e6, 9);
@@ -102,14 +108,52 @@ describe("model gateway", () => {
     expect((await t.api("GET", "/api/usage", undefined, null)).status).toBe(401);
   });
 
+  it("forwards OpenAI Responses calls, streamed and not, byte for byte, and sums their usage exactly", async () => {
+    const { id, token } = await liveRun({ model: "m2" });
+    const from = model.usages.length;
+    const responses = (body: Record<string, unknown>) =>
+      fetch(`${t.url}/gateway/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ model: "whatever-the-agent-says", input: [{ role: "user", content: [{ type: "input_text", text: "hi there" }] }], ...body }),
+      });
+    const streamed = await responses({ stream: true });
+    expect(streamed.status).toBe(200);
+    expect(streamed.headers.get("content-type")).toMatch(/event-stream/);
+    const text = await streamed.text();
+    expect(text).toBe(model.answers.at(-1));
+    expect(text).toContain("event: response.completed");
+    const sent = model.requests.at(-1)!;
+    expect(sent).toMatchObject({ api: "responses", apiKey: "test-key", apiKeyHeader: "authorization", userTexts: ["hi there"] });
+    expect(sent.body.model).toBe("m2");
+    expect(sent.body.stream_options).toBeUndefined(); // chat completions only
+    const plain = await responses({ input: "a plain string input, a little longer" });
+    expect(plain.status).toBe(200);
+    expect(await plain.text()).toBe(model.answers.at(-1));
+
+    const reported = model.usages.slice(from);
+    expect(reported).toHaveLength(2);
+    const input = reported.reduce((a, u) => a + u.prompt_tokens, 0);
+    const cacheRead = reported.reduce((a, u) => a + (u.cache_read_tokens ?? 0), 0);
+    const output = reported.reduce((a, u) => a + u.completion_tokens, 0);
+    expect(cacheRead).toBeGreaterThan(0);
+    const run = await recorded(id, 2);
+    expect(run.usage).toMatchObject({ input, output, cacheRead, cacheWrite: 0 });
+    // m2: $100 / $200 per million, cache reads a tenth of the input price.
+    expect(run.usage.cost).toBeCloseTo((input * 100 + output * 200 + cacheRead * 10) / 1e6, 9);
+    // An OpenAI-kind server has no Anthropic route.
+    expect((await fetch(`${t.url}/gateway/v1/messages`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: "{}" })).status).toBe(404);
+  });
+
   it("refuses calls over the run's budget in plain words; budget=+5 in a follow-up lets the run continue", async () => {
     const { id, token } = await liveRun(); // model m: $1000 per million input tokens, budget $1
     await (await chat(token, { messages: [{ role: "user", content: "x".repeat(4000) }] })).text();
-    const spent = (await t.api("GET", `/api/runs/${id}`)).body.usage.cost;
-    expect(spent).toBeGreaterThanOrEqual(1);
     const before = model.keys.length;
+    // Right away: the call just answered counts, even before its usage is written.
     const refused = await chat(token);
     expect(refused.status).toBe(402);
+    const spent = (await recorded(id, 1)).usage.cost;
+    expect(spent).toBeGreaterThanOrEqual(1);
     const err = (await refused.json()).error;
     expect(err.message).toMatch(/^Budget reached: this run spent \$\d+\.\d\d of its \$1\.00 limit\. To continue, reply to this run with budget=\+5/);
     expect(model.keys.length).toBe(before); // the provider was not called
@@ -117,6 +161,15 @@ describe("model gateway", () => {
     const inputs = await t.deckhand.store.inputs(id);
     expect(inputs.at(-1)).toMatchObject({ kind: "prompt", text: "Continue." });
     expect((await chat(token)).status).toBe(200);
+  });
+
+  it("refuses a stopped run's token at once, though the gateway remembers it", async () => {
+    const { id, token } = await liveRun();
+    for (let i = 0; i < 3; i++) expect((await chat(token)).status).toBe(200);
+    expect((await t.api("POST", `/api/runs/${id}/stop`)).status).toBe(202);
+    const refused = await chat(token);
+    expect(refused.status).toBe(401);
+    expect((await refused.json()).error).toMatch(/is cancelled: its model token is no longer valid/);
   });
 
   it("aborts the upstream stream within a second when the run is stopped, and when the client goes away", async () => {

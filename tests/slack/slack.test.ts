@@ -65,7 +65,12 @@ function scriptedModel() {
 
 const slackEnv = (fake: FakeSlack) => ({
   ...slackBotEnv(fake, SECRET),
-    SLACK_CHANNEL_REPOS: `${CHANNEL}=demo`,
+  SLACK_CHANNEL_REPOS: `${CHANNEL}=demo`,
+  // A $1.50 budget per run that only `model=pricey` ($1000 per million tokens) reaches: OpenCode's title request
+  // (hundreds of tokens) fits, its first turn (thousands: the tool list) does not, so the turn after it is refused.
+  MODELS: "m,pricey",
+  MODEL_PRICES: "pricey=1000/1000",
+  RUN_BUDGET_USD: "1.5",
 });
 
 describe(`Slack end to end (${database})`, () => {
@@ -327,8 +332,8 @@ describe(`Slack end to end (${database})`, () => {
     expect(fake.reactionsOn(CHANNEL, env.event.ts)).toEqual(["x"]);
   }, 150_000);
 
-  it("a retried delivery and the same mention arriving as a message event create one run", async () => {
-    const env = mention(CHANNEL, "write once.txt", { eventId: "Ev0ONCE00001" });
+  it("a retried delivery and the same mention arriving as a message event create one run; its budget stops it with a message saying so", async () => {
+    const env = mention(CHANNEL, "write once.txt model=pricey", { eventId: "Ev0ONCE00001" });
     const [a, b] = await Promise.all([postSlackEvent(url, SECRET, env), postSlackEvent(url, SECRET, env, { retryNum: 1, retryReason: "http_timeout" })]);
     expect([a.status, b.status]).toEqual([200, 200]);
     // Slack also delivers the mention as a plain message event (another event_id, same channel + ts).
@@ -341,6 +346,16 @@ describe(`Slack end to end (${database})`, () => {
     expect(posted(CHANNEL, env.event.ts, /:status:0:post$/)).toHaveLength(1);
     const rows = await srv.deckhand.database.db.select().from(deliveries).where(sql`${deliveries.key} like ${"slack:%"} and ${deliveries.runId} = ${run.id}`);
     expect(rows.map((r) => r.key).sort()).toEqual([`slack:event:Ev0ONCE00001`, `slack:msg:${CHANNEL}:${env.event.ts}`, `slack:thread:${CHANNEL}:${env.event.ts}`]);
+
+    // The budget stopped the agent after its first turn: the final message says what was spent, the limit and how
+    // to go on, and the file it wrote is delivered.
+    const [final] = await waitPosted(CHANNEL, env.event.ts, /:final:/);
+    const text = blocksText(final!);
+    expect(text).toMatch(/Budget reached: this run spent \$\d+\.\d\d of its \$1\.50 limit\. To continue, reply to this run with budget=\+5/);
+    expect(text).toContain("`write-once-txt.txt` +1 −0");
+    const stopped = (await srv.api("GET", `/api/runs/${run.id}`)).body;
+    expect(stopped).toMatchObject({ status: "idle", model: "pricey", result: { error: { code: "over_budget" } } });
+    expect(stopped.usage.cost).toBeGreaterThanOrEqual(1.5);
     await srv.deckhand.service.stop(run.id, { source: "test" });
   }, 150_000);
 
