@@ -94,6 +94,11 @@ export const runs = pgTable(
     uniqueIndex("runs_page_token_idx").on(t.pageToken),
     index("runs_created_at_idx").on(t.createdAt),
     uniqueIndex("runs_model_token_hash_idx").on(t.modelTokenHash),
+    // One live run per Linear issue, across processes: a second session's run on a busy issue cannot be created
+    // (it joins the first); two `created` arriving together cannot both start.
+    uniqueIndex("runs_linear_issue_live_idx")
+      .on(sql`(${t.sourceRef}->>'issueId')`)
+      .where(sql`${t.source} = 'linear' AND coalesce(${t.sourceRef}->>'issueId', '') <> '' AND ${t.status} NOT IN ('closed', 'failed', 'cancelled')`),
   ],
 );
 

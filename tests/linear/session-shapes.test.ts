@@ -143,4 +143,20 @@ describe("Linear agent sessions: real-world shapes", () => {
     expect(stopped.statusReason).toMatch(/uninstalled/);
     expect(await db.select().from(installations)).toHaveLength(0);
   });
+
+  it("two `created` on one issue arriving together: one run; the other session joins it (enforced by the database)", async () => {
+    const issue = newIssue();
+    const a = randomUUID();
+    const b = randomUUID();
+    fake.addSession({ id: a, issueId: issue.id });
+    fake.addSession({ id: b, issueId: issue.id });
+    const created = (sessionId: string) =>
+      postLinearWebhook(hook, SECRET, agentSessionCreatedPayload({ sessionId, issue: { id: issue.id, identifier: issue.identifier, title: issue.title, description: issue.description, teamId: issue.teamId }, ...ids() }));
+    const [ra, rb] = await Promise.all([created(a), created(b)]);
+    expect([ra.status, rb.status]).toEqual([200, 200]);
+    const joined = await until("the joined session told", () => [a, b].find((s) => activitiesOf(s).some((x) => /already working on/.test(x.content?.body ?? ""))));
+    const live = (await srv.deckhand.store.list({ source: "linear" })).filter((r: Run) => (r.sourceRef as any).issueId === issue.id);
+    expect(live).toHaveLength(1);
+    expect((live[0]!.sourceRef as any).agentSessionId).not.toBe(joined);
+  });
 });

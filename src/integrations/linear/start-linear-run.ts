@@ -2,6 +2,7 @@
  * Start a run for a Linear issue: pick the repo (or ask), build the prompt from the issue, work on the issue's
  * suggested branch so Linear links the pull request. The notifier takes it from there.
  */
+import { joinedRunningIssue } from "./on-session-created.ts";
 import type { Run } from "../../db/schema.ts";
 import { continuationOf } from "../../intake/decide.ts";
 import { runLog } from "../../log/logger.ts";
@@ -62,6 +63,12 @@ export async function askForRepo(deps: LinearDeps, p: PendingStart, choice: Extr
 }
 
 /** Start (repo known) or ask which repo. `dedupe` names this request (for the ask/failure messages). */
+/** The database refused a second live run on one issue (runs_linear_issue_live_idx). */
+function isLiveIssueConflict(e: unknown): boolean {
+  const msgs = [e, (e as { cause?: unknown })?.cause].map((x) => `${(x as Error)?.message ?? ""} ${(x as { constraint_name?: string })?.constraint_name ?? ""}`);
+  return msgs.some((m) => m.includes("runs_linear_issue_live_idx"));
+}
+
 export async function startLinearRun(
   deps: LinearDeps,
   p: PendingStart,
@@ -125,6 +132,8 @@ export async function startLinearRun(
       await sayWithoutRun(deps, p, `linear:refused:${o.dedupe}`, { type: "error", body: `I couldn't start: ${e.message}` });
       return null;
     }
+    // Another run on this issue started meanwhile (one live run per issue, enforced by the database): join it.
+    if (isLiveIssueConflict(e) && (await joinedRunningIssue(deps, p, `${o.dedupe}:raced`))) return null;
     throw e;
   }
 }
