@@ -1,7 +1,7 @@
 /**
  * The web dashboard: the runs list (`/`), a run (`/runs/<id>` signed in, `/r/<pageToken>` through its read-only
  * link), live updates over server-sent events fed by the RunBus, the diff and its patch, and the follow-up / stop /
- * revoke-link actions (session + CSRF token; they go through RunService exactly like a Slack or Linear reply).
+ * answer-the-agent / revoke-link actions (session + CSRF token; they go through RunService exactly like a Slack or Linear reply).
  *
  * Three encapsulated plugins, each with its own guard in `onRequest`: public (assets, sign-in), signed in (the
  * list, `/runs/...`, actions, sign-out; a session row must exist) and per-run link pages (`/r/<token>/...`: the
@@ -30,6 +30,11 @@ import { HttpError } from "../http-errors.ts";
 import { renderDoctorPage } from "../../web/doctor-page.ts";
 import type { CheckResult } from "../../ops/doctor.ts";
 import { toHttp } from "./api.ts";
+import { answerQuestion } from "../../runs/answers.ts";
+import { answerFromForm } from "../../web/questions-view.ts";
+import { sseStream } from "./sse.ts";
+
+type Tail<T extends unknown[]> = T extends [unknown, ...infer R] ? R : never;
 
 export interface PageDeps {
   service: RunService;
@@ -88,6 +93,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   const { service, bus } = deps;
   const store = service.store;
   const live = new LiveLimits(deps.live?.perRun ?? 50, deps.live?.total ?? 500);
+  const stream = (...a: Tail<Parameters<typeof sseStream>>) => sseStream({ live, bus, log: deps.log }, ...a);
   const secret = deps.sessions.secret;
   const secure = deps.publicUrl.startsWith("https:");
   const publicHost = (() => {
@@ -173,7 +179,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
   };
 
   /** The live stream of one run: the page's regions, re-rendered on every change; timeline items only when they changed. */
-  const runStream = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, first: Run, base: string, reload: () => Promise<Run | null>) => {
+  const runStream = async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>, reply: FastifyReply, first: Run, base: string, reload: () => Promise<Run | null>, s: WebSession | null) => {
     const format: DiffFormat = diffFormat(req.query.view);
     const full = req.query.full === "1";
     const sent = new Map<string, string>();
@@ -189,7 +195,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       async () => {
         const run = await reload();
         if (!run) return { events: [["gone", {}]], end: true };
-        const { timeline: items, status, ...regions } = runRegions(await fullView(run));
+        const { timeline: items, status, ...regions } = runRegions(await fullView(run), new Date(), s ? csrfToken(s, secret) : undefined);
         // Only what changed since the last message: timeline items, page regions, the diff.
         const timeline = items.filter((t) => sent.get(t.id) !== t.html);
         for (const t of timeline) sent.set(t.id, t.html);
@@ -292,7 +298,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     signed.get("/runs/:id/diff.patch", async (req: IdReq, reply) => patch(await runById(req.params.id), reply));
     signed.get("/runs/:id/events", async (req: IdReq, reply) => {
       const run = await runById(req.params.id);
-      await runStream(req, reply, run, `/runs/${run.id}`, () => store.get(run.id));
+      await runStream(req, reply, run, `/runs/${run.id}`, () => store.get(run.id), sessionOf(req));
     });
 
     // ---- actions: exactly what a Slack or Linear reply does ---------------------------------------------------
@@ -305,6 +311,14 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       await service.followUp(before.id, { text, author: s.name ?? "web", source: "web" }).catch(toHttp);
       const msg = ACTIVE_STATUSES.has(before.status) ? "Sent: the agent gets it while it works." : "Sent: the run continues on the same branch.";
       return done(req, reply, 202, msg, `/runs/${before.id}`);
+    });
+    signed.post("/runs/:id/answers", async (req: IdReq, reply) => {
+      const s = actor(req);
+      const run = await runById(req.params.id);
+      const { questionId, ...input } = answerFromForm((req.body ?? {}) as Record<string, unknown>);
+      const answered = await answerQuestion(store, run.id, questionId, input, { author: s.name ?? "web", source: "web" }).catch(toHttp);
+      await bus.changed(run.id);
+      return done(req, reply, 202, `Sent to the agent: ${answered.summary}`, `/runs/${run.id}`);
     });
     signed.post("/runs/:id/stop", async (req: IdReq, reply) => {
       const s = actor(req);
@@ -334,70 +348,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     linked.get("/r/:token/events", async (req: TokenReq, reply) => {
       const token = req.params.token;
       // A revoked link stops streaming at the next change (the reload by token finds nothing).
-      await runStream(req, reply, tokenRun(req), `/r/${token}`, () => runByToken(token));
+      await runStream(req, reply, tokenRun(req), `/r/${token}`, () => runByToken(token), await deps.sessions.fromCookieHeader(req.headers.cookie));
     });
   });
-
-  /**
-   * Server-sent events: `produce` runs once at the start and again (debounced by `debounceMs`) whenever the bus says
-   * a watched run changed, and every 30 s (heartbeat staleness, elapsed time); `produce` sends only what changed.
-   * A comment line every 10 s keeps proxies from closing the stream. Ends when `produce` says so or the browser
-   * goes away. Connections are capped per run (`runId`) and in total: over the cap, 429 with a message.
-   */
-  async function stream(req: FastifyRequest, reply: FastifyReply, runId: string | null, debounceMs: number, watch: (runId: string) => boolean, produce: () => Promise<{ events: [string, unknown][]; end?: boolean }>) {
-    const slot = live.acquire(runId);
-    if ("refused" in slot) throw new HttpError(429, slot.refused);
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no", connection: "keep-alive", "x-content-type-options": "nosniff" });
-    res.write("retry: 3000\n\n");
-    let closed = false;
-    let running = false;
-    let again = false;
-    let timer: NodeJS.Timeout | null = null;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      slot.release();
-      off();
-      clearInterval(ping);
-      clearInterval(refresh);
-      if (timer) clearTimeout(timer);
-      res.end();
-    };
-    const flush = async (): Promise<void> => {
-      if (closed) return;
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      try {
-        const out = await produce();
-        if (closed) return;
-        for (const [event, data] of out.events) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        if (out.end) close();
-      } catch (err) {
-        (deps.log ?? req.log).warn({ err }, "live update failed");
-      } finally {
-        running = false;
-      }
-      if (again && !closed) {
-        again = false;
-        schedule();
-      }
-    };
-    const schedule = () => {
-      if (timer || closed) return;
-      timer = setTimeout(() => {
-        timer = null;
-        void flush();
-      }, debounceMs);
-    };
-    const off = bus.onRun((id) => watch(id) && schedule());
-    const ping = setInterval(() => res.write(": ping\n\n"), 10_000);
-    const refresh = setInterval(schedule, 30_000);
-    res.on("close", close);
-    await flush();
-  }
 }
