@@ -152,15 +152,17 @@
       var confirmText = f.getAttribute("data-confirm");
       if (confirmText && !window.confirm(confirmText)) return;
       var status = f.querySelector(".form-status");
-      // The clicked button (an answer's option) is part of what is sent.
+      // The clicked button (an answer's option) is part of what is sent: read before it is disabled (a disabled
+      // button is left out of the form's data).
       var button = e.submitter || f.querySelector("button[type=submit]");
+      var body = new URLSearchParams(e.submitter ? new FormData(f, e.submitter) : new FormData(f)).toString();
       button.disabled = true;
       status.textContent = "Sending…";
       fetch(f.action, {
         method: "POST",
         credentials: "same-origin",
         headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json", "x-csrf-token": csrf() },
-        body: new URLSearchParams(e.submitter ? new FormData(f, e.submitter) : new FormData(f)).toString(),
+        body: body,
       })
         .then(function (r) {
           return r.json().then(function (j) {
