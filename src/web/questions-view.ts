@@ -9,7 +9,7 @@ import { esc } from "./html.ts";
 
 interface WithQuestions {
   id: string;
-  questions: readonly PendingQuestion[];
+  questions?: readonly PendingQuestion[];
 }
 
 const status = `<span class="form-status" role="status" aria-live="polite"></span>`;
@@ -59,7 +59,8 @@ function one(runId: string, q: PendingQuestion, csrf: string | undefined): strin
 }
 
 export function renderQuestions(v: WithQuestions, csrf?: string): string {
-  return v.questions.map((q) => one(v.id, q, csrf)).join("\n");
+  // A view written before questions existed has none.
+  return (v.questions ?? []).map((q) => one(v.id, q, csrf)).join("\n");
 }
 
 /** A posted answer form, as checkAnswer reads it: a picked option, one's own words, or one answer per part. */
