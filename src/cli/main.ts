@@ -1,5 +1,5 @@
 /**
- * `deckhand` command line: serve, migrate, run, runs, status, logs, open, say, stop, doctor, e2b.
+ * `deckhand` command line: serve, migrate, run, runs, status, logs, open, say, answer, stop, doctor, e2b.
  * The client commands talk to a running server over its API (DECKHAND_URL, default http://127.0.0.1:$PORT).
  */
 import { spawn } from "node:child_process";
@@ -13,6 +13,8 @@ import { resolveApiToken } from "../server/auth.ts";
 import type { RunView } from "../runs/run-view.ts";
 import { exitCodeFor, fmtDuration, isDone, progressLine, summary, timelineKey, timelineLine } from "./progress.ts";
 import type { TimelineItem } from "../events/vocabulary.ts";
+import type { PendingQuestion } from "../events/questions.ts";
+import { type AnswerBody, answerHint, askOnTty, questionText } from "./questions.ts";
 
 class CliError extends Error {}
 
@@ -101,8 +103,13 @@ async function logs(api: Client, id: string, out: NodeJS.WriteStream, followIt: 
   }
 }
 
-async function follow(api: Client, id: string, out: NodeJS.WriteStream): Promise<RunView> {
+/** Where `deckhand run` asks the agent's questions: on a TTY (stdin and stdout) it reads the answer. */
+type Asker = ((q: PendingQuestion) => Promise<AnswerBody | null>) | null;
+
+async function follow(api: Client, id: string, out: NodeJS.WriteStream, ask: Asker = null): Promise<RunView> {
   const tty = out.isTTY;
+  const asked = new Set<string>();
+  let paused = false;
   const spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
   let after = 0;
   let lastLine = "";
@@ -110,7 +117,7 @@ async function follow(api: Client, id: string, out: NodeJS.WriteStream): Promise
   let frame = 0;
   let timer: NodeJS.Timeout | null = null;
   const draw = () => {
-    if (!view) return;
+    if (!view || paused) return;
     const line = progressLine(view);
     if (tty) out.write(`\r\x1b[2K${spinner[frame++ % spinner.length]} ${line}`);
   };
@@ -128,6 +135,28 @@ async function follow(api: Client, id: string, out: NodeJS.WriteStream): Promise
       lastLine = line;
       draw();
       if (isDone(view.status)) break;
+      for (const q of view.questions ?? []) {
+        if (asked.has(q.id)) continue;
+        asked.add(q.id);
+        if (!ask) {
+          out.write(`${questionText(q)}\n${answerHint(id, q)}\n`);
+          continue;
+        }
+        paused = true;
+        if (tty) out.write("\r\x1b[2K");
+        try {
+          const body = await ask(q);
+          if (!body) continue;
+          const r = await api.call<{ answered: string }>("POST", `/api/runs/${encodeURIComponent(id)}/answers`, { ...body, author: process.env.USER ?? "cli", source: "cli" });
+          out.write(`Sent to the agent: ${r.answered}\n`);
+        } catch (e) {
+          if (!(e instanceof CliError)) throw e;
+          out.write(`Not sent: ${e.message}\n`);
+          asked.delete(q.id); // still open (a wrong answer): asked again on the next update
+        } finally {
+          paused = false;
+        }
+      }
     }
   } finally {
     if (timer) clearInterval(timer);
@@ -151,7 +180,7 @@ function openInBrowser(url: string): void {
   }
 }
 
-export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr): Promise<number> {
+export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr, input: NodeJS.ReadableStream & { isTTY?: boolean } = process.stdin): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     loadDotEnv();
@@ -201,7 +230,8 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         if (values.detach) return 0;
         const release = noteOnInterrupt(created.id, err);
         try {
-          const v = await follow(api, created.id, values.json ? devNull() : out);
+          const asker: Asker = !values.json && out.isTTY && input.isTTY ? (q) => askOnTty(q, input, out) : null;
+          const v = await follow(api, created.id, values.json ? devNull() : out, asker);
           const { events: _e, diff: _d, ...view } = v as RunView & { events?: unknown; diff?: unknown };
           out.write(values.json ? `${JSON.stringify(view)}\n` : `${summary(v)}\n`);
           return exitCodeFor(v);
@@ -260,6 +290,17 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         if (!id || !text.length) throw new CliError(commandHelp("say")!);
         const r = await client(config()).call<{ status: string }>("POST", `/api/runs/${encodeURIComponent(id)}/inputs`, { text: text.join(" "), author: process.env.USER ?? "cli" });
         out.write(`Sent (the run is ${plainStatus(r.status)}).\n`);
+        return 0;
+      }
+      case "answer": {
+        const { values, positionals } = parseArgs("answer", { args: rest, options: { question: { type: "string" }, approve: { type: "boolean" }, reject: { type: "boolean" }, part: { type: "string", multiple: true }, ...json }, allowPositionals: true });
+        const [id, ...words] = positionals;
+        const text = words.join(" ").trim();
+        const how = [values.approve || values.reject, !!values.part?.length, !!text].filter(Boolean).length;
+        if (!id || how !== 1 || (values.approve && values.reject)) throw new CliError(commandHelp("answer")!);
+        const answer = values.approve || values.reject ? { approve: !!values.approve } : values.part?.length ? { answers: values.part } : { answer: text };
+        const r = await client(config()).call<{ questionId: string; answered: string }>("POST", `/api/runs/${encodeURIComponent(id)}/answers`, { questionId: values.question, ...answer, author: process.env.USER ?? "cli", source: "cli" });
+        out.write(values.json ? `${JSON.stringify(r)}\n` : `Sent to the agent (${r.questionId}): ${r.answered}\n`);
         return 0;
       }
       case "stop": {

@@ -78,7 +78,7 @@ export class LiveStreams {
   }
 
   /** A run page's stream. `token`: opened through the run's link (ends with "gone" once the link is rotated). */
-  async run(reply: FastifyReply, run: Run, o: { base: string; format: DiffFormat; full: boolean; token: string | null; diffKey: string }): Promise<void> {
+  async run(reply: FastifyReply, run: Run, o: { base: string; format: DiffFormat; full: boolean; token: string | null; diffKey: string; csrf?: string | null }): Promise<void> {
     const conn = this.open(reply, run.id);
     let feed = this.runs.get(run.id);
     if (!feed) {

@@ -10,6 +10,8 @@ import { isTerminal } from "../runs/state-machine.ts";
 import { diffKey, type DiffFormat } from "./diff-view.ts";
 import { Feed, type Checked, type FeedOptions, frame, type Viewer } from "./live-feed.ts";
 import { renderDiffSection, runRegions, type RunPageView, STALE_HEARTBEAT_MS } from "./run-page.ts";
+import { esc } from "./html.ts";
+import { renderQuestions } from "./questions-view.ts";
 
 export interface RunViewer extends Viewer {
   /** Where the page lives (`/runs/<id>` or `/r/<token>`): the diff's links point there. */
@@ -20,11 +22,18 @@ export interface RunViewer extends Viewer {
   token: string | null;
   /** The diff the viewer's page shows (its key). */
   diffKey: string;
+  /** A signed-in viewer's CSRF token: the agent's questions come to it as forms (else read-only). */
+  csrf?: string | null;
 }
+
+/** Stands for a viewer's CSRF token in the questions' forms, rendered once for everyone and filled in per viewer. */
+const CSRF_SLOT = "DECKHAND-CSRF-SLOT";
 
 interface RunVersion {
   status: string;
   regions: Record<string, string>;
+  /** The questions region with answer forms (CSRF_SLOT in place of the token). */
+  answerable: string;
   items: Map<string, string>;
   diff: string | null;
   diffKey: string;
@@ -68,10 +77,12 @@ export class RunFeed extends Feed<RunVersion, RunViewer> {
     return {
       key: runChangeKey(run, now),
       render: async () => {
-        const { timeline, status, ...regions } = runRegions(await this.deps.view(run), now);
+        const view = await this.deps.view(run);
+        const { timeline, status, ...regions } = runRegions(view, now);
         return {
           status,
           regions,
+          answerable: renderQuestions(view, CSRF_SLOT),
           items: new Map(timeline.map((t) => [t.id, t.html])),
           diff: run.diff,
           diffKey: diffKey(run.diff),
@@ -107,14 +118,21 @@ export class RunFeed extends Feed<RunVersion, RunViewer> {
   protected frameFor(viewer: RunViewer, prev: RunVersion | null, next: RunVersion): string | null {
     const withDiff = viewer.diffKey !== next.diffKey;
     const way = `${viewer.base}|${viewer.format}|${viewer.full}`;
-    const cacheKey = `${prev ? "delta" : "all"}|${withDiff ? way : ""}`;
+    const csrf = viewer.csrf ?? null;
+    const cacheKey = `${prev ? "delta" : "all"}|${withDiff ? way : ""}|${csrf ?? ""}`;
     let f = next.frames.get(cacheKey);
     if (f === undefined) {
-      f = this.makeFrame(prev, next, withDiff ? this.drawDiff(next, way, viewer) : undefined);
+      f = this.makeFrame(prev && this.forViewer(prev, csrf), this.forViewer(next, csrf), withDiff ? this.drawDiff(next, way, viewer) : undefined);
       next.frames.set(cacheKey, f);
     }
     viewer.diffKey = next.diffKey;
     return f;
+  }
+
+  /** The version as this viewer sees it: with answer forms carrying its own CSRF token when signed in. */
+  private forViewer(v: RunVersion, csrf: string | null): RunVersion {
+    if (csrf === null || !v.answerable) return v;
+    return { ...v, regions: { ...v.regions, questions: v.answerable.split(CSRF_SLOT).join(esc(csrf)) } };
   }
 
   private drawDiff(v: RunVersion, way: string, viewer: RunViewer): string {

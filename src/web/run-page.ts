@@ -12,6 +12,7 @@ import { summarizeDiff } from "./diff-summary.ts";
 import { assetUrl, shell } from "./layout.ts";
 import { plainPhase, plainStatus } from "../runs/plain-status.ts";
 import { agentAttribution } from "../integrations/agent-words.ts";
+import { renderQuestions } from "./questions-view.ts";
 
 /** A running sandbox that has not sent a heartbeat for this long is shown as quiet (the watchdog decides what to do). */
 export const STALE_HEARTBEAT_MS = 60_000;
@@ -142,11 +143,12 @@ export function renderDiffSection(diff: string | null | undefined, base: string,
 ${drawn.trim() ? `<div class="diff" data-diff-view>${renderDiff(drawn, format)}</div>` : ""}`;
 }
 
-/** The regions the live stream updates, rendered exactly as on the page. */
-export function runRegions(v: RunPageView, now = new Date()) {
+/** The regions the live stream updates, rendered exactly as on the page (`csrf`: signed in, questions answerable). */
+export function runRegions(v: RunPageView, now = new Date(), csrf?: string) {
   return {
     status: v.status,
     head: renderHead(v, now),
+    questions: renderQuestions(v, csrf),
     result: renderResult(v),
     todos: renderTodos(v),
     phases: renderPhases(v),
@@ -180,9 +182,10 @@ function linkTools(v: RunPageView, o: RunPageOptions): string {
 export function renderRunPage(view: RunPageView, diff: string | null, opts: Partial<RunPageOptions> = {}): string {
   const o: RunPageOptions = { base: opts.base ?? view.url.replace(/^https?:\/\/[^/]+/, ""), format: "line-by-line", ...opts };
   const now = o.now ?? new Date();
-  const r = runRegions(view, now);
+  const r = runRegions(view, now, o.csrf);
   const format = o.format ?? "line-by-line";
   const body = `<div id="run-head">${r.head}</div>
+<section aria-label="The agent's questions" id="run-questions">${r.questions}</section>
 <section aria-labelledby="h-actions" id="run-actions"><h2 id="h-actions" class="visually-hidden">Steer</h2>${actions(view, o)}</section>
 <section aria-labelledby="h-task"><h2 id="h-task">Task</h2><div class="text">${esc(view.prompt)}</div></section>
 <section aria-labelledby="h-result"><h2 id="h-result">Result</h2><div id="run-result">${r.result}</div></section>

@@ -183,12 +183,20 @@ describe("Linear agent sessions drive runs", () => {
     expect(activitiesOf(sessionId).filter((a) => a.content.type === "response" || a.content.type === "error")).toHaveLength(1);
   });
 
-  it("no repo for the team: an elicitation lists the repos; the answer starts the run there", async () => {
-    srv.model.setHandler(scripts.say("Nothing to change."));
+  it("no repo for the team: a select elicitation of the repos; the pick starts the run there; the agent's question is a select elicitation and the pick answers it", async () => {
+    // The agent asks which cache (OpenCode's `question` tool), then finishes with what it was told.
+    const question = "Which cache should I tune?";
+    srv.model.setHandler((req): ModelReply =>
+      req.toolResults.length === 0
+        ? { toolCalls: [{ name: "question", arguments: { questions: [{ question, header: "Cache", options: [{ label: "lru", description: "the LRU cache" }, { label: "ttl", description: "the TTL cache" }] }] } }] }
+        : { text: "Nothing to change." },
+    );
     const issue = newIssue(3, "Tune the cache", "It is slow", "team-ops");
     const { sessionId } = await delegate(issue, "@deckhand can you look?");
     const ask = await waitActivity(sessionId, (a) => a.content.type === "elicitation", "the question", 10_000);
     expect(ask.content.body).toContain("Reply with one of: `api`, `web`");
+    expect(ask.signal).toBe("select");
+    expect(ask.signalMetadata).toEqual({ options: [{ label: "api", value: "api" }, { label: "web", value: "web" }] });
     expect(await srv.deckhand.store.list({ source: "linear" }).then((rs) => rs.some((r) => (r.sourceRef as any).agentSessionId === sessionId))).toBe(false);
 
     await prompt(sessionId, issue.id, "web");
@@ -197,12 +205,30 @@ describe("Linear agent sessions drive runs", () => {
     expect(run.prompt).toContain("Linear issue OPS-3: Tune the cache");
     expect(run.prompt).toContain("@deckhand can you look?");
     await waitActivity(sessionId, (a) => a.content.type === "thought" && a.content.body === "Starting a sandbox for web…", "the start thought", 10_000);
+
+    // The agent's question: an elicitation quoting it, the options to pick; the session waits for input.
+    const asked = await waitActivity(sessionId, (a) => a.content.type === "elicitation" && a.content.body.includes(question), "the agent's question", 120_000);
+    expect(asked.signal).toBe("select");
+    expect(asked.signalMetadata).toEqual({ options: [{ label: "lru", value: "lru" }, { label: "ttl", value: "ttl" }] });
+    expect(asked.content.body).toContain("**The agent's question** (its own words");
+    expect(asked.content.body).toContain("> - ttl — the TTL cache");
+    expect(fake.sessions.get(sessionId)!.status).toBe("awaitingInput");
+    // The pick comes back as a signed `prompted` with the label: it answers the question (not a follow-up).
+    expect((await prompt(sessionId, issue.id, "ttl")).status).toBe(200);
+    await waitActivity(sessionId, (a) => a.content.type === "thought" && a.content.body === "Got your answer; passing it to the agent.", "the acknowledgement", 10_000);
+
     const done = await srv.waitFor(run.id, ["idle", "failed"], 120_000);
     expect(done.status, done.reason).toBe("idle");
+    const results = srv.model.requests.at(-1)!.toolResults.map((t) => t.content);
+    expect(results).toHaveLength(1);
+    expect(results[0]).toContain(`"${question}"="ttl"`);
+    expect((await srv.deckhand.store.inputs(run.id)).map((i) => i.kind)).toEqual(["prompt", "answer"]);
     const response = await waitActivity(sessionId, (a) => a.content.type === "response", "the response");
     expect(response.content.body).toContain("Nothing to change.");
     expect(response.content.body).toContain("No files were changed.");
-  });
+    // One elicitation per question, however often the run was planned.
+    expect(activitiesOf(sessionId).filter((a) => a.content.type === "elicitation" && a.content.body.includes(question))).toHaveLength(1);
+  }, 240_000);
 
   it("a failed run ends the session with an error activity in plain words", async () => {
     srv.model.setHandler(() => ({ httpStatus: 401, message: "Incorrect API key provided" }));

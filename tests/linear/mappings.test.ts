@@ -14,6 +14,8 @@ import { commentTarget } from "../../src/integrations/linear/on-comment-created.
 import { lowestStarted } from "../../src/integrations/linear/move-issue-to-started.ts";
 import { checkState, makeState, tokenEndpoint } from "../../src/integrations/linear/oauth.ts";
 import { runRow } from "../helpers/run-row.ts";
+import { answerFromPrompt, questionElicitation } from "../../src/integrations/linear/questions.ts";
+import { checkAnswer } from "../../src/events/questions.ts";
 
 const allowed = ["api", "web"];
 
@@ -161,6 +163,43 @@ describe("run → agent activities", () => {
     // Same keys every time (the outbox queues each once).
     expect(again.messages.map((m) => m.dedupeKey)).toEqual(plan.messages.filter((m) => m.kind !== "session.plan").map((m) => m.dedupeKey));
     expect(new Set(plan.messages.map((m) => m.dedupeKey)).size).toBe(plan.messages.length);
+  });
+
+  it("the agent's questions: one select elicitation each (Approve / Reject for an approval), its words made inert; gone once the run stops", () => {
+    const run = makeRun({ status: "running" });
+    seq = 0;
+    const events = [
+      ev("question.asked", { id: "que_1", questions: [{ question: "Ping @ann or see [this](https://evil.example)?", header: "Who", options: [{ label: "ann", description: "the owner" }, { label: "bob", description: "" }] }] }),
+      ev("permission.asked", { id: "per_1", permission: "bash", patterns: ["git push origin main"] }),
+    ];
+    const plan = planFor(run, events);
+    const asks = plan.messages.filter((m) => m.kind === "activity.elicitation");
+    expect(asks.map((m) => m.dedupeKey)).toEqual([`linear:${run.id}:question:que_1`, `linear:${run.id}:question:per_1`]);
+    const [q, p] = asks.map((m) => m.payload as any);
+    expect(q.signal).toBe("select");
+    expect(q.signalMetadata).toEqual({ options: [{ label: "ann", value: "ann" }, { label: "bob", value: "bob" }] });
+    expect(q.content.body).toContain("Ping `@ann` or see this (`https://evil.example`)?");
+    expect(q.content.body).toContain("Pick an option, or reply with your own answer.");
+    expect(p.signalMetadata).toEqual({ options: [{ label: "Approve", value: "Approve" }, { label: "Reject", value: "Reject" }] });
+    expect(p.content.body).toContain("> bash: git push origin main");
+    // Planned again: the same keys (sent once); a stopped run asks nothing.
+    expect(planFor(run, events).messages.filter((m) => m.kind === "activity.elicitation").map((m) => m.dedupeKey)).toEqual(asks.map((m) => m.dedupeKey));
+    expect(planFor(makeRun({ status: "cancelled" }), events).messages.some((m) => m.kind === "activity.elicitation")).toBe(false);
+  });
+
+  it("what a person writes back answers the question: the option's exact label, one line per part, approve words", () => {
+    const d = digest([
+      ev("question.asked", { id: "que_2", questions: [{ question: "Colour?", options: [{ label: "Red" }] }, { question: "Size?", options: [] }] }),
+      ev("question.asked", { id: "que_3", questions: [{ question: "Cache?", options: [{ label: "LRU" }, { label: "TTL" }], custom: false }] }),
+      ev("permission.asked", { id: "per_2", permission: "webfetch" }),
+    ]);
+    const [two, one, perm] = d.questions;
+    expect(checkAnswer(two!, answerFromPrompt(two!, "red\n large \n"))).toMatchObject({ ok: true, answer: { answers: [["Red"], ["large"]] } });
+    expect(checkAnswer(one!, answerFromPrompt(one!, " ttl "))).toMatchObject({ ok: true, answer: { answers: [["TTL"]] } });
+    expect(checkAnswer(one!, answerFromPrompt(one!, "something else"))).toMatchObject({ ok: false });
+    expect(checkAnswer(perm!, answerFromPrompt(perm!, "Reject"))).toMatchObject({ ok: true, answer: { reply: "reject" } });
+    expect(questionElicitation(two!).select).toBeNull();
+    expect(questionElicitation(two!).content.body).toContain("Reply with one answer per line, in this order.");
   });
 
   it("idle: the PR attached and linked, then a response with the summary, files and link; the final text is not a thought", () => {

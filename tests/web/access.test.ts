@@ -1,5 +1,6 @@
 /** Who may see and do what on the dashboard: sessions, CSRF, per-run links and their revocation. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashToken } from "../../src/runs/tokens.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 
 const TOKEN = "test-api-token-0123456789";
@@ -182,6 +183,66 @@ describe("dashboard access", () => {
     const fresh = (await srv.api("GET", `/api/runs/${a.id}`)).body.url as string;
     expect(fresh).not.toBe(a.url);
     expect((await get(pathOf(fresh))).status).toBe(200);
+  });
+
+  it("the agent's questions on the run page: a button per option, its words escaped; the answer goes to the agent once; cross-site posts refused", async () => {
+    // A running run whose sandbox (played here over the relay's own endpoint) reports a question and an approval ask.
+    const token = "relay-token-questions-0123456789";
+    const q = await srv.deckhand.store.create({ repo: "demo", prompt: "ask me", source: "api", sourceRef: {} });
+    await srv.deckhand.store.patch(q.id, { status: "running", relayTokenHash: hashToken(token) });
+    const at = new Date().toISOString();
+    const events = [
+      { seq: 1, type: "question.asked", at, data: { id: "que_web1", questions: [{ question: "<img src=x onerror=alert(1)> Which name?", header: "Name", options: [{ label: "alpha", description: "the first" }, { label: "<b>beta</b>", description: "" }] }] } },
+      { seq: 2, type: "permission.asked", at, data: { id: "per_web1", permission: "bash", patterns: ["git push origin main"] } },
+    ];
+    const pushed = await fetch(`${srv.url}/relay/v1/runs/${q.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events }) });
+    expect(pushed.status).toBeLessThan(300);
+
+    const { cookie, csrf } = await signIn("Ana");
+    const page = await (await get(`/runs/${q.id}`, cookie)).text();
+    expect(page).toContain("&lt;img src=x onerror=alert(1)&gt; Which name?");
+    expect(page).not.toContain("<img src=x");
+    expect(page).toContain(`action="/runs/${q.id}/answers"`);
+    expect(page).toContain('<button type="submit" name="choice" value="alpha">alpha</button>');
+    expect(page).toContain('value="&lt;b&gt;beta&lt;/b&gt;">&lt;b&gt;beta&lt;/b&gt;</button>');
+    expect(page).toContain('name="answer" maxlength="2000"'); // an answer of one's own
+    expect(page).toContain("<code>bash: git push origin main</code>");
+    expect(page).toContain('class="danger">Reject</button>');
+    // The read-only link shows the question, but no way to answer it.
+    const readOnly = await (await get(`/r/${q.pageToken}`)).text();
+    expect(readOnly).toContain("Which name?");
+    expect(readOnly).toContain("Sign in to answer.");
+    expect(readOnly).not.toContain("/answers");
+    // The live stream carries the same forms.
+    const live = await readSse(`/runs/${q.id}/events`, (t) => t.includes("event: update"), cookie);
+    expect(live.text).toContain(`/runs/${q.id}/answers`);
+
+    const answer = (form: Record<string, string>, headers: Record<string, string>) => post(`/runs/${q.id}/answers`, form, headers);
+    const refused: [Record<string, string>, Record<string, string>, number][] = [
+      [{ questionId: "que_web1", choice: "alpha" }, {}, 401],
+      [{ questionId: "que_web1", choice: "alpha", _csrf: csrf }, { cookie, origin: "https://evil.example" }, 403],
+      [{ questionId: "que_web1", choice: "alpha" }, { cookie }, 403],
+      [{ questionId: "que_web1", choice: "alpha", _csrf: "forged" }, { cookie }, 403],
+    ];
+    for (const [form, headers, status] of refused) expect((await answer(form, headers)).status, JSON.stringify(headers)).toBe(status);
+    expect((await srv.deckhand.store.inputs(q.id)).filter((i) => i.kind === "answer")).toEqual([]);
+
+    const ok = await answer({ questionId: "que_web1", choice: "<b>beta</b>" }, { cookie, "x-csrf-token": csrf, accept: "application/json" });
+    expect(ok.status).toBe(202);
+    expect((await ok.json()).message).toBe("Sent to the agent: <b>beta</b>");
+    const again = await answer({ questionId: "que_web1", answer: "my own words", _csrf: csrf }, { cookie, accept: "application/json" });
+    expect(again.status).toBe(409);
+    expect((await again.json()).error).toMatch(/not waiting for an answer/);
+    const empty = await answer({ questionId: "per_web1", choice: "", answer: " ", _csrf: csrf }, { cookie, accept: "application/json" });
+    expect(empty.status).toBe(400);
+    // Without JavaScript: the Reject button's plain post, answered with a redirect back to the run.
+    const reject = await answer({ questionId: "per_web1", choice: "Reject", _csrf: csrf }, { cookie });
+    expect(reject.status).toBe(303);
+    const answers = (await srv.deckhand.store.inputs(q.id)).filter((i) => i.kind === "answer");
+    expect(answers.map((i) => [JSON.parse(i.text!), i.author, i.source])).toEqual([
+      [{ kind: "question", requestId: "que_web1", answers: [["<b>beta</b>"]] }, "Ana", "web"],
+      [{ kind: "permission", requestId: "per_web1", reply: "reject" }, "Ana", "web"],
+    ]);
   });
 
   it("serves diff2html's prebuilt files and our own, compressed and cacheable", async () => {

@@ -27,7 +27,8 @@ function scriptedModel() {
   const seen = new Promise<void>((r) => (markSeen = r));
   const handler: ModelHandler = async (req) => {
     const last = req.userTexts.at(-1) ?? "";
-    if (req.userTexts[0]?.includes("forever")) return new Promise(() => {});
+    // "forever": asks which way first (the question tool), then never answers.
+    if (req.userTexts[0]?.includes("forever")) return req.toolResults.length ? new Promise(() => {}) : { toolCalls: [{ name: "question", arguments: { questions: [{ question: "Which way?", header: "Way", options: [{ label: "left", description: "go left" }, { label: "right", description: "" }] }] } }] };
     if (req.lastRole === "tool") return { text: `Done: ${last}` };
     if (req.userTexts.length === 1) {
       markSeen();
@@ -64,7 +65,7 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     await srv?.close();
   });
 
-  it("watch a run live, steer it, read and download the diff, stop another, share a read-only link", async () => {
+  it("watch a run live, steer it, read and download the diff, answer another's question and stop it, share a read-only link", async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
     const page = await ctx.newPage();
     page.on("dialog", (d) => void d.accept());
@@ -135,7 +136,16 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     const b = (await srv.api("POST", "/api/runs", { repo: "demo", prompt: "Think forever" })).body;
     await page.goto(`${srv.url}/runs/${b.id}`);
     await page.locator(".live-badge.on").waitFor();
-    await page.locator("#run-head .status", { hasText: "working" }).waitFor({ timeout: 30_000 }); // the agent is at work
+    await page.locator("#run-head .status", { hasText: "working" }).waitFor({ timeout: 90_000 }); // the agent is at work (a sandbox starting on busy cores)
+    // The agent asks: the question appears live with a button per option; a click answers it, in the same session.
+    const asked = page.locator("#run-questions .question", { hasText: "Which way?" });
+    await asked.waitFor({ timeout: 60_000 });
+    await shot(page, "5a-run-question");
+    await asked.getByRole("button", { name: "left", exact: true }).click();
+    await expect.poll(async () => (await srv.deckhand.store.inputs(b.id)).filter((i) => i.kind === "answer").map((i) => [i.text, i.author, i.source]), { timeout: 10_000 }).toEqual([[expect.stringContaining('"answers":[["left"]]'), "Ana", "web"]]);
+    await expect.poll(() => srv.model.requests.some((r) => r.toolResults.some((t) => t.content.includes('"Which way?"="left"'))), { timeout: 30_000 }).toBe(true);
+    await page.locator("#run-questions .question").waitFor({ state: "detached", timeout: 15_000 });
+    expect((await srv.deckhand.store.inputs(b.id)).filter((i) => i.kind === "answer").map((i) => [i.author, i.source])).toEqual([["Ana", "web"]]);
     await page.getByRole("button", { name: "Stop run" }).click();
     await page.locator("#run-head .status", { hasText: "stopped" }).waitFor({ timeout: 15_000 });
     await page.getByRole("alert").filter({ hasText: "Stopped by Ana (web)" }).waitFor();
@@ -157,5 +167,5 @@ describe.skipIf(!haveChromium)("the dashboard in a browser", () => {
     await p2.getByRole("heading", { name: "Sign in" }).waitFor();
     await phone.close();
     await ctx.close();
-  }, 90_000);
+  }, 240_000); // two real runs and a question answered on a shared 2-core machine: a bound, not a goal
 });

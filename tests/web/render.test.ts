@@ -6,6 +6,8 @@ import { diffFormat, diffKey, renderDiff } from "../../src/web/diff-view.ts";
 import { formatDuration, formatTokens, formatUsage, sourceLink } from "../../src/web/format.ts";
 import { INLINE_DIFF_CHARS, itemId, renderDiffSection, renderHead, renderRunPage, renderTimelineItem, runRegions } from "../../src/web/run-page.ts";
 import { renderRow, renderRunsList } from "../../src/web/runs-list.ts";
+import { answerFromForm, renderQuestions } from "../../src/web/questions-view.ts";
+import { checkAnswer } from "../../src/events/questions.ts";
 import { csrfMatches, csrfToken, newSession, readSession, safeNext, sessionCookie, sessionSecret, signSession } from "../../src/web/session.ts";
 
 const T0 = new Date("2026-01-01T10:00:00Z");
@@ -118,6 +120,29 @@ describe("the run page", () => {
     expect(b).toContain(">done<");
     const msg = renderTimelineItem({ kind: "message", seq: 3, at: T0.toISOString(), role: "assistant", text: "<img src=x onerror=alert(1)>", partId: "p" });
     expect(msg).not.toContain("<img");
+  });
+
+  it("the agent's questions: one form per part, own answers where allowed, read-only without a session; a posted form reads back as the answer", () => {
+    const at = T0.toISOString();
+    const d = digest([
+      { seq: 1, type: "question.asked", at, data: { id: "que_2", questions: [{ question: "Colour?", options: [{ label: "red" }, { label: "blue" }], custom: false }, { question: "Size <px>?", options: [] }] } },
+    ]);
+    const v = { id: "r-abc", questions: d.questions };
+    const signed = renderQuestions(v, "tok");
+    expect(signed).toContain('<input type="hidden" name="parts" value="2">');
+    expect(signed).toContain('<input type="radio" name="a0" value="red" required>');
+    expect(signed).not.toContain('name="t0"'); // the colour takes only its options
+    expect(signed).toContain('name="t1" maxlength="2000"');
+    expect(signed).toContain("Size &lt;px&gt;?");
+    const readOnly = renderQuestions(v);
+    expect(readOnly).toContain("Sign in to answer.");
+    expect(readOnly).not.toContain("<form");
+    expect(renderQuestions({ id: "r-abc", questions: [] })).toBe("");
+    // What each form posts, as checkAnswer reads it.
+    expect(answerFromForm({ questionId: "que_2", parts: "2", a0: "red", t1: " 12 ", a1: "ignored" })).toEqual({ questionId: "que_2", answers: ["red", "12"] });
+    expect(checkAnswer(d.questions[0]!, { answers: ["green", "12"] })).toMatchObject({ ok: false, message: "choose one of: red, blue" });
+    expect(answerFromForm({ questionId: "que_1", choice: "Approve", answer: "x" })).toEqual({ questionId: "que_1", answer: "Approve" });
+    expect(answerFromForm({ answer: " mine " })).toEqual({ questionId: null, answer: "mine" });
   });
 
   it("shows the failure reason, liveness, and a quiet sandbox", () => {

@@ -4,8 +4,14 @@ export type ActivityContent =
   | { type: "thought" | "elicitation" | "response" | "error"; body: string }
   | { type: "action"; action: string; parameter: string; result?: string };
 
+/** Options a person picks from (Linear's `select` signal on an elicitation); the chosen one comes back as a prompt. */
+export interface SelectSignal {
+  signal: "select";
+  signalMetadata: { options: { label: string; value: string }[] };
+}
+
 export type LinearPayload =
-  | { op: "activity"; workspaceId: string; sessionId: string; id: string; content: ActivityContent; ephemeral?: boolean }
+  | ({ op: "activity"; workspaceId: string; sessionId: string; id: string; content: ActivityContent; ephemeral?: boolean } & Partial<SelectSignal>)
   | {
       op: "session";
       workspaceId: string;

@@ -1,9 +1,14 @@
 /**
  * `AgentSessionEvent` / `prompted`: the user wrote in the session. The shared intake (src/intake) decides: steer a
  * working run, continue an idle one (or a finished one, on the same branch), answer a "which repo?" question,
- * start a run for a session we never saw, stop (the `stop` signal or a stop word), or say where the run is.
+ * start a run for a session we never saw, stop (the `stop` signal or a stop word), or say where the run is. While
+ * the agent waits on a question (a `select` elicitation, questions.ts), what the person writes answers it.
  */
+import type { Run } from "../../db/schema.ts";
 import { decideIntake } from "../../intake/decide.ts";
+import { runLog } from "../../log/logger.ts";
+import { answerQuestion, openQuestions } from "../../runs/answers.ts";
+import { RunInputError } from "../../runs/run-service.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
@@ -11,6 +16,7 @@ import { latestRunForSession, pendingStart } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
 import { joinedRunningIssue, pendingFromSession } from "./on-session-created.ts";
 import { sayWithoutRun } from "./say-without-run.ts";
+import { answerFromPrompt } from "./questions.ts";
 import { linearRef } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { askForRepo, repoChoiceFor, startLinearRun } from "./start-linear-run.ts";
@@ -44,6 +50,8 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
       return;
     case "steer":
     case "continue": {
+      // The agent asked something in this session: the pick (or the person's words) answers its oldest question.
+      if (decision.kind === "steer" && (await answeredOpenQuestion(deps, run!, text, author, say))) return;
       await deps.service.followUp(run!.id, { text, author, source: "linear" });
       const ref = linearRef(run!)!;
       const key = `linear:${run!.id}:ack:${activityId}`;
@@ -91,4 +99,20 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
       await startLinearRun(deps, { ...pending, author: pending.author ?? author }, { repo: chosen, dedupe: `${sessionId}:${activityId}` });
     }
   }
+}
+
+/** Answers the run's oldest open question with `text`; false when nothing is asked (the text steers instead). */
+async function answeredOpenQuestion(deps: LinearDeps, run: Run, text: string, author: string | null, say: (body: string) => Promise<void>): Promise<boolean> {
+  if (run.status !== "running") return false;
+  const [q] = await openQuestions(deps.service.store, run.id);
+  if (!q) return false;
+  try {
+    const done = await answerQuestion(deps.service.store, run.id, q.id, answerFromPrompt(q, text), { author, source: "linear" });
+    runLog(deps.log, run.id).info({ questionId: q.id, kind: q.kind }, "question answered from Linear");
+    await say(q.kind === "permission" ? `${done.summary}; passing that to the agent.` : "Got your answer; passing it to the agent.");
+  } catch (e) {
+    if (!(e instanceof RunInputError)) throw e;
+    await say(`That didn't answer the agent's question: ${e.message}.`);
+  }
+  return true;
 }

@@ -5,12 +5,13 @@
  *
  * Agent sessions get activities: a first `thought` at once, `action`s for finished tool calls, `thought`s for the
  * agent's commentary (ephemeral for progress), the todo list as the session plan, a `response` (or `error`) at
- * the end, the run page and the PR as external URLs. Classic assignments get a comment thread instead.
+ * the end, the run page and the PR as external URLs; the agent's questions as `select` elicitations. Classic assignments get a comment thread instead.
  */
 import type { OutboxMessage, Plan, PlanInput } from "../../notify/notifier.ts";
 import type { RunResult } from "../../runs/deliver.ts";
 import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
-import type { ActivityContent, LinearPayload } from "./messages.ts";
+import type { ActivityContent, LinearPayload, SelectSignal } from "./messages.ts";
+import { questionElicitation } from "./questions.ts";
 import { linearRef, orderingKeyOf } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { todosToPlan } from "./todos-to-plan.ts";
@@ -43,7 +44,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   // Thoughts and actions after the first are progress (dropped behind a pending answer); answers are final.
   const roleOf = (k: string, content: ActivityContent) =>
     content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !k.startsWith("queued:") ? "progress" : undefined;
-  const activity = (k: string, content: ActivityContent, ephemeral?: boolean) =>
+  const activity = (k: string, content: ActivityContent, ephemeral?: boolean, select?: SelectSignal | null) =>
     push(key(k), `activity.${content.type}`, {
       op: "activity",
       workspaceId: ws,
@@ -51,6 +52,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
       id: stableUuid(key(k)),
       content,
       ...(ephemeral ? { ephemeral } : {}),
+      ...(select ?? {}),
     }, false, roleOf(k, content));
   const comment = (k: string, body: string, parentId?: string) =>
     push(key(k), "comment", { op: "comment", workspaceId: ws, issueId: ref.issueId, id: k === "thread" ? threadCommentId(run.id) : stableUuid(key(k)), body, ...(parentId ? { parentId } : {}) }, false, /^(response|error|stopped)/.test(k) ? "final" : undefined);
@@ -99,6 +101,11 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
         activity(`status:${item.seq}`, { type: "thought", body: item.text }, true);
       }
     });
+    // The agent's questions and approval asks: one `select` elicitation each (the session awaits input).
+    for (const question of view.questions) {
+      const e = questionElicitation(question);
+      activity(`question:${question.id}`, e.content, false, e.select);
+    }
     const stopped = run.status === "cancelled" || run.status === "failed";
     const plan = todosToPlan(digest.todos, stopped);
     if (plan.length) {

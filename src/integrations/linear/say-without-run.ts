@@ -5,6 +5,7 @@
 import type { OutboxMessage } from "../../notify/notifier.ts";
 import type { LinearDeps } from "./deps.ts";
 import type { ActivityContent, LinearPayload, PendingStart } from "./messages.ts";
+import { selectSignal } from "./questions.ts";
 import { stableUuid } from "./stable-uuid.ts";
 
 export async function sayWithoutRun(
@@ -13,11 +14,13 @@ export async function sayWithoutRun(
   dedupeKey: string,
   content: ActivityContent & { type: "elicitation" | "error" | "response" | "thought" },
   pending?: PendingStart,
+  /** Options to pick from (an agent session's `select` elicitation); a classic comment lists them in its text. */
+  options?: string[],
 ): Promise<void> {
   const id = stableUuid(dedupeKey);
   let m: OutboxMessage;
   if (to.mode === "agent") {
-    const payload: LinearPayload = { op: "activity", workspaceId: to.workspaceId, sessionId: to.sessionId!, id, content };
+    const payload: LinearPayload = { op: "activity", workspaceId: to.workspaceId, sessionId: to.sessionId!, id, content, ...(options?.length ? selectSignal(options) : {}) };
     m = { dedupeKey, orderingKey: `linear:session:${to.sessionId}`, kind: `activity.${content.type}`, payload: { ...payload, ...(pending ? { pending } : {}) } };
   } else {
     const payload: LinearPayload = { op: "comment", workspaceId: to.workspaceId, issueId: to.issueId, id, body: content.body };

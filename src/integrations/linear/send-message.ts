@@ -1,5 +1,5 @@
 /** The Linear notifier's I/O: one outbox payload → one Linear write. Errors come back as RetryLater where a retry helps. */
-import { InvalidInputLinearError } from "@linear/sdk";
+import { AgentActivitySignal, InvalidInputLinearError } from "@linear/sdk";
 import type { LinearClients } from "./linear-clients.ts";
 import type { LinearPayload } from "./messages.ts";
 import { moveIssueToStarted } from "./move-issue-to-started.ts";
@@ -16,6 +16,7 @@ export async function sendLinearMessage(clients: LinearClients, p: LinearPayload
           agentSessionId: p.sessionId,
           content: p.content as never,
           ...(p.ephemeral ? { ephemeral: true } : {}),
+          ...(p.signal ? { signal: AgentActivitySignal.Select, signalMetadata: p.signalMetadata } : {}),
         });
         return { activityId: r.agentActivityId ?? p.id };
       }

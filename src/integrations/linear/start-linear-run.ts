@@ -59,7 +59,8 @@ export function repoChoiceFor(deps: Pick<LinearDeps, "config" | "service">, p: P
 }
 
 export async function askForRepo(deps: LinearDeps, p: PendingStart, choice: Extract<RepoChoice, { repo: null }>, askKey: string): Promise<void> {
-  await sayWithoutRun(deps, p, askKey, { type: "elicitation", body: askRepoText(choice) }, p);
+  // A `select` elicitation: Linear offers the allowed repos to pick from; the pick comes back as a prompt.
+  await sayWithoutRun(deps, p, askKey, { type: "elicitation", body: askRepoText(choice) }, p, choice.allowed);
 }
 
 /** Start (repo known) or ask which repo. `dedupe` names this request (for the ask/failure messages). */

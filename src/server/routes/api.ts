@@ -37,6 +37,7 @@ const Answer = z.object({
   answers: z.array(z.union([z.string().max(2000), z.array(z.string().max(2000)).max(10)])).max(5).optional(),
   approve: z.boolean().optional(),
   author: z.string().max(200).optional(),
+  source: z.enum(["api", "cli"]).optional(),
 });
 const FollowUp = z.object({ text: z.string().min(1, "text must not be empty"), author: z.string().max(200).optional() });
 const ListQuery = z.object({
@@ -160,7 +161,7 @@ function apiPlugin(app: FastifyInstance, deps: { service: RunService; bus: RunBu
   /** A person's answer to the agent's question or approval ask (the oldest open one when no questionId). */
   app.post<{ Params: { id: string } }>("/runs/:id/answers", async (req, reply) => {
     const body = parse(Answer, req.body);
-    const done = await answerQuestion(store, req.params.id, body.questionId ?? null, body, { author: body.author ?? "api", source: "api" }).catch(toHttp);
+    const done = await answerQuestion(store, req.params.id, body.questionId ?? null, body, { author: body.author ?? "api", source: body.source ?? "api" }).catch(toHttp);
     reply.code(202);
     return { id: req.params.id, questionId: done.question.id, answered: done.summary };
   });

@@ -1,8 +1,8 @@
 /**
  * The web dashboard: the runs list (`/`), a run (`/runs/<id>` signed in, `/r/<pageToken>` through its read-only
  * link), live updates over server-sent events (web/live-stream.ts: one renderer per run, its frames fanned out to
- * every viewer), the diff and its patch, and the follow-up / stop / revoke-link actions (session + CSRF token;
- * they go through RunService exactly like a Slack or Linear reply).
+ * every viewer), the diff and its patch, and the follow-up / stop / answer-the-agent / revoke-link actions
+ * (session + CSRF token; they go through RunService exactly like a Slack or Linear reply).
  *
  * Three encapsulated plugins, each with its own guard in `onRequest`: public (assets, sign-in), signed in (the
  * list, `/runs/...`, actions, sign-out; a session row must exist) and per-run link pages (`/r/<token>/...`: the
@@ -30,6 +30,8 @@ import { HttpError } from "../http-errors.ts";
 import { renderDoctorPage } from "../../web/doctor-page.ts";
 import type { CheckResult } from "../../ops/doctor.ts";
 import { toHttp } from "./api.ts";
+import { answerQuestion } from "../../runs/answers.ts";
+import { answerFromForm } from "../../web/questions-view.ts";
 
 export interface PageDeps {
   service: RunService;
@@ -262,7 +264,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     signed.get("/runs/:id/diff.patch", async (req: IdReq, reply) => patch(await runById(req.params.id), reply));
     signed.get("/runs/:id/events", async (req: IdReq, reply) => {
       const run = await runById(req.params.id);
-      await live.run(reply, run, { ...streamView(req), base: `/runs/${run.id}`, token: null });
+      const s = sessionOf(req);
+      await live.run(reply, run, { ...streamView(req), base: `/runs/${run.id}`, token: null, csrf: s ? csrfToken(s, secret) : null });
     });
 
     // ---- actions: exactly what a Slack or Linear reply does ---------------------------------------------------
@@ -275,6 +278,14 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
       await service.followUp(before.id, { text, author: s.name ?? "web", source: "web" }).catch(toHttp);
       const msg = ACTIVE_STATUSES.has(before.status) ? "Sent: the agent gets it while it works." : "Sent: the run continues on the same branch.";
       return done(req, reply, 202, msg, `/runs/${before.id}`);
+    });
+    signed.post("/runs/:id/answers", async (req: IdReq, reply) => {
+      const s = actor(req);
+      const run = await runById(req.params.id);
+      const { questionId, ...input } = answerFromForm((req.body ?? {}) as Record<string, unknown>);
+      const answered = await answerQuestion(store, run.id, questionId, input, { author: s.name ?? "web", source: "web" }).catch(toHttp);
+      await bus.changed(run.id);
+      return done(req, reply, 202, `Sent to the agent: ${answered.summary}`, `/runs/${run.id}`);
     });
     signed.post("/runs/:id/stop", async (req: IdReq, reply) => {
       const s = actor(req);
@@ -303,7 +314,8 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     linked.get("/r/:token/diff.patch", async (req: TokenReq, reply) => patch(tokenRun(req), reply));
     linked.get("/r/:token/events", async (req: TokenReq, reply) => {
       // A revoked link stops streaming at the next change (the feed compares the run's current token).
-      await live.run(reply, tokenRun(req), { ...streamView(req), base: `/r/${req.params.token}`, token: req.params.token });
+      const s = await deps.sessions.fromCookieHeader(req.headers.cookie);
+      await live.run(reply, tokenRun(req), { ...streamView(req), base: `/r/${req.params.token}`, token: req.params.token, csrf: s ? csrfToken(s, secret) : null });
     });
   });
 }

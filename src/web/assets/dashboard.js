@@ -123,6 +123,7 @@
     connect(url, function (m) {
       body.setAttribute("data-status", m.status);
       setHtml("run-head", m.head);
+      setHtml("run-questions", m.questions);
       setHtml("run-result", m.result);
       setHtml("run-todos", m.todos);
       setHtml("run-phases", m.phases);
@@ -151,20 +152,23 @@
       var confirmText = f.getAttribute("data-confirm");
       if (confirmText && !window.confirm(confirmText)) return;
       var status = f.querySelector(".form-status");
-      var button = f.querySelector("button[type=submit]");
+      // The clicked button (an answer's option) is part of what is sent: read before it is disabled (a disabled
+      // button is left out of the form's data).
+      var button = e.submitter || f.querySelector("button[type=submit]");
+      var body = new URLSearchParams(e.submitter ? new FormData(f, e.submitter) : new FormData(f)).toString();
       button.disabled = true;
       status.textContent = "Sending…";
       fetch(f.action, {
         method: "POST",
         credentials: "same-origin",
         headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json", "x-csrf-token": csrf() },
-        body: new URLSearchParams(new FormData(f)).toString(),
+        body: body,
       })
         .then(function (r) {
           return r.json().then(function (j) {
             status.textContent = r.ok ? j.message : "Refused: " + (j.error || r.status);
             if (r.ok) {
-              var ta = f.querySelector("textarea");
+              var ta = f.querySelector("textarea, input[type=text]");
               if (ta) ta.value = "";
             }
           });
