@@ -17,7 +17,8 @@ const pct = (xs: number[], p: number) => {
 const mb = (n: number) => Math.round(n / 1048576);
 
 /** A realistic mix: tool calls (running, then completed), text parts, plan updates. */
-function eventAt(seq: number) {
+/** A realistic event (a tool call, its result, text, a todo list) for sequence number `seq`. */
+export function eventAt(seq: number) {
   const at = new Date().toISOString();
   const k = seq % 4;
   const call = `call-${Math.floor(seq / 4)}`;

@@ -14,6 +14,7 @@ import { performance } from "node:perf_hooks";
 import { hashToken } from "../src/runs/tokens.ts";
 import { postgresAvailable, startTestServer } from "../tests/helpers/harness.ts";
 import { parsePrometheus } from "../tests/ops/prom-text.ts";
+import { eventAt } from "./events.ts";
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -23,15 +24,6 @@ const mb = (n: number) => Math.round(n / 1048576);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A realistic mix: tool calls (running, then completed), text parts, plan updates. */
-function eventAt(seq: number) {
-  const at = new Date().toISOString();
-  const k = seq % 4;
-  const call = `call-${Math.floor(seq / 4)}`;
-  if (k === 0) return { seq, type: "message.part.updated", at, data: { part: { type: "tool", callID: call, tool: "bash", state: { status: "running", input: { command: `npm test -- ${seq}` } } } } };
-  if (k === 1) return { seq, type: "message.part.updated", at, data: { part: { type: "tool", callID: call, tool: "bash", state: { status: "completed", input: { command: `npm test -- ${seq}` }, output: "ok\n".repeat(50) } } } };
-  if (k === 2) return { seq, type: "message.part.updated", at, data: { part: { type: "text", id: `p${seq}`, messageID: `m${Math.floor(seq / 40)}`, text: "Working on it. ".repeat(20) } } };
-  return { seq, type: "todo.updated", at, data: { todos: [{ content: "Read the code", status: "completed" }, { content: `Step ${seq}`, status: "in_progress" }] } };
-}
 
 export async function benchLive(o: { events?: number; viewers?: number; rounds?: number } = {}): Promise<Record<string, unknown>> {
   const total = o.events ?? Number(process.env.BENCH_EVENTS ?? 10_000);

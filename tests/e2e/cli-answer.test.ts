@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.ts";
 import { hashToken } from "../../src/runs/tokens.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const BIN = path.resolve(import.meta.dirname, "../../bin/deckhand.mjs");
 
@@ -28,16 +29,6 @@ function cli(args: string[], env: Record<string, string>): { done: Promise<{ cod
     }),
   );
   return { done, out: () => out };
-}
-
-async function until<T>(what: string, fn: () => T | Promise<T>, ms = 30_000): Promise<NonNullable<T>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe("deckhand answer, and deckhand run asking", () => {

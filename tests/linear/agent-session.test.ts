@@ -11,6 +11,7 @@ import { stableUuid } from "../../src/integrations/linear/stable-uuid.ts";
 import { agentSessionCreatedPayload, agentSessionPromptedPayload, postLinearWebhook, startFakeLinear, type FakeActivity, type FakeLinear } from "../fakes/linear.ts";
 import { scripts, type ModelHandler, type ModelReply } from "../fakes/model-server.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const SECRET = "linear-webhook-secret-for-tests";
 const TEAM = { id: "team-eng", key: "ENG", name: "Engineering" };
@@ -20,16 +21,6 @@ function gate<T>() {
   let open!: (v: T) => void;
   const p = new Promise<T>((r) => (open = r));
   return { p, open };
-}
-
-async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 describe("Linear agent sessions drive runs", () => {

@@ -10,19 +10,10 @@ import { threadCommentId } from "../../src/integrations/linear/plan-messages.ts"
 import { commentCreatedPayload, issueAssignedPayload, postLinearWebhook, startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
 import type { ModelReply } from "../fakes/model-server.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const SECRET = "linear-webhook-secret-for-tests";
 const BOT = "bot-user-1";
-
-async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 describe("classic assignment to the bot user", () => {
   let fake: FakeLinear;

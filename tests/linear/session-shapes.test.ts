@@ -9,18 +9,9 @@ import { installations, type Run } from "../../src/db/schema.ts";
 import { mountLinear } from "../../src/integrations/linear/index.ts";
 import { agentSessionCreatedPayload, agentSessionPromptedPayload, postLinearWebhook, startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const SECRET = "linear-webhook-secret-for-tests";
-
-async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("Linear agent sessions: real-world shapes", () => {
   let fake: FakeLinear;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const SECRET = "slack-signing-secret-for-tests-0002";
 const CHANNEL = "C0PROJECT2";
@@ -36,16 +37,6 @@ describe("Slack interactivity", () => {
   });
 
   const runsOf = async (user: string) => (await srv.deckhand.store.list({ source: "slack", limit: 100 })).filter((r) => (r.sourceRef as any).user === user);
-  const until = async <T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, ms = 15_000): Promise<T> => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await fn();
-      if (v) return v as T;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await sleep(50);
-    }
-  };
-
   it("/deckhand run posts the request and starts a run in its thread; its status message's Stop button stops it", async () => {
     const res = await postSlashCommand(url, SECRET, { text: "run add a changelog entry", channel: CHANNEL, user: ADA });
     expect(res.status).toBe(200);
