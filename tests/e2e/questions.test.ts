@@ -31,7 +31,7 @@ const handler: ModelHandler = (req) => {
 describe("the agent's questions and approvals, answered through the API", () => {
   let srv: TestServer;
   beforeAll(async () => {
-    srv = await startTestServer({ database, repos: { demo: makeRepo().bare }, handler, env: { QUESTION_TIMEOUT_SECONDS: "20", PERMISSIONS: "bash:git push*" } });
+    srv = await startTestServer({ database, repos: { demo: makeRepo().bare }, handler, env: { QUESTION_TIMEOUT_SECONDS: "10", PERMISSIONS: "bash:git push*" } });
   });
   afterAll(async () => srv?.close());
 
