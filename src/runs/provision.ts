@@ -88,14 +88,16 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const relayToken = randomToken();
   // The sandbox's only way to the model: a per-run token for Deckhand's gateway (valid while the run lives).
   const modelToken = randomToken();
-  await store.patch(run.id, {
-    relayTokenHash: hashToken(relayToken),
-    modelTokenHash: hashToken(modelToken),
-    sandboxProvider: provider.name,
-    sandboxId: null,
-    sandboxDestroyedAt: null,
-    sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
-  });
+  await store.recordSandboxStarting(
+    run.id,
+    {
+      relayTokenHash: hashToken(relayToken),
+      modelTokenHash: hashToken(modelToken),
+      sandboxProvider: provider.name,
+      sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
+    },
+    {},
+  );
 
   let access;
   try {
@@ -116,7 +118,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     const se = e as SandboxError;
     throw new ProvisionError(`Could not start a sandbox: ${se.message}`, `sandbox_${se.code ?? "error"}`, se.retryable ?? true);
   }
-  await store.phase(run.id, "sandbox_created", { sandboxId: sandbox.id });
+  await store.phase(run.id, { phase: "sandbox_created", sandboxId: sandbox.id });
   const p = sandbox.paths;
   log.info({ sandboxId: sandbox.id }, "sandbox created");
 
@@ -154,7 +156,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
-  await store.phase(run.id, "repo_cloned", { baseCommit: base });
+  await store.phase(run.id, { phase: "repo_cloned", baseCommit: base });
 
   const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
   const password = randomToken(18);
@@ -178,7 +180,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       },
     },
   );
-  await store.phase(run.id, "opencode_started");
+  await store.phase(run.id, { phase: "opencode_started" });
 
   const relayFile = `${p.control}/relay.mjs`;
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
@@ -203,6 +205,6 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     logFile: `${p.control}/relay.log`,
     env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
-  await store.phase(run.id, "relay_started");
+  await store.phase(run.id, { phase: "relay_started" });
   log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
 }

@@ -288,7 +288,7 @@ export class Reconciler {
       return;
     }
     const code = action.kind === "deliver" ? "delivery_failed" : "reconciler_failed";
-    if (!(await store.transition(run.id, { type: "fail", code, reason: verdict.reason }, {}, lease))) {
+    if (!(await store.transition(run.id, { type: "fail", code, reason: verdict.reason }, lease))) {
       await store.scheduleRetry(run.id, { at: new Date(Date.now() + config.RETRY_MAX_SECONDS * 1000), attempts: verdict.attempts, error: message }, lease);
     }
   }
@@ -307,7 +307,7 @@ export class Reconciler {
     switch (action.kind) {
       case "provision": {
         const attempts = fresh.attempts + 1;
-        await store.phase(run.id, "provision_attempt", { attempts });
+        await store.phase(run.id, { phase: "provision_attempt", attempts }, lease);
         log.info({ attempt: attempts, repo: run.repo }, "provisioning");
         const startedAt = performance.now();
         try {
@@ -334,7 +334,7 @@ export class Reconciler {
             await store.scheduleRetry(run.id, { at, attempts, error: pe.message }, lease);
             return;
           }
-          await store.transition(run.id, { type: "fail", reason: pe.message, code: pe.code }, {}, lease);
+          await store.transition(run.id, { type: "fail", reason: pe.message, code: pe.code }, lease);
           return;
         }
       }
@@ -342,7 +342,7 @@ export class Reconciler {
         const sandbox = fresh.sandboxId ? await provider.get(fresh.sandboxId) : null;
         if (!sandbox) {
           const overLimit = fresh.sandboxId ? await provider.endReason?.(fresh.sandboxId).catch(() => null) : null;
-          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: overLimit ?? "The sandbox stopped before the result could be collected" }, {}, lease);
+          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: overLimit ?? "The sandbox stopped before the result could be collected" }, lease);
           return;
         }
         const idleSeq = fresh.idleInputSeq ?? 0;
@@ -351,11 +351,11 @@ export class Reconciler {
         stillHeld();
         // Over budget is not a failure: the run goes idle so that a follow-up (`budget=+5`) can continue it.
         if (result.error && result.error.code !== "over_budget" && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
-          await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code }, { result, diff }, lease);
+          await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code, delivery: { result, diff } }, lease);
           return;
         }
         const keepaliveUntil = new Date(Date.now() + this.deps.config.RUN_KEEPALIVE_SECONDS * 1000);
-        if (!(await store.transition(run.id, { type: "result_delivered" }, { result, diff, keepaliveUntil, deliveredInputSeq: idleSeq }, lease))) return;
+        if (!(await store.transition(run.id, { type: "result_delivered", delivery: { result, diff }, keepaliveUntil, deliveredInputSeq: idleSeq }, lease))) return;
         log.info({ files: result.filesChanged.length, pushed: result.pushed, url: result.url }, "result delivered; run is idle");
         // Providers that can pause (E2B with E2B_PAUSE_WHEN_IDLE) stop paying for the idle keep-alive.
         const paused = await sandbox.suspendWhileIdle?.().catch((e: Error) => void log.warn({ err: e.message }, "could not pause the idle sandbox"));
@@ -365,20 +365,20 @@ export class Reconciler {
       case "resume":
         // Wake the sandbox (get() resumes a paused one) before the follow-up reaches the relay.
         if (fresh.sandboxId && !(await provider.get(fresh.sandboxId))) {
-          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped while the run was idle; start a new run" }, {}, lease);
+          await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped while the run was idle; start a new run" }, lease);
           return;
         }
-        await store.transition(run.id, { type: "follow_up" }, { idleInputSeq: null, keepaliveUntil: null }, lease);
+        await store.transition(run.id, { type: "follow_up" }, lease);
         return;
       case "close":
-        await store.transition(run.id, { type: "keepalive_expired" }, {}, lease);
+        await store.transition(run.id, { type: "keepalive_expired" }, lease);
         return;
       case "fail": {
         // A sandbox the provider stopped for going over a limit (fork bomb, memory hog): say that, plainly.
         const overLimit = fresh.sandboxId ? await provider.endReason?.(fresh.sandboxId).catch(() => null) : null;
         const reason = overLimit ?? action.reason;
         log.warn({ code: action.code, reason }, "failing run");
-        await store.transition(run.id, { type: "fail", reason, code: action.code }, {}, lease);
+        await store.transition(run.id, { type: "fail", reason, code: action.code }, lease);
         return;
       }
       case "destroy": {

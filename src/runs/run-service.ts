@@ -87,11 +87,10 @@ export class RunService {
     if (!run) throw new RunInputError(`run ${runId} not found`, 404);
     if (isTerminal(run.status)) throw new RunInputError(`run ${runId} is ${run.status}; start a new run`, 409);
     if (d.model !== undefined || d.budgetUsd !== undefined) {
-      const patch: Partial<Run> = {};
-      if (d.model !== undefined) patch.model = this.pickModel(d.model);
-      if (d.budgetUsd !== undefined) patch.budgetExtraUsd = run.budgetExtraUsd + d.budgetUsd;
-      await this.store.patch(runId, patch);
-      this.log.info({ runId, model: patch.model, budgetExtraUsd: patch.budgetExtraUsd }, "run model or budget changed by a follow-up");
+      const model = d.model !== undefined ? this.pickModel(d.model) : undefined;
+      if (model !== undefined) await this.store.setModel(runId, model);
+      if (d.budgetUsd !== undefined) await this.store.raiseBudget(runId, d.budgetUsd);
+      this.log.info({ runId, model, budgetRaiseUsd: d.budgetUsd }, "run model or budget changed by a follow-up");
     }
     await this.store.addInput(runId, { kind: "prompt", text, author: input.author, source: input.source });
     this.log.info({ runId, source: input.source }, "follow-up queued");

@@ -2,6 +2,7 @@
 import { and, asc, desc, eq, gt, inArray, max, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
+import type { RunResult } from "./deliver.ts";
 import type { RunBus } from "./run-bus.ts";
 import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
 import { guardBranch } from "./branch-guard.ts";
@@ -36,6 +37,44 @@ export interface UnderLease {
 }
 
 const leaseHeld = (o: UnderLease): SQL | undefined => (o.leaseOwner ? and(eq(runs.leaseOwner, o.leaseOwner), sql`${runs.leaseExpiresAt} > now()`) : undefined);
+
+/** Result and diff of a delivery. */
+export interface Delivery {
+  result: RunResult;
+  diff: string;
+}
+
+type TransitionColumns = {
+  result_delivered: { delivery: Delivery; keepaliveUntil: Date; deliveredInputSeq: number };
+  fail: { delivery?: Delivery };
+};
+/** A lifecycle transition with the data its intent records (a delivered result, ...): typed per transition. */
+export type RunChange = {
+  [K in RunTransition["type"]]: Extract<RunTransition, { type: K }> & (K extends keyof TransitionColumns ? TransitionColumns[K] : unknown);
+}[RunTransition["type"]];
+
+/** The columns a transition writes besides its status. Pure. */
+function columnsFor(c: RunChange, run: Run, now: Date): Partial<NewRun> {
+  switch (c.type) {
+    case "sandbox_ready":
+      return { startedAt: run.startedAt ?? now };
+    case "result_delivered":
+      return { result: c.delivery.result, diff: c.delivery.diff, keepaliveUntil: c.keepaliveUntil, deliveredInputSeq: c.deliveredInputSeq };
+    case "follow_up":
+      return { idleInputSeq: null, keepaliveUntil: null };
+    case "fail":
+      return c.delivery ? { result: c.delivery.result, diff: c.delivery.diff } : {};
+    default:
+      return {};
+  }
+}
+
+/** A sub-phase of provisioning and the one column it records. */
+export type PhaseRecord =
+  | { phase: "provision_attempt"; attempts: number }
+  | { phase: "sandbox_created"; sandboxId: string }
+  | { phase: "repo_cloned"; baseCommit: string }
+  | { phase: "opencode_started" | "relay_started" | "opencode_ready" | "prompt_delivered" };
 
 export class RunStore {
   constructor(
@@ -153,21 +192,22 @@ export class RunStore {
   }
 
   /**
-   * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in.
+   * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in
+   * (and, under a lease, while the writer still holds it). Each transition writes its own columns and no others.
    * Returns the updated run, or null when the transition is not allowed (or another process moved it first).
    */
-  async transition(runId: string, t: RunTransition, patch: Partial<Run> = {}, opts: UnderLease = {}): Promise<Run | null> {
+  async transition(runId: string, change: RunChange, opts: UnderLease = {}): Promise<Run | null> {
     for (let i = 0; i < 3; i++) {
       const run = await this.get(runId);
       if (!run) return null;
-      const out = transition(run.status as RunStatus, t);
+      const out = transition(run.status as RunStatus, change);
       if (!out.ok) return null;
       const now = new Date();
       const terminal = isTerminal(out.to);
       const [updated] = await this.db
         .update(runs)
         .set({
-          ...patch,
+          ...columnsFor(change, run, now),
           status: out.to,
           statusReason: out.reason ?? (terminal ? run.statusReason : null),
           failureCode: out.code ?? (terminal ? run.failureCode : null),
@@ -191,14 +231,31 @@ export class RunStore {
     return null;
   }
 
-  /** Record a sub-phase (sandbox created, repo cloned, ...) with its time. */
-  async phase(runId: string, phase: string, patch: Partial<Run> = {}): Promise<void> {
+  /** Record a sub-phase (sandbox created, repo cloned, ...) with its time and the one column it sets. False: the lease was lost. */
+  async phase(runId: string, p: PhaseRecord, opts: UnderLease = {}): Promise<boolean> {
     const now = new Date();
-    await this.db
+    const { phase, ...cols } = p;
+    const rows = await this.db
       .update(runs)
-      .set({ ...patch, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
-      .where(eq(runs.id, runId));
-    await this.bus.changed(runId);
+      .set({ ...cols, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    if (rows.length) await this.bus.changed(runId);
+    return rows.length > 0;
+  }
+
+  /** A provisioning attempt starts a sandbox: its fresh tokens (hashed) and where it lives. False: the lease was lost. */
+  async recordSandboxStarting(
+    runId: string,
+    s: { relayTokenHash: string; modelTokenHash: string; sandboxProvider: string; sandboxHost: string | null },
+    opts: UnderLease,
+  ): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ ...s, sandboxId: null, sandboxDestroyedAt: null, updatedAt: new Date() })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
   }
 
   /**
@@ -224,8 +281,65 @@ export class RunStore {
     return rows.length > 0;
   }
 
-  async patch(runId: string, patch: Partial<Run>): Promise<void> {
-    await this.db.update(runs).set({ ...patch, updatedAt: new Date() }).where(eq(runs.id, runId));
+  // ---- what the relay reports (the relay token is the writer's right; no lease) ----------------------------------
+
+  /** OpenCode is up in the sandbox with this session. */
+  async recordAgentReady(runId: string, sessionId: string): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ opencodeSessionId: sessionId.slice(0, 200), opencodeAlive: true, lastHeartbeatAt: new Date(), updatedAt: new Date() })
+      .where(eq(runs.id, runId));
+  }
+
+  /** OpenCode stopped (exited, or the heartbeat says it does not answer). */
+  async recordAgentGone(runId: string): Promise<void> {
+    await this.db.update(runs).set({ opencodeAlive: false, updatedAt: new Date() }).where(eq(runs.id, runId));
+  }
+
+  /** A heartbeat: liveness only moves forward while OpenCode is alive and answering. */
+  async recordHeartbeat(runId: string, opencodeAlive: boolean): Promise<void> {
+    if (!opencodeAlive) return this.recordAgentGone(runId);
+    await this.db.update(runs).set({ lastHeartbeatAt: new Date(), opencodeAlive: true }).where(eq(runs.id, runId));
+  }
+
+  /** Events up to `lastSeq` are stored without a gap. */
+  async recordEventsStored(runId: string, lastSeq: number): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ lastEventSeq: sql`greatest(${runs.lastEventSeq}, ${lastSeq})`, lastActivityAt: new Date() })
+      .where(eq(runs.id, runId));
+  }
+
+  /** The agent is idle having seen prompts up to `inputSeq`: a result is owed (unless already delivered for it). */
+  async recordIdle(runId: string, inputSeq: number): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ idleInputSeq: sql`greatest(coalesce(${runs.idleInputSeq}, 0), ${inputSeq})` })
+      .where(and(eq(runs.id, runId), gt(sql`${inputSeq}`, runs.deliveredInputSeq)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
+  }
+
+  // ---- what people change -----------------------------------------------------------------------------------------
+
+  /** A new secret for the run page link; the old link stops working. Returns the new token. */
+  async rotatePageToken(runId: string): Promise<string> {
+    const pageToken = randomToken(24);
+    await this.db.update(runs).set({ pageToken, updatedAt: new Date() }).where(eq(runs.id, runId));
+    return pageToken;
+  }
+
+  /** `model=` in a follow-up: the upstream model from now on (null: the configured default). */
+  async setModel(runId: string, model: string | null): Promise<void> {
+    await this.db.update(runs).set({ model, updatedAt: new Date() }).where(eq(runs.id, runId));
+  }
+
+  /** `budget=+N` in a follow-up: raise the run's budget by `usd` (added in the database, so raises never overwrite each other). */
+  async raiseBudget(runId: string, usd: number): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ budgetExtraUsd: sql`${runs.budgetExtraUsd} + ${usd}`, updatedAt: new Date() })
+      .where(eq(runs.id, runId));
   }
 
   async byStatus(statuses: string[]): Promise<Run[]> {

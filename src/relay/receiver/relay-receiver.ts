@@ -2,7 +2,7 @@
  * The backend end of the relay protocol: checks the per-run token, stores events idempotently and in order,
  * records heartbeats, and hands the relay its commands (prompts) by long poll. HTTP-free: routes call it.
  */
-import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { and, asc, eq, gt } from "drizzle-orm";
 import type { Db } from "../../db/database.ts";
 import { type Run, runEvents, runs } from "../../db/schema.ts";
 import type { Logger } from "../../log/logger.ts";
@@ -116,21 +116,18 @@ export class RelayReceiver {
       if (seq !== last + 1) break;
       last = seq;
     }
-    await this.db
-      .update(runs)
-      .set({ lastEventSeq: sql`greatest(${runs.lastEventSeq}, ${last})`, lastActivityAt: new Date() })
-      .where(eq(runs.id, runId));
+    await this.store.recordEventsStored(runId, last);
     return last;
   }
 
   private async applyEffect(run: Run, type: string, data: Record<string, any>) {
     switch (type) {
       case RELAY_EVENT.opencodeReady: {
-        await this.store.patch(run.id, { opencodeSessionId: text(data.sessionId).slice(0, 200), opencodeAlive: true, lastHeartbeatAt: new Date() });
+        await this.store.recordAgentReady(run.id, text(data.sessionId));
         const fresh = await this.store.get(run.id);
         if (fresh?.status === "provisioning") {
-          await this.store.phase(run.id, "opencode_ready");
-          await this.store.transition(run.id, { type: "sandbox_ready" }, { startedAt: fresh.startedAt ?? new Date() });
+          await this.store.phase(run.id, { phase: "opencode_ready" });
+          await this.store.transition(run.id, { type: "sandbox_ready" });
           this.log.info({ runId: run.id }, "agent ready; run is running");
         }
         break;
@@ -140,7 +137,7 @@ export class RelayReceiver {
         await this.store.markInputDelivered(run.id, seq);
         if (seq === 1) {
           const fresh = await this.store.get(run.id);
-          if (fresh && !fresh.phases.some((p) => p.phase === "prompt_delivered")) await this.store.phase(run.id, "prompt_delivered");
+          if (fresh && !fresh.phases.some((p) => p.phase === "prompt_delivered")) await this.store.phase(run.id, { phase: "prompt_delivered" });
         }
         break;
       }
@@ -149,16 +146,12 @@ export class RelayReceiver {
         const lastPrompt = await this.store.lastPromptSeq(run.id);
         // Idle counts only when the agent has seen every prompt queued so far; a newer prompt keeps it running.
         if (seq >= lastPrompt) {
-          await this.db
-            .update(runs)
-            .set({ idleInputSeq: sql`greatest(coalesce(${runs.idleInputSeq}, 0), ${seq})` })
-            .where(and(eq(runs.id, run.id), gt(sql`${seq}`, runs.deliveredInputSeq)));
-          await this.bus.wakeReconciler();
+          if (await this.store.recordIdle(run.id, seq)) await this.bus.wakeReconciler();
         }
         break;
       }
       case RELAY_EVENT.opencodeExited:
-        await this.store.patch(run.id, { opencodeAlive: false });
+        await this.store.recordAgentGone(run.id);
         await this.store.transition(run.id, {
           type: "fail",
           code: "agent_died",
@@ -170,7 +163,7 @@ export class RelayReceiver {
 
   async heartbeat(run: Run, hb: Heartbeat): Promise<void> {
     // Liveness only moves forward while OpenCode is alive and answering.
-    await this.store.patch(run.id, hb.opencodeAlive ? { lastHeartbeatAt: new Date(), opencodeAlive: true } : { opencodeAlive: false });
+    await this.store.recordHeartbeat(run.id, hb.opencodeAlive);
   }
 
   /** Prompts after `after`, waiting up to `waitMs` for one to appear. */
