@@ -2,6 +2,7 @@
 import { and, eq, sql, sum } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { modelUsage, type Run, runs } from "../db/schema.ts";
+import { addUsage } from "../runs/run-store.ts";
 import { hashToken } from "../runs/tokens.ts";
 import type { Spending } from "./budget.ts";
 import { microsToUsd, type TokenUsage } from "./prices.ts";
@@ -74,17 +75,7 @@ export class UsageStore {
         costMicros: r.costMicros,
         durationMs: Math.round(r.durationMs),
       });
-      await tx
-        .update(runs)
-        .set({
-          usageInput: sql`${runs.usageInput} + ${u.input}`,
-          usageOutput: sql`${runs.usageOutput} + ${u.output}`,
-          usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
-          usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
-          usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
-          modelRequests: sql`${runs.modelRequests} + 1`,
-        })
-        .where(eq(runs.id, run.id));
+      await addUsage(tx, run.id, { ...u, costMicros: r.costMicros });
     });
   }
 

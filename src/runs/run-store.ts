@@ -76,6 +76,33 @@ export type PhaseRecord =
   | { phase: "repo_cloned"; baseCommit: string }
   | { phase: "opencode_started" | "relay_started" | "opencode_ready" | "prompt_delivered" };
 
+/** Model usage the gateway measured for one call. */
+export interface UsageAdded {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  costMicros: number;
+}
+
+/**
+ * Add one model call's usage to the run's totals. A function over a `Db`, so that the gateway can call it inside
+ * the transaction that also writes its usage ledger row (both land, or neither).
+ */
+export async function addUsage(db: Db, runId: string, u: UsageAdded): Promise<void> {
+  await db
+    .update(runs)
+    .set({
+      usageInput: sql`${runs.usageInput} + ${u.input}`,
+      usageOutput: sql`${runs.usageOutput} + ${u.output}`,
+      usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
+      usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
+      usageCostMicros: sql`${runs.usageCostMicros} + ${u.costMicros}`,
+      modelRequests: sql`${runs.modelRequests} + 1`,
+    })
+    .where(eq(runs.id, runId));
+}
+
 export class RunStore {
   constructor(
     readonly db: Db,
