@@ -2,6 +2,7 @@
 import type { TimelineItem } from "../events/vocabulary.ts";
 import { plainPhase, plainStatus } from "../runs/plain-status.ts";
 import type { RunView } from "../runs/run-view.ts";
+import { isSettled } from "../runs/model.ts";
 
 export const fmtDuration = (ms: number): string => {
   const s = Math.round(ms / 1000);
@@ -41,7 +42,7 @@ export function summary(v: RunView): string {
 }
 
 export function isDone(status: string): boolean {
-  return ["idle", "closed", "failed", "cancelled"].includes(status);
+  return isSettled(status);
 }
 
 export function exitCodeFor(v: RunView): number {

@@ -5,7 +5,7 @@
 import type { Run } from "../db/schema.ts";
 import { hostGoneReason, sandboxOwnership } from "./hosts.ts";
 import { retryPending } from "./retry.ts";
-import { isTerminal } from "./state-machine.ts";
+import { type FailureCode, isTerminal } from "./model.ts";
 import { type WatchdogLimits, watchdogVerdict } from "./watchdog.ts";
 
 export type Action =
@@ -17,7 +17,7 @@ export type Action =
   | { kind: "destroy" }
   /** The terminal run's sandbox lived on a host that is gone: record it as released (its host's reaper kills it on return). */
   | { kind: "forget_sandbox" }
-  | { kind: "fail"; code: string; reason: string };
+  | { kind: "fail"; code: FailureCode; reason: string };
 
 export interface DecideContext {
   now: Date;

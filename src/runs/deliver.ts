@@ -9,38 +9,17 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Run } from "../db/schema.ts";
 import { readDigest } from "../events/digest-store.ts";
-import type { RunDigest } from "../events/vocabulary.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Sandbox } from "../sandbox/provider.ts";
 import { isProtectedBranch } from "./branch-guard.ts";
+import type { FileChange, RunResult } from "./model.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
 import { measuredUsage } from "./run-view.ts";
 
 const pexec = promisify(execFile);
 
-export interface FileChange {
-  path: string;
-  additions: number;
-  deletions: number;
-}
-
-export interface RunResult {
-  [key: string]: unknown;
-  summary: string | null;
-  filesChanged: FileChange[];
-  additions: number;
-  deletions: number;
-  branch: string;
-  commit: string | null;
-  pushed: boolean;
-  pushError?: string;
-  /** Where to see the change: a pull request, or the run page's diff. */
-  url?: string;
-  pullRequestUrl?: string;
-  usage: RunDigest["usage"];
-  error?: { message: string; code: string } | null;
-}
+export type { FileChange, RunResult } from "./model.ts";
 
 /** Turns a pushed branch into something to look at (a pull request); optional. */
 export interface ResultPublisher {

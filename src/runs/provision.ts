@@ -11,13 +11,14 @@ import { OPENCODE_PORT, opencodeEnv } from "../sandbox/opencode-config.ts";
 import { RUN_LABEL, type Sandbox, SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
 import { localRepoBundle, remoteRepoBundle } from "./local-repo-bundle.ts";
 import type { RepoRegistry } from "./repos.ts";
+import type { FailureCode } from "./model.ts";
 import type { RunStore } from "./run-store.ts";
 import { hashToken, randomToken } from "./tokens.ts";
 
 export class ProvisionError extends Error {
   constructor(
     message: string,
-    public readonly code: string,
+    public readonly code: FailureCode,
     public readonly retryable: boolean,
   ) {
     super(message);
@@ -51,7 +52,7 @@ async function freePort(): Promise<number> {
 
 const tail = (s: string, n = 600) => (s.length > n ? `…${s.slice(-n)}` : s).trim();
 
-async function must(sb: Sandbox, argv: string[], what: string, code: string, opts: Parameters<Sandbox["exec"]>[1] = {}) {
+async function must(sb: Sandbox, argv: string[], what: string, code: FailureCode, opts: Parameters<Sandbox["exec"]>[1] = {}) {
   const r = await sb.exec(argv, opts);
   if (r.exitCode !== 0) throw new ProvisionError(`${what} failed: ${tail(r.stderr || r.stdout) || `exit ${r.exitCode}`}`, code, false);
   return r.stdout.trim();

@@ -19,7 +19,8 @@ import { afterFailure, backoffDelayMs } from "./retry.ts";
 import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
 import type { RunBus } from "./run-bus.ts";
 import type { RunStore } from "./run-store.ts";
-import { isTerminal, transition } from "./state-machine.ts";
+import { asFailureCode, isTerminal } from "./model.ts";
+import { transition } from "./state-machine.ts";
 import { observeProvisioning } from "../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
@@ -351,7 +352,7 @@ export class Reconciler {
         stillHeld();
         // Over budget is not a failure: the run goes idle so that a follow-up (`budget=+5`) can continue it.
         if (result.error && result.error.code !== "over_budget" && result.filesChanged.length === 0 && fresh.deliveredInputSeq === 0) {
-          await store.transition(run.id, { type: "fail", reason: result.error.message, code: result.error.code, delivery: { result, diff } }, lease);
+          await store.transition(run.id, { type: "fail", reason: result.error.message, code: asFailureCode(result.error.code), delivery: { result, diff } }, lease);
           return;
         }
         const keepaliveUntil = new Date(Date.now() + this.deps.config.RUN_KEEPALIVE_SECONDS * 1000);

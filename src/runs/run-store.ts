@@ -2,7 +2,7 @@
 import { and, asc, desc, eq, gt, inArray, max, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
-import type { RunResult } from "./deliver.ts";
+import type { RunResult, SourceRef } from "./model.ts";
 import type { RunBus } from "./run-bus.ts";
 import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
 import { guardBranch } from "./branch-guard.ts";
@@ -13,7 +13,7 @@ export interface CreateRunInput {
   ref?: string | null;
   prompt: string;
   source: string;
-  sourceRef?: Record<string, unknown>;
+  sourceRef?: SourceRef;
   createdBy?: string | null;
   /** Branch to work on (e.g. Linear's suggested branch name); default `deckhand/<slug>`. */
   branch?: string;
@@ -122,7 +122,7 @@ export class RunStore {
       // Never main/master/release/* or the ref the run starts from, whatever name was suggested.
       branch: input.branch ? guardBranch(input.branch, id, input.ref) : branchName(input.prompt, id),
       source: input.source,
-      sourceRef: input.sourceRef ?? {},
+      sourceRef: (input.sourceRef ?? {}) as Record<string, unknown>,
       createdBy: input.createdBy ?? null,
       model: input.model ?? null,
       budgetExtraUsd: input.budgetExtraUsd ?? 0,

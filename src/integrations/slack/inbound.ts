@@ -205,7 +205,7 @@ export class SlackInbound {
         await this.react(m.channel, m.ts, "inbox_tray");
         return;
       } catch (e) {
-        if (!(e instanceof RunInputError && e.statusCode === 409)) throw e;
+        if (!(e instanceof RunInputError && e.problem === "conflict")) throw e;
         // The run ended between our read and the follow-up: start a new one below.
       }
     }
@@ -267,7 +267,7 @@ export class SlackInbound {
         ref: input.ref ?? null,
         ...(input.branch ? { branch: input.branch, title: parsed.text.slice(0, 200) || undefined } : {}),
         source: SOURCE,
-        sourceRef: sourceRef as unknown as Record<string, unknown>,
+        sourceRef,
         createdBy: author,
       });
     } catch (e) {

@@ -15,20 +15,13 @@ import type { Notification, Run } from "../../db/schema.ts";
 import type { OutboxMessage, Plan, PlanInput, SendContext, SurfaceNotifier } from "../../notify/notifier.ts";
 import { RetryLater } from "../../notify/notifier.ts";
 import { endContent, finalContent, type SlackContent, statusContent } from "./messages.ts";
+import { isActive, type SlackSourceRef } from "../../runs/model.ts";
 
 export const SURFACE = "slack";
 export const METADATA_EVENT = "deckhand_message";
 
 /** Where a Slack run lives: stored as the run's `sourceRef`. */
-export interface SlackRef {
-  channel: string;
-  /** The thread the run talks in (the mention's ts for a new thread). */
-  threadTs: string;
-  /** The message that started the run (gets the reactions). */
-  messageTs: string;
-  team?: string;
-  user?: string;
-}
+export type SlackRef = SlackSourceRef & { messageTs: string };
 
 export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | null {
   const r = run.sourceRef as Partial<SlackRef>;
@@ -36,7 +29,6 @@ export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | nul
   return { channel: r.channel, threadTs: r.threadTs, messageTs: typeof r.messageTs === "string" ? r.messageTs : r.threadTs, team: r.team, user: r.user };
 }
 
-const ACTIVE = ["queued", "provisioning", "running"];
 const REACTION_WORKING = "eyes";
 const REACTION_DONE = "white_check_mark";
 const REACTION_FAILED = "x";
@@ -62,7 +54,7 @@ export function planSlack({ run, view, state }: PlanInput): Plan {
   const base = `slack:${run.id}`;
   const messages: OutboxMessage[] = [];
   const next: Record<string, unknown> = {};
-  const working = ACTIVE.includes(run.status);
+  const working = isActive(run.status);
   const turn = working ? run.deliveredInputSeq : typeof state.turn === "number" ? state.turn : null;
   if (working && state.turn !== turn) next.turn = turn;
 

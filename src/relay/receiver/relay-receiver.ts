@@ -15,8 +15,8 @@ import { type CommandBatch, DEFAULT_MAX_EVENT_BYTES, type EventAck, type EventBa
 import { truncateEventData } from "../truncate.ts";
 import { recordRelayIngest } from "../../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../../ops/tracing.ts";
+import { isLive } from "../../runs/model.ts";
 
-const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
 /** A batch may reach this far past the contiguous seq; further is refused (nothing is stored). */
 export const MAX_SEQ_AHEAD = 10_000;
 
@@ -55,7 +55,7 @@ export class RelayReceiver {
   async authenticate(runId: string, token: string | undefined): Promise<Run> {
     if (!token) throw new RelayAuthError();
     const run = await this.store.get(runId);
-    if (!run || !RELAY_STATUSES.has(run.status) || !tokenMatches(token, run.relayTokenHash)) throw new RelayAuthError();
+    if (!run || !isLive(run.status) || !tokenMatches(token, run.relayTokenHash)) throw new RelayAuthError();
     return run;
   }
 
@@ -173,7 +173,7 @@ export class RelayReceiver {
       const prompts = await this.store.promptsAfter(run.id, after);
       if (prompts.length) return { commands: prompts.map((p) => ({ seq: p.seq, kind: "prompt" as const, text: p.text ?? "" })) };
       const current = await this.store.get(run.id);
-      if (!current || !RELAY_STATUSES.has(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
+      if (!current || !isLive(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted) return { commands: [] };
       await this.bus.waitForRun(run.id, Math.min(left, 5_000), signal);
