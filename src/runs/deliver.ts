@@ -62,6 +62,8 @@ export interface DeliverDeps {
   publishers: ResultPublisher[];
   runPageUrl: (run: Run) => string;
   log: Logger;
+  /** Aborts when the run's lease is lost: nothing is pushed or published after that. */
+  signal?: AbortSignal;
 }
 
 /** Collect the change from the sandbox and push it. Returns the result and the patch. */
@@ -94,6 +96,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
   };
 
   if (files.length > 0) {
+    deps.signal?.throwIfAborted();
     try {
       await pushFromBundle(run, sandbox, base, deps);
       result.pushed = true;
@@ -103,6 +106,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
     }
     const repoUrl = deps.repos.url(run.repo);
     for (const p of deps.publishers) {
+      deps.signal?.throwIfAborted();
       if (!result.pushed || !p.handles(run, repoUrl)) continue;
       const published = await p.publish(run, result, repoUrl);
       if (published) result.pullRequestUrl = published.url;

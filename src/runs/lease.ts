@@ -7,6 +7,7 @@
 import { and, asc, eq, inArray, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type Run, runs } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
 import { WORKING_STATUSES } from "./model.ts";
 import { transition } from "./state-machine.ts";
 
@@ -110,5 +111,34 @@ export class RunLeases {
         .returning();
       return row ?? null;
     });
+  }
+}
+
+/**
+ * Do `work` while holding `owner`'s lease on the run: renewed every third of its length; a renewal that finds the
+ * lease taken (or cannot renew it before it runs out) aborts the work's signal. The lease is released at the end.
+ */
+export async function underLease<T>(
+  leases: RunLeases,
+  runId: string,
+  o: { owner: string; ms: number; log: Logger },
+  work: (lease: HeldLease) => Promise<T>,
+): Promise<T> {
+  const ctl = new AbortController();
+  let renewedAt = Date.now();
+  const renew = setInterval(() => {
+    leases
+      .renew(runId, o.owner, o.ms)
+      .then((ok) => (ok ? (renewedAt = Date.now()) : ctl.abort(new LeaseLost(runId))))
+      .catch((e) => {
+        o.log.warn({ err: (e as Error).message }, "could not renew the run's lease");
+        if (Date.now() - renewedAt >= o.ms) ctl.abort(new LeaseLost(runId));
+      });
+  }, Math.max(10, o.ms / 3));
+  try {
+    return await work({ leaseOwner: o.owner, signal: ctl.signal });
+  } finally {
+    clearInterval(renew);
+    await leases.release(runId, o.owner).catch(() => {});
   }
 }

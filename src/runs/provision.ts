@@ -11,6 +11,7 @@ import { OPENCODE_PORT, opencodeEnv } from "../sandbox/opencode-config.ts";
 import { RUN_LABEL, type Sandbox, SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
 import { localRepoBundle, remoteRepoBundle } from "./local-repo-bundle.ts";
 import type { RepoRegistry } from "./repos.ts";
+import { type HeldLease, mustHold } from "./lease.ts";
 import type { FailureCode } from "./model.ts";
 import type { RunStore } from "./run-store.ts";
 import { hashToken, randomToken } from "./tokens.ts";
@@ -36,6 +37,8 @@ export interface ProvisionDeps {
   log: Logger;
   /** This server's host id: recorded as the owner of a local sandbox (only that host can reach it). */
   hostId?: string;
+  /** The run's lease: every write is conditioned on it, and its loss stops the work (LeaseLost). */
+  lease?: HeldLease;
 }
 
 async function freePort(): Promise<number> {
@@ -77,6 +80,9 @@ export function sandboxBackendUrl(sandbox: Pick<Sandbox, "backendUrl">, config: 
 
 export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const { config, store, provider, repos, log } = deps;
+  const lease = deps.lease ?? {};
+  /** After each write: stop when it found the lease taken, or the lease's renewal failed meanwhile. */
+  const held = (wrote: boolean) => mustHold(run.id, wrote, deps.lease);
   if (!config.model) {
     throw new ProvisionError(
       "No model is configured: set MODEL (with its provider's API key) or LLM_BASE_URL and LLM_MODEL",
@@ -89,7 +95,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const relayToken = randomToken();
   // The sandbox's only way to the model: a per-run token for Deckhand's gateway (valid while the run lives).
   const modelToken = randomToken();
-  await store.recordSandboxStarting(
+  held(await store.recordSandboxStarting(
     run.id,
     {
       relayTokenHash: hashToken(relayToken),
@@ -97,8 +103,8 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       sandboxProvider: provider.name,
       sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
     },
-    {},
-  );
+    lease,
+  ));
 
   let access;
   try {
@@ -109,6 +115,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   }
 
   let sandbox: Sandbox;
+  deps.lease?.signal.throwIfAborted(); // no new sandbox for a run that is no longer ours
   try {
     sandbox = await provider.create({
       runId: run.id,
@@ -119,7 +126,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     const se = e as SandboxError;
     throw new ProvisionError(`Could not start a sandbox: ${se.message}`, `sandbox_${se.code ?? "error"}`, se.retryable ?? true);
   }
-  await store.phase(run.id, { phase: "sandbox_created", sandboxId: sandbox.id });
+  held(await store.phase(run.id, { phase: "sandbox_created", sandboxId: sandbox.id }, lease));
   const p = sandbox.paths;
   log.info({ sandboxId: sandbox.id }, "sandbox created");
 
@@ -157,7 +164,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
-  await store.phase(run.id, { phase: "repo_cloned", baseCommit: base });
+  held(await store.phase(run.id, { phase: "repo_cloned", baseCommit: base }, lease));
 
   const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
   const password = randomToken(18);
@@ -181,7 +188,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       },
     },
   );
-  await store.phase(run.id, { phase: "opencode_started" });
+  held(await store.phase(run.id, { phase: "opencode_started" }, lease));
 
   const relayFile = `${p.control}/relay.mjs`;
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
@@ -206,6 +213,6 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     logFile: `${p.control}/relay.log`,
     env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
-  await store.phase(run.id, { phase: "relay_started" });
+  held(await store.phase(run.id, { phase: "relay_started" }, lease));
   log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
 }

@@ -1,10 +1,11 @@
 /** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
-import { and, asc, desc, eq, gt, inArray, max, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, max, or, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
-import type { RunResult, SourceRef } from "./model.ts";
+import { leaseHeld, RunLeases, type UnderLease } from "./lease.ts";
 import type { RunBus } from "./run-bus.ts";
-import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
+import { isTerminal, LIVE_STATUSES, type RunResult, type RunStatus, type SourceRef, TERMINAL_STATUSES } from "./model.ts";
+import { type RunTransition, transition } from "./state-machine.ts";
 import { guardBranch } from "./branch-guard.ts";
 import { branchName, newRunId, randomToken, titleFrom } from "./tokens.ts";
 
@@ -30,13 +31,6 @@ export interface ListRunsFilter {
   repo?: string;
   source?: string;
 }
-
-/** Writes made under a lease land only while the writer still holds it (Graphile Worker's `locked_by = $me`). */
-export interface UnderLease {
-  leaseOwner?: string;
-}
-
-const leaseHeld = (o: UnderLease): SQL | undefined => (o.leaseOwner ? and(eq(runs.leaseOwner, o.leaseOwner), sql`${runs.leaseExpiresAt} > now()`) : undefined);
 
 /** Result and diff of a delivery. */
 export interface Delivery {
@@ -104,10 +98,15 @@ export async function addUsage(db: Db, runId: string, u: UsageAdded): Promise<vo
 }
 
 export class RunStore {
+  /** Leases on runs (the lease SQL lives in lease.ts). */
+  readonly leases: RunLeases;
+
   constructor(
     readonly db: Db,
     private readonly bus: RunBus,
-  ) {}
+  ) {
+    this.leases = new RunLeases(db);
+  }
 
   /** Create a run and its first prompt input, atomically. */
   async create(input: CreateRunInput): Promise<Run> {
@@ -367,6 +366,26 @@ export class RunStore {
       .update(runs)
       .set({ budgetExtraUsd: sql`${runs.budgetExtraUsd} + ${usd}`, updatedAt: new Date() })
       .where(eq(runs.id, runId));
+  }
+
+  /** Runs the reconciler looks at: live ones, and finished ones whose sandbox is not yet released; with their last prompt seq. */
+  async reconcileCandidates(): Promise<{ runs: Run[]; lastPromptSeq: Map<string, number> }> {
+    const candidates = await this.db
+      .select()
+      .from(runs)
+      .where(
+        or(
+          inArray(runs.status, [...LIVE_STATUSES]),
+          and(inArray(runs.status, [...TERMINAL_STATUSES]), isNotNull(runs.sandboxProvider), isNull(runs.sandboxDestroyedAt)),
+        ),
+      );
+    if (!candidates.length) return { runs: [], lastPromptSeq: new Map() };
+    const last = await this.db
+      .select({ runId: runInputs.runId, seq: sql<number>`max(${runInputs.seq})` })
+      .from(runInputs)
+      .where(and(eq(runInputs.kind, "prompt"), inArray(runInputs.runId, candidates.map((r) => r.id))))
+      .groupBy(runInputs.runId);
+    return { runs: candidates, lastPromptSeq: new Map(last.map((r) => [r.runId, Number(r.seq)])) };
   }
 
   async byStatus(statuses: string[]): Promise<Run[]> {

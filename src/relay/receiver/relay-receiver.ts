@@ -16,6 +16,7 @@ import { truncateEventData } from "../truncate.ts";
 import { recordRelayIngest } from "../../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../../ops/tracing.ts";
 import { isLive } from "../../runs/model.ts";
+import { idleOwesResult } from "../../runs/decide.ts";
 
 /** A batch may reach this far past the contiguous seq; further is refused (nothing is stored). */
 export const MAX_SEQ_AHEAD = 10_000;
@@ -144,8 +145,7 @@ export class RelayReceiver {
       case RELAY_EVENT.agentIdle: {
         const seq = num(data.inputSeq);
         const lastPrompt = await this.store.lastPromptSeq(run.id);
-        // Idle counts only when the agent has seen every prompt queued so far; a newer prompt keeps it running.
-        if (seq >= lastPrompt) {
+        if (idleOwesResult(seq, lastPrompt)) {
           if (await this.store.recordIdle(run.id, seq)) await this.bus.wakeReconciler();
         }
         break;
