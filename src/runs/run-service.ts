@@ -7,7 +7,7 @@ import { checkModel, parseDirectives } from "../gateway/directives.ts";
 import type { Logger } from "../log/logger.ts";
 import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
 import type { CreateRunInput, RunStore } from "./run-store.ts";
-import { isTerminal } from "./state-machine.ts";
+import { isTerminal } from "./model.ts";
 import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
 /** What is wrong with a request to start, steer or stop a run (mapped to HTTP in server/http-errors.ts). */

@@ -8,7 +8,7 @@
  */
 import { ACTIVE_STATUSES, type FailureCode, type RunStatus } from "./model.ts";
 
-// Statuses and their groups live in model.ts; re-exported for the modules that read them from here.
+// Statuses and their groups live in model.ts; re-exported for modules not yet moved to it (pages, gateway routes).
 export { ACTIVE_STATUSES, isTerminal, LIVE_STATUSES, RUN_STATUSES, type RunStatus, TERMINAL_STATUSES } from "./model.ts";
 
 export type RunTransition =

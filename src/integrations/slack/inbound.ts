@@ -14,7 +14,7 @@ import { continuationOf } from "../../intake/decide.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal } from "../../runs/model.ts";
 import { askRepoText, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import type { SlackRef } from "./notifier.ts";
