@@ -1,5 +1,6 @@
 /** The run's vocabulary, defined once: status groups, and failure reasons with hints that every surface shows alike. */
 import { describe, expect, it } from "vitest";
+import { summary } from "../../src/cli/progress.ts";
 import { digest } from "../../src/events/fold.ts";
 import { errorBody } from "../../src/integrations/linear/describe-result.ts";
 import { failureReason } from "../../src/integrations/slack/messages.ts";
@@ -30,7 +31,7 @@ describe("failure catalogue", () => {
     expect(asFailureCode("model_rate_limit")).toBe("model_rate_limit");
   });
 
-  it("Slack, Linear, the API and the run page show the same reason and hint for a failure code", () => {
+  it("Slack, Linear, the API, the CLI and the run page show the same reason and hint for a failure code", () => {
     const run = runRow(t0, { id: "r-1", status: "failed", repo: "demo", branch: "b", prompt: "p", title: "t", source: "api", failureCode: "relay_unreachable", finishedAt: t0 });
     const view = { ...runView(run, digest([]), "https://deckhand.test/r/tok", t0), timeline: [] };
     const { reason, hint } = describeFailure(view);
@@ -39,6 +40,7 @@ describe("failure catalogue", () => {
     expect(view.hint).toBe(hint);
     expect(failureReason(view)).toEqual({ reason, hint });
     expect(errorBody(run, { lastError: null }, view.url)).toContain(`The run failed: ${reason}\n\n${hint}`);
+    expect(summary(view).split("\n").slice(0, 2)).toEqual([`✘ Failed (failed) in 0s: ${reason}`, hint]);
     expect(renderHead(view, t0)).toContain(`${reason} <span class="muted">(relay_unreachable)</span><br>Check that PUBLIC_URL is reachable`);
   });
 });
