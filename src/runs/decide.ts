@@ -2,6 +2,7 @@
  * What the reconciler should do next for one run: a pure function of the run's row, the time and the limits.
  * Every server process runs the same loop; a lease on the run makes sure only one of them acts.
  */
+import type { Config } from "../config/config.ts";
 import type { Run } from "../db/schema.ts";
 import { hostGoneReason, sandboxOwnership } from "./hosts.ts";
 import { backoffDelayMs, retryPending } from "./retry.ts";
@@ -19,9 +20,22 @@ export type Action =
   | { kind: "forget_sandbox" }
   | { kind: "fail"; code: FailureCode; reason: string };
 
+export type DecideLimits = WatchdogLimits & { maxProvisionAttempts: number };
+
+/** The limits `decideNext` works with, from the configuration. */
+export function decideLimits(c: Pick<Config, "HEARTBEAT_TIMEOUT_SECONDS" | "PROVISION_TIMEOUT_SECONDS" | "RUN_MAX_DURATION_SECONDS" | "HEARTBEAT_INTERVAL_SECONDS" | "PROVISION_MAX_ATTEMPTS">): DecideLimits {
+  return {
+    heartbeatTimeoutMs: c.HEARTBEAT_TIMEOUT_SECONDS * 1000,
+    provisionTimeoutMs: c.PROVISION_TIMEOUT_SECONDS * 1000,
+    maxDurationMs: c.RUN_MAX_DURATION_SECONDS * 1000,
+    relayConnectTimeoutMs: Math.max(60_000, c.HEARTBEAT_INTERVAL_SECONDS * 4000),
+    maxProvisionAttempts: c.PROVISION_MAX_ATTEMPTS,
+  };
+}
+
 export interface DecideContext {
   now: Date;
-  limits: WatchdogLimits & { maxProvisionAttempts: number };
+  limits: DecideLimits;
   /** Highest prompt input seq queued for the run. */
   lastPromptSeq: number;
   publicUrl?: string;

@@ -13,7 +13,7 @@ import { type Logger, runLog } from "../log/logger.ts";
 import type { SandboxProvider } from "../sandbox/provider.ts";
 import { type ActionContext, actionFailed, runAction } from "./actions/index.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
-import { type Action, decideNext } from "./decide.ts";
+import { type Action, decideLimits, decideNext } from "./decide.ts";
 import type { DeliverDeps } from "./deliver.ts";
 import type { HostHeartbeat } from "./hosts.ts";
 import { LeaseLost, underLease } from "./lease.ts";
@@ -101,13 +101,7 @@ export class Reconciler {
     if (!runs.length) return;
     const now = new Date();
     const hosts = this.deps.hosts ? { me: this.deps.hosts.hostId, alive: await this.deps.hosts.aliveHosts() } : undefined;
-    const limits = {
-      heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_SECONDS * 1000,
-      provisionTimeoutMs: config.PROVISION_TIMEOUT_SECONDS * 1000,
-      maxDurationMs: config.RUN_MAX_DURATION_SECONDS * 1000,
-      relayConnectTimeoutMs: Math.max(60_000, config.HEARTBEAT_INTERVAL_SECONDS * 4000),
-      maxProvisionAttempts: config.PROVISION_MAX_ATTEMPTS,
-    };
+    const limits = decideLimits(config);
     this.wakeForRetries(runs, now);
     for (const run of runs) {
       if (this.inFlight.has(run.id)) continue;
@@ -162,19 +156,8 @@ export class Reconciler {
       await underLease(store.leases, run.id, { owner: this.owner, ms: this.leaseMs, log }, async (lease) => {
         const fresh = await store.get(run.id);
         if (!fresh) return;
-        const ctx: ActionContext = {
-          run: fresh,
-          lease,
-          store,
-          provider: this.deps.provider,
-          config: this.deps.config,
-          log,
-          breaker: this.breaker,
-          provision: this.deps.provision,
-          deliver: this.deps.deliver,
-          hostId: this.deps.hosts?.hostId,
-          providerFailed: (m) => this.providerFailed(m),
-        };
+        const { provider, config, provision, deliver } = this.deps;
+        const ctx: ActionContext = { run: fresh, lease, store, provider, config, log, breaker: this.breaker, provision, deliver, hostId: this.deps.hosts?.hostId, providerFailed: (m) => this.providerFailed(m) };
         try {
           await runAction(ctx, action);
         } catch (e) {
