@@ -4,8 +4,9 @@ import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
 import { leaseHeld, RunLeases, type UnderLease } from "./lease.ts";
 import type { RunBus } from "./run-bus.ts";
-import { isTerminal, LIVE_STATUSES, type RunResult, type RunStatus, type SourceRef, TERMINAL_STATUSES } from "./model.ts";
-import { type RunTransition, transition } from "./state-machine.ts";
+import { isTerminal, LIVE_STATUSES, type RunStatus, type SourceRef, TERMINAL_STATUSES } from "./model.ts";
+import { columnsFor, type PhaseRecord, type RunChange } from "./run-changes.ts";
+import { transition } from "./state-machine.ts";
 import { guardBranch } from "./branch-guard.ts";
 import { branchName, newRunId, randomToken, titleFrom } from "./tokens.ts";
 
@@ -32,43 +33,7 @@ export interface ListRunsFilter {
   source?: string;
 }
 
-/** Result and diff of a delivery. */
-export interface Delivery {
-  result: RunResult;
-  diff: string;
-}
-
-type TransitionColumns = {
-  result_delivered: { delivery: Delivery; keepaliveUntil: Date; deliveredInputSeq: number };
-  fail: { delivery?: Delivery };
-};
-/** A lifecycle transition with the data its intent records (a delivered result, ...): typed per transition. */
-export type RunChange = {
-  [K in RunTransition["type"]]: Extract<RunTransition, { type: K }> & (K extends keyof TransitionColumns ? TransitionColumns[K] : unknown);
-}[RunTransition["type"]];
-
-/** The columns a transition writes besides its status. Pure. */
-function columnsFor(c: RunChange, run: Run, now: Date): Partial<NewRun> {
-  switch (c.type) {
-    case "sandbox_ready":
-      return { startedAt: run.startedAt ?? now };
-    case "result_delivered":
-      return { result: c.delivery.result, diff: c.delivery.diff, keepaliveUntil: c.keepaliveUntil, deliveredInputSeq: c.deliveredInputSeq };
-    case "follow_up":
-      return { idleInputSeq: null, keepaliveUntil: null };
-    case "fail":
-      return c.delivery ? { result: c.delivery.result, diff: c.delivery.diff } : {};
-    default:
-      return {};
-  }
-}
-
-/** A sub-phase of provisioning and the one column it records. */
-export type PhaseRecord =
-  | { phase: "provision_attempt"; attempts: number }
-  | { phase: "sandbox_created"; sandboxId: string }
-  | { phase: "repo_cloned"; baseCommit: string }
-  | { phase: "opencode_started" | "relay_started" | "opencode_ready" | "prompt_delivered" };
+export type { Delivery, PhaseRecord, RunChange } from "./run-changes.ts";
 
 /** Model usage the gateway measured for one call. */
 export interface UsageAdded {
