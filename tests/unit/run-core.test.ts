@@ -1,6 +1,8 @@
 /** Pure decisions of the run core: retry backoff and its cap, giving up, sandbox ownership across hosts. */
 import { describe, expect, it } from "vitest";
 import { afterDelivery, afterProvisionFailure, decideNext, idleOwesResult } from "../../src/runs/decide.ts";
+import { columnsFor } from "../../src/runs/run-changes.ts";
+import { runRow } from "../helpers/run-row.ts";
 import { decideInput } from "../helpers/decide-input.ts";
 import { hostGoneReason, sandboxOwnership } from "../../src/runs/hosts.ts";
 import { afterFailure, backoffDelayMs, retryPending } from "../../src/runs/retry.ts";
@@ -107,5 +109,19 @@ describe("decisions made once, in the pure core", () => {
     // An agent's own code that is not ours becomes agent_error.
     expect(afterDelivery({ error: { message: "odd", code: "constructor" }, filesChanged: [] }, 0)).toEqual({ kind: "fail", code: "agent_error", reason: "odd" });
     expect(afterDelivery({ error: null, filesChanged: [] }, 0)).toEqual({ kind: "idle" });
+  });
+});
+
+describe("each write records its own columns", () => {
+  const run = runRow(t0, { id: "r-1", status: "running", repo: "demo", branch: "b", prompt: "p", title: "t", source: "api", idleInputSeq: 2, keepaliveUntil: at(60) });
+  it("a transition writes the data of its intent and nothing else", () => {
+    expect(columnsFor({ type: "claim" }, run, at(1))).toEqual({});
+    expect(columnsFor({ type: "sandbox_ready" }, { ...run, startedAt: null }, at(1))).toEqual({ startedAt: at(1) });
+    expect(columnsFor({ type: "sandbox_ready" }, { ...run, startedAt: t0 }, at(1))).toEqual({ startedAt: t0 });
+    expect(columnsFor({ type: "follow_up" }, run, at(1))).toEqual({ idleInputSeq: null, keepaliveUntil: null });
+    const delivery = { result: { summary: "ok", filesChanged: [], additions: 0, deletions: 0, branch: "b", commit: null, pushed: false, usage: { input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 } }, diff: "" };
+    expect(columnsFor({ type: "result_delivered", delivery, keepaliveUntil: at(90), deliveredInputSeq: 2 }, run, at(1))).toEqual({ result: delivery.result, diff: "", keepaliveUntil: at(90), deliveredInputSeq: 2 });
+    expect(columnsFor({ type: "fail", reason: "x", code: "agent_died" }, run, at(1))).toEqual({});
+    expect(columnsFor({ type: "cancel", reason: "stop" }, run, at(1))).toEqual({});
   });
 });
