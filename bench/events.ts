@@ -9,6 +9,7 @@
 import { performance } from "node:perf_hooks";
 import { hashToken } from "../src/runs/tokens.ts";
 import { postgresAvailable, startTestServer } from "../tests/helpers/harness.ts";
+import { forceRunRow } from "../tests/helpers/force-run-row.ts";
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -36,7 +37,7 @@ export async function benchEvents(o: { events?: number; viewers?: number } = {})
   const rssStart = process.memoryUsage().rss;
   try {
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "large run", source: "api" });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken("bench-events") });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken("bench-events") });
     const post = (events: unknown[]) =>
       fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: "Bearer bench-events", "content-type": "application/json" }, body: JSON.stringify({ events }) }).then(async (r) => {
         if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${await r.text()}`);

@@ -13,6 +13,7 @@ import { performance } from "node:perf_hooks";
 import { hashToken, randomToken } from "../src/runs/tokens.ts";
 import { startModelServer } from "../tests/fakes/model-server.ts";
 import { startTestServer } from "../tests/helpers/harness.ts";
+import { forceRunRow } from "../tests/helpers/force-run-row.ts";
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -49,7 +50,7 @@ export async function benchGateway(reps = Number(process.env.BENCH_GATEWAY_REPS 
   try {
     const created = await srv.api("POST", "/api/runs", { repo: "demo", prompt: "bench" });
     const token = randomToken();
-    await srv.deckhand.store.patch(created.body.id, { status: "running", modelTokenHash: hashToken(token) });
+    await forceRunRow(srv.deckhand.store.db, created.body.id, { status: "running", modelTokenHash: hashToken(token) });
     const direct = `${model.baseUrl}/chat/completions`;
     const viaGateway = `${srv.url}/gateway/v1/chat/completions`;
 

@@ -15,6 +15,7 @@ import { hashToken } from "../src/runs/tokens.ts";
 import { postgresAvailable, startTestServer } from "../tests/helpers/harness.ts";
 import { parsePrometheus } from "../tests/ops/prom-text.ts";
 import { eventAt } from "./events.ts";
+import { forceRunRow } from "../tests/helpers/force-run-row.ts";
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,7 +40,7 @@ export async function benchLive(o: { events?: number; viewers?: number; rounds?:
   };
   try {
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "large run", source: "api" });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken("bench-live") });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken("bench-live") });
     const post = (events: unknown[]) =>
       fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: "Bearer bench-live", "content-type": "application/json" }, body: JSON.stringify({ events }) }).then(async (r) => {
         if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${await r.text()}`);

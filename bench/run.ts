@@ -18,6 +18,7 @@ import { opencodeBinary } from "../src/sandbox/index.ts";
 import { hashToken } from "../src/runs/tokens.ts";
 import { scripts, startModelServer } from "../tests/fakes/model-server.ts";
 import { makeRepo, postgresAvailable, startTestServer, tmpDir } from "../tests/helpers/harness.ts";
+import { forceRunRow } from "../tests/helpers/force-run-row.ts";
 
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const pct = (xs: number[], p: number) => {
@@ -154,7 +155,7 @@ async function benchIngest() {
   const srv = await startTestServer({ database: "postgres", noReconciler: true });
   try {
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "ingest", source: "api" });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken("bench") });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken("bench") });
     const total = Number(process.env.BENCH_INGEST_EVENTS ?? 50_000);
     const batch = 500;
     const body = (from: number) =>

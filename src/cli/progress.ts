@@ -2,6 +2,7 @@
 import type { TimelineItem } from "../events/vocabulary.ts";
 import { plainPhase, plainStatus } from "../runs/plain-status.ts";
 import type { RunView } from "../runs/run-view.ts";
+import { describeFailure, isSettled } from "../runs/model.ts";
 
 export const fmtDuration = (ms: number): string => {
   const s = Math.round(ms / 1000);
@@ -25,7 +26,9 @@ export function summary(v: RunView): string {
   };
   const ok = v.status === "idle" || (v.status === "closed" && !!v.result);
   const lines: string[] = [];
-  lines.push(`${ok ? "✔ Done" : v.status === "cancelled" ? "■ Cancelled" : "✘ Failed"} (${plainStatus(v.status)}) in ${fmtDuration(v.durationMs)}${v.reason && !ok ? `: ${v.reason}` : ""}`);
+  const why = ok ? null : describeFailure(v);
+  lines.push(`${ok ? "✔ Done" : v.status === "cancelled" ? "■ Cancelled" : "✘ Failed"} (${plainStatus(v.status)}) in ${fmtDuration(v.durationMs)}${why ? `: ${why.reason}` : ""}`);
+  if (why?.hint) lines.push(why.hint);
   if (r.summary) lines.push("", r.summary.length > 2000 ? `${r.summary.slice(0, 2000)}…` : r.summary, "");
   const files = r.filesChanged ?? [];
   if (files.length) {
@@ -41,7 +44,7 @@ export function summary(v: RunView): string {
 }
 
 export function isDone(status: string): boolean {
-  return ["idle", "closed", "failed", "cancelled"].includes(status);
+  return isSettled(status);
 }
 
 export function exitCodeFor(v: RunView): number {

@@ -2,6 +2,7 @@
 import { and, eq, sql, sum } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { modelUsage, type Run, runs } from "../db/schema.ts";
+import { addUsage } from "../runs/run-store.ts";
 import { microsToUsd, type TokenUsage } from "./prices.ts";
 
 export const utcDay = (d = new Date()): string => d.toISOString().slice(0, 10);
@@ -68,20 +69,7 @@ export class UsageStore {
         })
         .returning({ runId: modelUsage.runId }),
     );
-    const [updated] = await this.db
-      .with(row)
-      .update(runs)
-      .set({
-        usageInput: sql`${runs.usageInput} + ${u.input}`,
-        usageOutput: sql`${runs.usageOutput} + ${u.output}`,
-        usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
-        usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
-        usageCostMicros: sql`${runs.usageCostMicros} + ${r.costMicros}`,
-        modelRequests: sql`${runs.modelRequests} + 1`,
-      })
-      .where(eq(runs.id, run.id))
-      .returning();
-    return updated ?? null;
+    return addUsage(this.db, run.id, { ...u, costMicros: r.costMicros }, row);
   }
 
   /** Sums for a day (UTC), grouped by person, by repo, and in total. */

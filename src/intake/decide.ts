@@ -4,7 +4,7 @@
  * `decideIntake` and carries the decision out. One list of command words and one continuation policy, so Slack and
  * Linear behave the same.
  */
-import { isTerminal } from "../runs/state-machine.ts";
+import { isTerminal } from "../runs/model.ts";
 
 export type IntakeCommand = "stop" | "status" | "help";
 

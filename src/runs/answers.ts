@@ -47,14 +47,14 @@ export async function answerQuestion(
   by: { author?: string | null; source: string },
 ): Promise<Answered> {
   const run = await store.get(runId);
-  if (!run) throw new RunInputError(`run ${runId} not found`, 404);
-  if (run.status !== "running") throw new RunInputError(`run ${runId} is ${run.status}: it is not waiting for an answer`, 409);
+  if (!run) throw new RunInputError(`run ${runId} not found`, "not_found");
+  if (run.status !== "running") throw new RunInputError(`run ${runId} is ${run.status}: it is not waiting for an answer`, "conflict");
   const open = await openQuestions(store, runId);
   // No id: the oldest open question (a reply in a thread answers what was asked there).
   const q = questionId ? open.find((x) => x.id === questionId) : open[0];
-  if (!q) throw new RunInputError(questionId ? `question ${questionId} is not waiting for an answer (answered already, or given up)` : `run ${runId} has no question waiting for an answer`, 409);
+  if (!q) throw new RunInputError(questionId ? `question ${questionId} is not waiting for an answer (answered already, or given up)` : `run ${runId} has no question waiting for an answer`, "conflict");
   const check = checkAnswer(q, input);
-  if (!check.ok) throw new RunInputError(check.message, 400);
+  if (!check.ok) throw new RunInputError(check.message, "invalid");
   await store.addInput(runId, { kind: "answer", text: JSON.stringify(check.answer), author: by.author ?? null, source: by.source });
   return { question: q, summary: check.summary };
 }

@@ -9,38 +9,17 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Run } from "../db/schema.ts";
 import { readDigest } from "../events/digest-store.ts";
-import type { RunDigest } from "../events/vocabulary.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Sandbox } from "../sandbox/provider.ts";
 import { isProtectedBranch } from "./branch-guard.ts";
+import type { FileChange, RunResult } from "./model.ts";
 import type { RepoRegistry } from "./repos.ts";
 import type { RunStore } from "./run-store.ts";
 import { measuredUsage } from "./run-view.ts";
 
 const pexec = promisify(execFile);
 
-export interface FileChange {
-  path: string;
-  additions: number;
-  deletions: number;
-}
-
-export interface RunResult {
-  [key: string]: unknown;
-  summary: string | null;
-  filesChanged: FileChange[];
-  additions: number;
-  deletions: number;
-  branch: string;
-  commit: string | null;
-  pushed: boolean;
-  pushError?: string;
-  /** Where to see the change: a pull request, or the run page's diff. */
-  url?: string;
-  pullRequestUrl?: string;
-  usage: RunDigest["usage"];
-  error?: { message: string; code: string } | null;
-}
+export type { FileChange, RunResult } from "./model.ts";
 
 /** Turns a pushed branch into something to look at (a pull request); optional. */
 export interface ResultPublisher {
@@ -83,6 +62,8 @@ export interface DeliverDeps {
   publishers: ResultPublisher[];
   runPageUrl: (run: Run) => string;
   log: Logger;
+  /** Aborts when the run's lease is lost: nothing is pushed or published after that. */
+  signal?: AbortSignal;
 }
 
 /** Collect the change from the sandbox and push it. Returns the result and the patch. */
@@ -115,6 +96,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
   };
 
   if (files.length > 0) {
+    deps.signal?.throwIfAborted();
     try {
       await pushFromBundle(run, sandbox, base, deps);
       result.pushed = true;
@@ -124,6 +106,7 @@ export async function collectAndPush(run: Run, sandbox: Sandbox, deps: DeliverDe
     }
     const repoUrl = deps.repos.url(run.repo);
     for (const p of deps.publishers) {
+      deps.signal?.throwIfAborted();
       if (!result.pushed || !p.handles(run, repoUrl)) continue;
       const published = await p.publish(run, result, repoUrl);
       if (published) result.pullRequestUrl = published.url;

@@ -11,13 +11,15 @@ import { OPENCODE_PORT, opencodeEnv } from "../sandbox/opencode-config.ts";
 import { RUN_LABEL, type Sandbox, SandboxError, type SandboxProvider } from "../sandbox/provider.ts";
 import { localRepoBundle, remoteRepoBundle } from "./local-repo-bundle.ts";
 import type { RepoRegistry } from "./repos.ts";
+import { type HeldLease, mustHold } from "./lease.ts";
+import type { FailureCode } from "./model.ts";
 import type { RunStore } from "./run-store.ts";
 import { hashToken, randomToken } from "./tokens.ts";
 
 export class ProvisionError extends Error {
   constructor(
     message: string,
-    public readonly code: string,
+    public readonly code: FailureCode,
     public readonly retryable: boolean,
   ) {
     super(message);
@@ -35,6 +37,8 @@ export interface ProvisionDeps {
   log: Logger;
   /** This server's host id: recorded as the owner of a local sandbox (only that host can reach it). */
   hostId?: string;
+  /** The run's lease: every write is conditioned on it, and its loss stops the work (LeaseLost). */
+  lease?: HeldLease;
 }
 
 async function freePort(): Promise<number> {
@@ -51,7 +55,7 @@ async function freePort(): Promise<number> {
 
 const tail = (s: string, n = 600) => (s.length > n ? `…${s.slice(-n)}` : s).trim();
 
-async function must(sb: Sandbox, argv: string[], what: string, code: string, opts: Parameters<Sandbox["exec"]>[1] = {}) {
+async function must(sb: Sandbox, argv: string[], what: string, code: FailureCode, opts: Parameters<Sandbox["exec"]>[1] = {}) {
   const r = await sb.exec(argv, opts);
   if (r.exitCode !== 0) throw new ProvisionError(`${what} failed: ${tail(r.stderr || r.stdout) || `exit ${r.exitCode}`}`, code, false);
   return r.stdout.trim();
@@ -76,6 +80,9 @@ export function sandboxBackendUrl(sandbox: Pick<Sandbox, "backendUrl">, config: 
 
 export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const { config, store, provider, repos, log } = deps;
+  const lease = deps.lease ?? {};
+  /** After each write: stop when it found the lease taken, or the lease's renewal failed meanwhile. */
+  const held = (wrote: boolean) => mustHold(run.id, wrote, deps.lease);
   if (!config.model) {
     throw new ProvisionError(
       "No model is configured: set MODEL (with its provider's API key) or LLM_BASE_URL and LLM_MODEL",
@@ -88,14 +95,16 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const relayToken = randomToken();
   // The sandbox's only way to the model: a per-run token for Deckhand's gateway (valid while the run lives).
   const modelToken = randomToken();
-  await store.patch(run.id, {
-    relayTokenHash: hashToken(relayToken),
-    modelTokenHash: hashToken(modelToken),
-    sandboxProvider: provider.name,
-    sandboxId: null,
-    sandboxDestroyedAt: null,
-    sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
-  });
+  held(await store.recordSandboxStarting(
+    run.id,
+    {
+      relayTokenHash: hashToken(relayToken),
+      modelTokenHash: hashToken(modelToken),
+      sandboxProvider: provider.name,
+      sandboxHost: provider.name === "local" ? (deps.hostId ?? null) : null,
+    },
+    lease,
+  ));
 
   let access;
   try {
@@ -106,6 +115,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   }
 
   let sandbox: Sandbox;
+  deps.lease?.signal.throwIfAborted(); // no new sandbox for a run that is no longer ours
   try {
     sandbox = await provider.create({
       runId: run.id,
@@ -116,7 +126,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     const se = e as SandboxError;
     throw new ProvisionError(`Could not start a sandbox: ${se.message}`, `sandbox_${se.code ?? "error"}`, se.retryable ?? true);
   }
-  await store.phase(run.id, "sandbox_created", { sandboxId: sandbox.id });
+  held(await store.phase(run.id, { phase: "sandbox_created", sandboxId: sandbox.id }, lease));
   const p = sandbox.paths;
   log.info({ sandboxId: sandbox.id }, "sandbox created");
 
@@ -154,7 +164,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   const base = await must(sandbox, ["git", "rev-parse", "HEAD"], "Reading the base commit", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
-  await store.phase(run.id, "repo_cloned", { baseCommit: base });
+  held(await store.phase(run.id, { phase: "repo_cloned", baseCommit: base }, lease));
 
   const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
   const password = randomToken(18);
@@ -179,7 +189,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       },
     },
   );
-  await store.phase(run.id, "opencode_started");
+  held(await store.phase(run.id, { phase: "opencode_started" }, lease));
 
   const relayFile = `${p.control}/relay.mjs`;
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
@@ -206,6 +216,6 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     logFile: `${p.control}/relay.log`,
     env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
-  await store.phase(run.id, "relay_started");
+  held(await store.phase(run.id, { phase: "relay_started" }, lease));
   log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
 }

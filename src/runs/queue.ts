@@ -6,6 +6,7 @@
 import { and, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type Run, runs } from "../db/schema.ts";
+import { WORKING_STATUSES } from "./model.ts";
 
 export interface QueueFacts {
   /** Queued runs created before this one. */
@@ -61,8 +62,8 @@ export async function queueStatus(db: Db, run: Pick<Run, "id" | "status" | "repo
   const count = sql<number>`count(*)::int`;
   const [[ahead], [active], [repoActive]] = await Promise.all([
     db.select({ n: count }).from(runs).where(and(eq(runs.status, "queued"), lt(runs.createdAt, run.createdAt))),
-    db.select({ n: count }).from(runs).where(inArray(runs.status, ["provisioning", "running"])),
-    db.select({ n: count }).from(runs).where(and(inArray(runs.status, ["provisioning", "running"]), eq(runs.repo, run.repo))),
+    db.select({ n: count }).from(runs).where(inArray(runs.status, [...WORKING_STATUSES])),
+    db.select({ n: count }).from(runs).where(and(inArray(runs.status, [...WORKING_STATUSES]), eq(runs.repo, run.repo))),
   ]);
   return describeQueue({
     ahead: Number(ahead?.n ?? 0),

@@ -7,13 +7,16 @@ import { checkModel, parseDirectives } from "../gateway/directives.ts";
 import type { Logger } from "../log/logger.ts";
 import { UnknownRepoError, type RepoRegistry } from "./repos.ts";
 import type { CreateRunInput, RunStore } from "./run-store.ts";
-import { isTerminal } from "./state-machine.ts";
+import { isTerminal } from "./model.ts";
 import { RUN_ID, withSpan } from "../ops/tracing.ts";
+
+/** What is wrong with a request to start, steer or stop a run (mapped to HTTP in server/http-errors.ts). */
+export type RunInputProblem = "invalid" | "too_large" | "not_found" | "conflict";
 
 export class RunInputError extends Error {
   constructor(
     message: string,
-    public readonly statusCode = 400,
+    public readonly problem: RunInputProblem = "invalid",
   ) {
     super(message);
     this.name = "RunInputError";
@@ -63,7 +66,7 @@ export class RunService {
     if (d.problems.length) throw new RunInputError(d.problems.join("; "));
     const prompt = d.text;
     if (!prompt) throw new RunInputError("prompt is required");
-    if (prompt.length > MAX_PROMPT_CHARS) throw new RunInputError(`prompt is longer than ${MAX_PROMPT_CHARS} characters`, 413);
+    if (prompt.length > MAX_PROMPT_CHARS) throw new RunInputError(`prompt is longer than ${MAX_PROMPT_CHARS} characters`, "too_large");
     const repo = this.resolveRepo(input.repo);
     if (input.ref && !/^[\w./-]+$/.test(input.ref)) throw new RunInputError(`ref "${input.ref}" is not a valid branch or tag name`);
     const model = this.pickModel(input.model ?? d.model);
@@ -84,14 +87,13 @@ export class RunService {
     // A follow-up that only raises the budget or changes the model continues the work.
     const text = d.text || "Continue.";
     const run = await this.store.get(runId);
-    if (!run) throw new RunInputError(`run ${runId} not found`, 404);
-    if (isTerminal(run.status)) throw new RunInputError(`run ${runId} is ${run.status}; start a new run`, 409);
+    if (!run) throw new RunInputError(`run ${runId} not found`, "not_found");
+    if (isTerminal(run.status)) throw new RunInputError(`run ${runId} is ${run.status}; start a new run`, "conflict");
     if (d.model !== undefined || d.budgetUsd !== undefined) {
-      const patch: Partial<Run> = {};
-      if (d.model !== undefined) patch.model = this.pickModel(d.model);
-      if (d.budgetUsd !== undefined) patch.budgetExtraUsd = run.budgetExtraUsd + d.budgetUsd;
-      await this.store.patch(runId, patch);
-      this.log.info({ runId, model: patch.model, budgetExtraUsd: patch.budgetExtraUsd }, "run model or budget changed by a follow-up");
+      const model = d.model !== undefined ? this.pickModel(d.model) : undefined;
+      if (model !== undefined) await this.store.setModel(runId, model);
+      if (d.budgetUsd !== undefined) await this.store.raiseBudget(runId, d.budgetUsd);
+      this.log.info({ runId, model, budgetRaiseUsd: d.budgetUsd }, "run model or budget changed by a follow-up");
     }
     await this.store.addInput(runId, { kind: "prompt", text, author: input.author, source: input.source });
     this.log.info({ runId, source: input.source }, "follow-up queued");
@@ -101,7 +103,7 @@ export class RunService {
   /** Stop: cancels a working run (or closes an idle one) and releases its sandbox. */
   async stop(runId: string, by: { author?: string | null; source: string }): Promise<Run> {
     const run = await this.store.get(runId);
-    if (!run) throw new RunInputError(`run ${runId} not found`, 404);
+    if (!run) throw new RunInputError(`run ${runId} not found`, "not_found");
     if (isTerminal(run.status)) return run;
     await this.store.addInput(runId, { kind: "stop", author: by.author, source: by.source });
     const reason = `Stopped by ${by.author ?? "a user"} (${by.source})`;

@@ -1,9 +1,12 @@
 /** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
-import { and, asc, desc, eq, gt, inArray, max, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, max, or, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
+import { leaseHeld, RunLeases, type UnderLease } from "./lease.ts";
 import type { RunBus } from "./run-bus.ts";
-import { isTerminal, type RunStatus, type RunTransition, transition } from "./state-machine.ts";
+import { isTerminal, LIVE_STATUSES, type RunStatus, type SourceRef, TERMINAL_STATUSES } from "./model.ts";
+import { columnsFor, type PhaseRecord, type RunChange } from "./run-changes.ts";
+import { transition } from "./state-machine.ts";
 import { guardBranch } from "./branch-guard.ts";
 import { branchName, newRunId, randomToken, titleFrom } from "./tokens.ts";
 
@@ -12,7 +15,7 @@ export interface CreateRunInput {
   ref?: string | null;
   prompt: string;
   source: string;
-  sourceRef?: Record<string, unknown>;
+  sourceRef?: SourceRef;
   createdBy?: string | null;
   /** Branch to work on (e.g. Linear's suggested branch name); default `deckhand/<slug>`. */
   branch?: string;
@@ -30,18 +33,48 @@ export interface ListRunsFilter {
   source?: string;
 }
 
-/** Writes made under a lease land only while the writer still holds it (Graphile Worker's `locked_by = $me`). */
-export interface UnderLease {
-  leaseOwner?: string;
+export type { Delivery, PhaseRecord, RunChange } from "./run-changes.ts";
+
+/** Model usage the gateway measured for one call. */
+export interface UsageAdded {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  costMicros: number;
 }
 
-const leaseHeld = (o: UnderLease): SQL | undefined => (o.leaseOwner ? and(eq(runs.leaseOwner, o.leaseOwner), sql`${runs.leaseExpiresAt} > now()`) : undefined);
+/**
+ * Add one model call's usage to the run's totals, and (`ledger`) the gateway's usage ledger row in the same
+ * statement: both land, or neither.
+ */
+export async function addUsage(db: Db, runId: string, u: UsageAdded, ledger?: Parameters<Db["with"]>[0]): Promise<Run | null> {
+  // With the ledger row's insert as a CTE, both land in one statement (one round trip on the model's hot path).
+  const q = ledger ? db.with(ledger).update(runs) : db.update(runs);
+  const [row] = await q
+    .set({
+      usageInput: sql`${runs.usageInput} + ${u.input}`,
+      usageOutput: sql`${runs.usageOutput} + ${u.output}`,
+      usageCacheRead: sql`${runs.usageCacheRead} + ${u.cacheRead}`,
+      usageCacheWrite: sql`${runs.usageCacheWrite} + ${u.cacheWrite}`,
+      usageCostMicros: sql`${runs.usageCostMicros} + ${u.costMicros}`,
+      modelRequests: sql`${runs.modelRequests} + 1`,
+    })
+    .where(eq(runs.id, runId))
+    .returning();
+  return row ?? null;
+}
 
 export class RunStore {
+  /** Leases on runs (the lease SQL lives in lease.ts). */
+  readonly leases: RunLeases;
+
   constructor(
     readonly db: Db,
     private readonly bus: RunBus,
-  ) {}
+  ) {
+    this.leases = new RunLeases(db);
+  }
 
   /** Create a run and its first prompt input, atomically. */
   async create(input: CreateRunInput): Promise<Run> {
@@ -56,7 +89,7 @@ export class RunStore {
       // Never main/master/release/* or the ref the run starts from, whatever name was suggested.
       branch: input.branch ? guardBranch(input.branch, id, input.ref) : branchName(input.prompt, id),
       source: input.source,
-      sourceRef: input.sourceRef ?? {},
+      sourceRef: (input.sourceRef ?? {}) as Record<string, unknown>,
       createdBy: input.createdBy ?? null,
       model: input.model ?? null,
       budgetExtraUsd: input.budgetExtraUsd ?? 0,
@@ -153,21 +186,22 @@ export class RunStore {
   }
 
   /**
-   * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in.
+   * Apply a lifecycle transition, optimistically: it only lands if the run is still in the status it was read in
+   * (and, under a lease, while the writer still holds it). Each transition writes its own columns and no others.
    * Returns the updated run, or null when the transition is not allowed (or another process moved it first).
    */
-  async transition(runId: string, t: RunTransition, patch: Partial<Run> = {}, opts: UnderLease = {}): Promise<Run | null> {
+  async transition(runId: string, change: RunChange, opts: UnderLease = {}): Promise<Run | null> {
     for (let i = 0; i < 3; i++) {
       const run = await this.get(runId);
       if (!run) return null;
-      const out = transition(run.status as RunStatus, t);
+      const out = transition(run.status as RunStatus, change);
       if (!out.ok) return null;
       const now = new Date();
       const terminal = isTerminal(out.to);
       const [updated] = await this.db
         .update(runs)
         .set({
-          ...patch,
+          ...columnsFor(change, run, now),
           status: out.to,
           statusReason: out.reason ?? (terminal ? run.statusReason : null),
           failureCode: out.code ?? (terminal ? run.failureCode : null),
@@ -191,14 +225,31 @@ export class RunStore {
     return null;
   }
 
-  /** Record a sub-phase (sandbox created, repo cloned, ...) with its time. */
-  async phase(runId: string, phase: string, patch: Partial<Run> = {}): Promise<void> {
+  /** Record a sub-phase (sandbox created, repo cloned, ...) with its time and the one column it sets. False: the lease was lost. */
+  async phase(runId: string, p: PhaseRecord, opts: UnderLease = {}): Promise<boolean> {
     const now = new Date();
-    await this.db
+    const { phase, ...cols } = p;
+    const rows = await this.db
       .update(runs)
-      .set({ ...patch, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
-      .where(eq(runs.id, runId));
-    await this.bus.changed(runId);
+      .set({ ...cols, updatedAt: now, phases: sql`${runs.phases} || ${JSON.stringify([{ phase, at: now.toISOString() }])}::jsonb` })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    if (rows.length) await this.bus.changed(runId);
+    return rows.length > 0;
+  }
+
+  /** A provisioning attempt starts a sandbox: its fresh tokens (hashed) and where it lives. False: the lease was lost. */
+  async recordSandboxStarting(
+    runId: string,
+    s: { relayTokenHash: string; modelTokenHash: string; sandboxProvider: string; sandboxHost: string | null },
+    opts: UnderLease,
+  ): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ ...s, sandboxId: null, sandboxDestroyedAt: null, updatedAt: new Date() })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
   }
 
   /**
@@ -224,8 +275,85 @@ export class RunStore {
     return rows.length > 0;
   }
 
-  async patch(runId: string, patch: Partial<Run>): Promise<void> {
-    await this.db.update(runs).set({ ...patch, updatedAt: new Date() }).where(eq(runs.id, runId));
+  // ---- what the relay reports (the relay token is the writer's right; no lease) ----------------------------------
+
+  /** OpenCode is up in the sandbox with this session. */
+  async recordAgentReady(runId: string, sessionId: string): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ opencodeSessionId: sessionId.slice(0, 200), opencodeAlive: true, lastHeartbeatAt: new Date(), updatedAt: new Date() })
+      .where(eq(runs.id, runId));
+  }
+
+  /** OpenCode stopped (exited, or the heartbeat says it does not answer). */
+  async recordAgentGone(runId: string): Promise<void> {
+    await this.db.update(runs).set({ opencodeAlive: false, updatedAt: new Date() }).where(eq(runs.id, runId));
+  }
+
+  /** A heartbeat: liveness only moves forward while OpenCode is alive and answering. */
+  async recordHeartbeat(runId: string, opencodeAlive: boolean): Promise<void> {
+    if (!opencodeAlive) return this.recordAgentGone(runId);
+    await this.db.update(runs).set({ lastHeartbeatAt: new Date(), opencodeAlive: true }).where(eq(runs.id, runId));
+  }
+
+  /** Events up to `lastSeq` are stored without a gap. */
+  async recordEventsStored(runId: string, lastSeq: number): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ lastEventSeq: sql`greatest(${runs.lastEventSeq}, ${lastSeq})`, lastActivityAt: new Date() })
+      .where(eq(runs.id, runId));
+  }
+
+  /** The agent is idle having seen prompts up to `inputSeq`: a result is owed (unless already delivered for it). */
+  async recordIdle(runId: string, inputSeq: number): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ idleInputSeq: sql`greatest(coalesce(${runs.idleInputSeq}, 0), ${inputSeq})` })
+      .where(and(eq(runs.id, runId), gt(sql`${inputSeq}`, runs.deliveredInputSeq)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
+  }
+
+  // ---- what people change -----------------------------------------------------------------------------------------
+
+  /** A new secret for the run page link; the old link stops working. Returns the new token. */
+  async rotatePageToken(runId: string): Promise<string> {
+    const pageToken = randomToken(24);
+    await this.db.update(runs).set({ pageToken, updatedAt: new Date() }).where(eq(runs.id, runId));
+    return pageToken;
+  }
+
+  /** `model=` in a follow-up: the upstream model from now on (null: the configured default). */
+  async setModel(runId: string, model: string | null): Promise<void> {
+    await this.db.update(runs).set({ model, updatedAt: new Date() }).where(eq(runs.id, runId));
+  }
+
+  /** `budget=+N` in a follow-up: raise the run's budget by `usd` (added in the database, so raises never overwrite each other). */
+  async raiseBudget(runId: string, usd: number): Promise<void> {
+    await this.db
+      .update(runs)
+      .set({ budgetExtraUsd: sql`${runs.budgetExtraUsd} + ${usd}`, updatedAt: new Date() })
+      .where(eq(runs.id, runId));
+  }
+
+  /** Runs the reconciler looks at: live ones, and finished ones whose sandbox is not yet released; with their last prompt seq. */
+  async reconcileCandidates(): Promise<{ runs: Run[]; lastPromptSeq: Map<string, number> }> {
+    const candidates = await this.db
+      .select()
+      .from(runs)
+      .where(
+        or(
+          inArray(runs.status, [...LIVE_STATUSES]),
+          and(inArray(runs.status, [...TERMINAL_STATUSES]), isNotNull(runs.sandboxProvider), isNull(runs.sandboxDestroyedAt)),
+        ),
+      );
+    if (!candidates.length) return { runs: [], lastPromptSeq: new Map() };
+    const last = await this.db
+      .select({ runId: runInputs.runId, seq: sql<number>`max(${runInputs.seq})` })
+      .from(runInputs)
+      .where(and(eq(runInputs.kind, "prompt"), inArray(runInputs.runId, candidates.map((r) => r.id))))
+      .groupBy(runInputs.runId);
+    return { runs: candidates, lastPromptSeq: new Map(last.map((r) => [r.runId, Number(r.seq)])) };
   }
 
   async byStatus(statuses: string[]): Promise<Run[]> {

@@ -1,6 +1,7 @@
 /** What the API, the CLI and the run page show of a run: a pure function of the row and its stored digest. */
 import type { Run } from "../db/schema.ts";
 import type { RunDigest } from "../events/vocabulary.ts";
+import { failureInfo } from "./model.ts";
 import type { QueueStatus } from "./queue.ts";
 
 export interface RunView {
@@ -8,6 +9,8 @@ export interface RunView {
   status: string;
   reason: string | null;
   failureCode: string | null;
+  /** What to do about the failure (the catalogue in model.ts), when there is something to do. */
+  hint: string | null;
   repo: string;
   ref: string | null;
   branch: string;
@@ -56,6 +59,7 @@ export function runView(run: Run, d: RunDigest, pageUrl: string, now = new Date(
     status: run.status,
     reason: run.statusReason,
     failureCode: run.failureCode,
+    hint: failureInfo(run.failureCode)?.hint ?? null,
     repo: run.repo,
     ref: run.ref,
     branch: run.branch,

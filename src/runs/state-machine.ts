@@ -6,15 +6,10 @@
  *   failed / cancelled from queued, provisioning or running, each with a reason.
  *   An idle run that is stopped or loses its sandbox is closed (its result was already delivered).
  */
-export const RUN_STATUSES = ["queued", "provisioning", "running", "idle", "closed", "failed", "cancelled"] as const;
-export type RunStatus = (typeof RUN_STATUSES)[number];
+import { ACTIVE_STATUSES, type FailureCode, type RunStatus } from "./model.ts";
 
-export const TERMINAL_STATUSES: readonly RunStatus[] = ["closed", "failed", "cancelled"];
-export const ACTIVE_STATUSES: readonly RunStatus[] = ["queued", "provisioning", "running"];
-/** Statuses that hold a sandbox (or are about to). */
-export const LIVE_STATUSES: readonly RunStatus[] = ["provisioning", "running", "idle"];
-
-export const isTerminal = (s: string): boolean => (TERMINAL_STATUSES as readonly string[]).includes(s);
+// Statuses and their groups live in model.ts; re-exported for modules not yet moved to it (pages, gateway routes).
+export { ACTIVE_STATUSES, isTerminal, LIVE_STATUSES, RUN_STATUSES, type RunStatus, TERMINAL_STATUSES } from "./model.ts";
 
 export type RunTransition =
   | { type: "claim" }
@@ -22,11 +17,11 @@ export type RunTransition =
   | { type: "result_delivered" }
   | { type: "follow_up" }
   | { type: "keepalive_expired" }
-  | { type: "fail"; reason: string; code?: string }
+  | { type: "fail"; reason: string; code?: FailureCode }
   | { type: "cancel"; reason: string };
 
 export type TransitionOutcome =
-  | { ok: true; to: RunStatus; reason?: string; code?: string }
+  | { ok: true; to: RunStatus; reason?: string; code?: FailureCode }
   | { ok: false; error: string };
 
 export function transition(from: RunStatus, t: RunTransition): TransitionOutcome {

@@ -3,6 +3,8 @@
  * Liveness comes from the in-sandbox relay's heartbeats (is OpenCode's process alive?), never from model
  * output: fifteen minutes of silent reasoning with heartbeats flowing is healthy.
  */
+import type { FailureCode } from "./model.ts";
+
 export interface WatchdogLimits {
   heartbeatTimeoutMs: number;
   provisionTimeoutMs: number;
@@ -26,7 +28,7 @@ export interface WatchdogInput {
   publicUrl?: string;
 }
 
-export type WatchdogVerdict = { verdict: "ok" } | { verdict: "fail"; code: string; reason: string };
+export type WatchdogVerdict = { verdict: "ok" } | { verdict: "fail"; code: FailureCode; reason: string };
 
 const secs = (ms: number) => `${Math.round(ms / 1000)} s`;
 const mins = (ms: number) => (ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : secs(ms));

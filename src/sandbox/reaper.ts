@@ -10,7 +10,7 @@
  */
 import type { Run } from "../db/schema.ts";
 import { type Logger, runLog } from "../log/logger.ts";
-import { isTerminal } from "../runs/state-machine.ts";
+import { isTerminal } from "../runs/model.ts";
 import { RUN_LABEL, type SandboxInfo, type SandboxProvider } from "./provider.ts";
 
 export type SandboxVerdict = { action: "keep" } | { action: "extend" } | { action: "kill"; reason: string };

@@ -1,9 +1,10 @@
 /** Small pure formatters for the dashboard: durations, tokens, cost, and where a run came from. */
 import type { Usage } from "../events/vocabulary.ts";
+import { ACTIVE_STATUSES as ACTIVE, RUN_STATUSES } from "../runs/model.ts";
 
 export const SOURCES: Record<string, string> = { slack: "Slack", linear: "Linear", cli: "CLI", api: "API", web: "Web" };
-export const STATUSES = ["queued", "provisioning", "running", "idle", "closed", "failed", "cancelled"] as const;
-export const ACTIVE_STATUSES = new Set(["queued", "provisioning", "running"]);
+export const STATUSES = RUN_STATUSES;
+export const ACTIVE_STATUSES: ReadonlySet<string> = new Set(ACTIVE);
 
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));

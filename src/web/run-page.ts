@@ -4,7 +4,7 @@
  */
 import type { TimelineItem } from "../events/vocabulary.ts";
 import type { RunView } from "../runs/run-view.ts";
-import { isTerminal } from "../runs/state-machine.ts";
+import { describeFailure, isTerminal } from "../runs/model.ts";
 import { diffKey, renderDiff, type DiffFormat } from "./diff-view.ts";
 import { ACTIVE_STATUSES, ago, formatDuration, formatUsage, sourceLink } from "./format.ts";
 import { esc } from "./html.ts";
@@ -88,7 +88,7 @@ export function renderHead(v: RunPageView, now = new Date()): string {
     : "";
   return `<h1>${esc(v.title)}</h1>
 <p><span class="status s-${esc(v.status)}" data-status="${esc(v.status)}">${esc(plainStatus(v.status))}</span>${!failed && v.reason ? ` <span>${esc(v.reason)}</span>` : ""}</p>
-${failed ? `<div class="failure" role="alert"><b>${v.status === "failed" ? "Failed" : "Stopped"}:</b> ${esc(v.reason ?? "no reason recorded")}${v.failureCode ? ` <span class="muted">(${esc(v.failureCode)})</span>` : ""}</div>` : ""}
+${failed ? `<div class="failure" role="alert"><b>${v.status === "failed" ? "Failed" : "Stopped"}:</b> ${esc(describeFailure(v).reason)}${v.failureCode ? ` <span class="muted">(${esc(v.failureCode)})</span>` : ""}${v.hint ? `<br>${esc(v.hint)}` : ""}</div>` : ""}
 <dl class="meta">
 <div><dt>Run</dt><dd><code>${esc(v.id)}</code></dd></div>
 <div><dt>Repo</dt><dd>${esc(v.repo)}</dd></div>

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEvents, runs } from "../../src/db/schema.ts";
 import { hashToken } from "../../src/runs/tokens.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 describe("bad input and relay authentication", () => {
   let srv: TestServer;
@@ -89,8 +90,8 @@ describe("bad input and relay authentication", () => {
     const store = srv.deckhand.store;
     const a = await store.create({ repo: "demo", prompt: "a", source: "api" });
     const b = await store.create({ repo: "demo", prompt: "b", source: "api" });
-    await store.patch(a.id, { status: "running", relayTokenHash: hashToken("token-a") });
-    await store.patch(b.id, { status: "running", relayTokenHash: hashToken("token-b") });
+    await forceRunRow(store.db, a.id, { status: "running", relayTokenHash: hashToken("token-a") });
+    await forceRunRow(store.db, b.id, { status: "running", relayTokenHash: hashToken("token-b") });
     const post = (runId: string, token: string | null, body: unknown) =>
       fetch(`${srv.url}/relay/v1/runs/${runId}/events`, {
         method: "POST",

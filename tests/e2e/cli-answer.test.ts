@@ -12,6 +12,7 @@ import { main } from "../../src/cli/main.ts";
 import { hashToken } from "../../src/runs/tokens.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const BIN = path.resolve(import.meta.dirname, "../../bin/deckhand.mjs");
 
@@ -47,7 +48,7 @@ describe("deckhand answer, and deckhand run asking", () => {
   async function playSandbox(prompt: string, events: { type: string; data: Record<string, unknown> }[]) {
     const run = await until("the CLI's run", async () => (await srv.deckhand.store.list({ source: "cli" })).find((r) => r.prompt === prompt));
     const token = `relay-token-cli-${++n}-0123456789`;
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken(token) });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(token) });
     const res = await fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -58,7 +59,7 @@ describe("deckhand answer, and deckhand run asking", () => {
   }
   /** The turn ends (as the relay would report): the CLI stops following. */
   const finish = async (id: string) => {
-    await srv.deckhand.store.patch(id, { status: "idle" });
+    await forceRunRow(srv.deckhand.store.db, id, { status: "idle" });
     await srv.deckhand.bus.changed(id);
   };
   const answers = async (id: string) => (await srv.deckhand.store.inputs(id)).filter((i) => i.kind === "answer").map((i) => [JSON.parse(i.text!), i.author, i.source]);

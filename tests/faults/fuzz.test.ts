@@ -14,6 +14,7 @@ import { type FakeSlack, messageEnvelope, postSlackEvent, signSlackRequest, star
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 import { sleep, until } from "./helpers.ts";
 import { CHANNEL, LINEAR_SECRET, linearEnv, linearSession, SLACK_SECRET, slackEnv, slackMention, TEAM } from "./surfaces.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const MAX_BODY = 65_536;
 const TABLES = ["runs", "run_inputs", "run_events", "run_digests", "deliveries", "notifications", "surface_state", "installations"];
@@ -53,7 +54,7 @@ describe("fuzzing every endpoint", () => {
     await mountSlack(srv.deckhand);
     await mountLinear(srv.deckhand);
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "fuzz target", source: "api" });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken(RELAY_TOKEN) });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(RELAY_TOKEN) });
     runId = run.id;
   });
   afterAll(async () => {

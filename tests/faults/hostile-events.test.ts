@@ -13,6 +13,8 @@ import { type FakeSlack, startFakeSlack } from "../fakes/slack.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "./helpers.ts";
 import { CHANNEL, slackEnv } from "./surfaces.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
+import type { SourceRef } from "../../src/runs/model.ts";
 
 const MAX_RUN_EVENTS = 300;
 const MAX_EVENT_BYTES = 64 * 1024;
@@ -27,9 +29,9 @@ describe("hostile and large events from a sandbox", () => {
   /** A run in `running` with a relay token, as if its sandbox were up. */
   async function runningRun(source: "api" | "slack" = "api") {
     const token = `relay-token-hostile-${++n}-0123456789`;
-    const sourceRef = source === "slack" ? { channel: CHANNEL, threadTs: `1700000000.00010${n}`, messageTs: `1700000000.00010${n}` } : {};
+    const sourceRef: SourceRef = source === "slack" ? { channel: CHANNEL, threadTs: `1700000000.00010${n}`, messageTs: `1700000000.00010${n}` } : {};
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: `hostile ${n}`, source, sourceRef });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken(token) });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(token) });
     return { id: run.id, token, pageToken: run.pageToken };
   }
   const push = (runId: string, token: string, events: unknown[]) =>

@@ -64,17 +64,17 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
     say("surfaces down");
     for (const run of [slackRun, linearRun]) {
       await store.transition(run.id, { type: "claim" });
-      await store.phase(run.id, "sandbox_created");
+      await store.phase(run.id, { phase: "sandbox_created", sandboxId: `outage-${run.id}` });
     }
     await sleep(Math.min(3000, o.outageMs / 4));
     for (const run of [slackRun, linearRun]) {
-      await store.phase(run.id, "repo_cloned");
-      await store.transition(run.id, { type: "sandbox_ready" }, { startedAt: new Date() });
+      await store.phase(run.id, { phase: "repo_cloned", baseCommit: "0".repeat(40) });
+      await store.transition(run.id, { type: "sandbox_ready" });
     }
     await sleep(Math.min(3000, o.outageMs / 4));
     const result = (branch: string) => ({ summary: "Wrote outage.txt.", filesChanged: [], additions: 0, deletions: 0, branch, commit: null, pushed: false, usage: digest([]).usage, error: null });
     for (const run of [slackRun, linearRun]) {
-      await store.transition(run.id, { type: "result_delivered" }, { result: result(run.branch), deliveredInputSeq: 1, keepaliveUntil: new Date(Date.now() + 3_600_000) });
+      await store.transition(run.id, { type: "result_delivered", delivery: { result: result(run.branch), diff: "" }, deliveredInputSeq: 1, keepaliveUntil: new Date(Date.now() + 3_600_000) });
     }
     await sleep(Math.max(0, downAt + o.outageMs - Date.now()));
 

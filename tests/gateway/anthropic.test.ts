@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { hashToken, randomToken } from "../../src/runs/tokens.ts";
 import { startModelServer, type ModelServer } from "../fakes/model-server.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const REAL_KEY = "sk-ant-real-key-on-the-server";
 let model: ModelServer;
@@ -43,7 +44,7 @@ async function liveRun(): Promise<{ id: string; token: string }> {
   const created = await t.api("POST", "/api/runs", { repo: "demo", prompt: "do it", createdBy: "ana" });
   expect(created.status).toBe(201);
   const token = randomToken();
-  await t.deckhand.store.patch(created.body.id, { status: "running", modelTokenHash: hashToken(token) });
+  await forceRunRow(t.deckhand.store.db, created.body.id, { status: "running", modelTokenHash: hashToken(token) });
   return { id: created.body.id, token };
 }
 

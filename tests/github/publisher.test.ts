@@ -12,7 +12,7 @@ import type { Run } from "../../src/db/schema.ts";
 import { PullRequestPublisher } from "../../src/integrations/github/publisher.ts";
 import { InstallationTokens } from "../../src/integrations/github/tokens.ts";
 import { createLogger } from "../../src/log/logger.ts";
-import type { RunResult } from "../../src/runs/deliver.ts";
+import type { RunResult } from "../../src/runs/model.ts";
 import { gitAuthEnv, githubWebOrigin } from "../../src/runs/repos.ts";
 import { startFakeGitHub, type FakeGitHub } from "../fakes/github.ts";
 import { tmpDir } from "../helpers/harness.ts";

@@ -17,7 +17,7 @@ describe("run state machine", () => {
   });
   it("fails or cancels any active run with its reason; an idle run closes instead", () => {
     for (const s of ["queued", "provisioning", "running"] as const) {
-      expect(transition(s, { type: "fail", reason: "boom", code: "x" })).toEqual({ ok: true, to: "failed", reason: "boom", code: "x" });
+      expect(transition(s, { type: "fail", reason: "boom", code: "agent_died" })).toEqual({ ok: true, to: "failed", reason: "boom", code: "agent_died" });
       expect(transition(s, { type: "cancel", reason: "stop" })).toEqual({ ok: true, to: "cancelled", reason: "stop" });
     }
     expect(transition("idle", { type: "cancel", reason: "stop" })).toMatchObject({ ok: true, to: "closed" });

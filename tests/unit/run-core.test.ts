@@ -1,6 +1,8 @@
 /** Pure decisions of the run core: retry backoff and its cap, giving up, sandbox ownership across hosts. */
 import { describe, expect, it } from "vitest";
-import { decideNext } from "../../src/runs/decide.ts";
+import { afterDelivery, afterProvisionFailure, decideNext, idleOwesResult } from "../../src/runs/decide.ts";
+import { columnsFor } from "../../src/runs/run-changes.ts";
+import { runRow } from "../helpers/run-row.ts";
 import { decideInput } from "../helpers/decide-input.ts";
 import { hostGoneReason, sandboxOwnership } from "../../src/runs/hosts.ts";
 import { afterFailure, backoffDelayMs, retryPending } from "../../src/runs/retry.ts";
@@ -75,5 +77,51 @@ describe("several hosts", () => {
   it("a failed delivery waits for its retry time (its own column), not for the lease", () => {
     expect(decideNext({ ...running, retryAt: at(25) }, ctx("b"))).toEqual({ kind: "none" });
     expect(decideNext({ ...running, retryAt: at(19) }, ctx("b"))).toEqual({ kind: "deliver" });
+  });
+});
+
+describe("decisions made once, in the pure core", () => {
+  it("an idle report owes a result only when the agent has seen every prompt queued so far", () => {
+    expect(idleOwesResult(2, 2)).toBe(true);
+    expect(idleOwesResult(3, 2)).toBe(true);
+    // A follow-up arrived while the agent went idle on the first prompt: it keeps working.
+    expect(idleOwesResult(1, 2)).toBe(false);
+  });
+
+  it("a failed provisioning is retried with a growing pause while retryable and under the limit, then fails with its reason", () => {
+    const f = { maxAttempts: 3, retryable: true, code: "sandbox_unavailable" as const, message: "E2B did not answer in time", now: t0 };
+    expect(afterProvisionFailure({ ...f, attempts: 1 })).toEqual({ kind: "retry", at: at(2) });
+    expect(afterProvisionFailure({ ...f, attempts: 2 })).toEqual({ kind: "retry", at: at(4) });
+    expect(afterProvisionFailure({ ...f, attempts: 3 })).toEqual({ kind: "fail", code: "sandbox_unavailable", reason: "E2B did not answer in time" });
+    expect(afterProvisionFailure({ ...f, attempts: 1, retryable: false, code: "clone_failed", message: "Cloning demo failed" })).toEqual({ kind: "fail", code: "clone_failed", reason: "Cloning demo failed" });
+    // The pause is capped (30 s) however many attempts are allowed.
+    expect(afterProvisionFailure({ ...f, attempts: 40, maxAttempts: 100 })).toEqual({ kind: "retry", at: at(30) });
+  });
+
+  it("after a delivery: an agent error with no change on a first result fails the run; otherwise the run goes idle", () => {
+    const err = { message: "The model provider rejected the API key", code: "model_auth" };
+    expect(afterDelivery({ error: err, filesChanged: [] }, 0)).toEqual({ kind: "fail", code: "model_auth", reason: err.message });
+    // Something changed, or an earlier result was delivered: the run is kept for follow-ups.
+    expect(afterDelivery({ error: err, filesChanged: [{ path: "a", additions: 1, deletions: 0 }] }, 0)).toEqual({ kind: "idle" });
+    expect(afterDelivery({ error: err, filesChanged: [] }, 1)).toEqual({ kind: "idle" });
+    // Over budget is not a failure: `budget=+5` continues it.
+    expect(afterDelivery({ error: { message: "Budget reached", code: "over_budget" }, filesChanged: [] }, 0)).toEqual({ kind: "idle" });
+    // An agent's own code that is not ours becomes agent_error.
+    expect(afterDelivery({ error: { message: "odd", code: "constructor" }, filesChanged: [] }, 0)).toEqual({ kind: "fail", code: "agent_error", reason: "odd" });
+    expect(afterDelivery({ error: null, filesChanged: [] }, 0)).toEqual({ kind: "idle" });
+  });
+});
+
+describe("each write records its own columns", () => {
+  const run = runRow(t0, { id: "r-1", status: "running", repo: "demo", branch: "b", prompt: "p", title: "t", source: "api", idleInputSeq: 2, keepaliveUntil: at(60) });
+  it("a transition writes the data of its intent and nothing else", () => {
+    expect(columnsFor({ type: "claim" }, run, at(1))).toEqual({});
+    expect(columnsFor({ type: "sandbox_ready" }, { ...run, startedAt: null }, at(1))).toEqual({ startedAt: at(1) });
+    expect(columnsFor({ type: "sandbox_ready" }, { ...run, startedAt: t0 }, at(1))).toEqual({ startedAt: t0 });
+    expect(columnsFor({ type: "follow_up" }, run, at(1))).toEqual({ idleInputSeq: null, keepaliveUntil: null });
+    const delivery = { result: { summary: "ok", filesChanged: [], additions: 0, deletions: 0, branch: "b", commit: null, pushed: false, usage: { input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 } }, diff: "" };
+    expect(columnsFor({ type: "result_delivered", delivery, keepaliveUntil: at(90), deliveredInputSeq: 2 }, run, at(1))).toEqual({ result: delivery.result, diff: "", keepaliveUntil: at(90), deliveredInputSeq: 2 });
+    expect(columnsFor({ type: "fail", reason: "x", code: "agent_died" }, run, at(1))).toEqual({});
+    expect(columnsFor({ type: "cancel", reason: "stop" }, run, at(1))).toEqual({});
   });
 });

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/runs/tokens.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const TOKEN = "test-api-token-0123456789";
 
@@ -189,7 +190,7 @@ describe("dashboard access", () => {
     // A running run whose sandbox (played here over the relay's own endpoint) reports a question and an approval ask.
     const token = "relay-token-questions-0123456789";
     const q = await srv.deckhand.store.create({ repo: "demo", prompt: "ask me", source: "api", sourceRef: {} });
-    await srv.deckhand.store.patch(q.id, { status: "running", relayTokenHash: hashToken(token) });
+    await forceRunRow(srv.deckhand.store.db, q.id, { status: "running", relayTokenHash: hashToken(token) });
     const at = new Date().toISOString();
     const events = [
       { seq: 1, type: "question.asked", at, data: { id: "que_web1", questions: [{ question: "<img src=x onerror=alert(1)> Which name?", header: "Name", options: [{ label: "alpha", description: "the first" }, { label: "<b>beta</b>", description: "" }] }] } },

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/runs/tokens.ts";
 import { postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { parsePrometheus } from "../ops/prom-text.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const VIEWERS = 50;
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
@@ -78,7 +79,7 @@ describe(`live pages (${database})`, () => {
   it("50 viewers of one run: rendered once for all of them, the same update to each after one new event, nothing when nothing changed", async () => {
     const token = "relay-token-live-0123456789";
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "Watched by fifty", source: "api" });
-    await srv.deckhand.store.patch(run.id, { status: "running", relayTokenHash: hashToken(token) });
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(token) });
     expect((await push(run.id, token, 1, "first words")).status).toBe(200);
 
     const before = await renders();

@@ -6,7 +6,7 @@
  */
 import type { Deckhand } from "../../app.ts";
 import { githubWebOrigin } from "../../runs/repos.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal } from "../../runs/model.ts";
 import { GitHubCredentials } from "./credentials.ts";
 import { PullRequestPublisher } from "./publisher.ts";
 import { parseGitHubRepo } from "./repo-url.ts";

@@ -7,7 +7,8 @@
 import { Octokit } from "@octokit/rest";
 import type { Run } from "../../db/schema.ts";
 import { type Logger, runLog } from "../../log/logger.ts";
-import type { ResultPublisher, RunResult } from "../../runs/deliver.ts";
+import type { ResultPublisher } from "../../runs/deliver.ts";
+import type { RunResult } from "../../runs/model.ts";
 import { pullRequestBody, pullRequestTitle } from "./pull-request.ts";
 import { fullName, type GitHubRepo, parseGitHubRepo } from "./repo-url.ts";
 import { quietOctokitLog, type TokenSource } from "./tokens.ts";

@@ -6,7 +6,7 @@
  * a Linear run's PR title starts with the issue identifier, which is how Linear links a pull request to an issue.
  */
 import type { Run } from "../../db/schema.ts";
-import type { RunResult } from "../../runs/deliver.ts";
+import type { RunResult } from "../../runs/model.ts";
 import { quoteAgent } from "../agent-words.ts";
 
 /** GitHub refuses bodies over 65536 characters and titles over 256. */

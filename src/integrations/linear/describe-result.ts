@@ -1,7 +1,7 @@
 /** Words for the end of a run: the `response` (summary, files, link) and the `error`. Pure. */
 import type { Run } from "../../db/schema.ts";
 import type { RunDigest } from "../../events/vocabulary.ts";
-import type { RunResult } from "../../runs/deliver.ts";
+import { describeFailure, type RunResult } from "../../runs/model.ts";
 import { quoteAgent } from "../agent-words.ts";
 
 const MAX_FILES = 15;
@@ -40,10 +40,11 @@ export function responseBody(result: Partial<RunResult>, runPageUrl: string): st
 }
 
 export function errorBody(run: Pick<Run, "statusReason" | "failureCode">, d: Pick<RunDigest, "lastError">, runPageUrl: string): string {
-  const reason = run.statusReason?.trim() || d.lastError?.message || "The run failed for an unknown reason";
+  const { reason: known, hint } = describeFailure({ status: "failed", reason: run.statusReason, failureCode: run.failureCode ?? d.lastError?.code ?? null });
+  const reason = run.statusReason?.trim() || d.lastError?.message || known;
   // Error details come from the sandbox: the agent's (or its tools') words, quoted and neutralised.
   const extra = d.lastError && d.lastError.message !== reason ? `\n\n${quoteAgent(d.lastError.message, "error")}` : "";
-  return `The run failed: ${reason}${extra}\n[Run details](${runPageUrl})`;
+  return `The run failed: ${reason}${extra}${hint ? `\n\n${hint}` : ""}\n[Run details](${runPageUrl})`;
 }
 
 export function stoppedBody(run: Pick<Run, "statusReason">, result: Partial<RunResult> | null | undefined, runPageUrl: string): string {

@@ -2,7 +2,7 @@
 import { and, desc, eq, notInArray, sql } from "drizzle-orm";
 import type { Db } from "../../db/database.ts";
 import { notifications, type Run, runs } from "../../db/schema.ts";
-import { TERMINAL_STATUSES } from "../../runs/state-machine.ts";
+import { TERMINAL_STATUSES } from "../../runs/model.ts";
 import type { PendingStart } from "./messages.ts";
 
 export async function latestRunForSession(db: Db, sessionId: string): Promise<Run | null> {

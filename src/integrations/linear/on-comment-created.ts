@@ -4,7 +4,7 @@
  */
 import { commandOf } from "../../intake/decide.ts";
 import type { Run } from "../../db/schema.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal } from "../../runs/model.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";

@@ -2,7 +2,7 @@
 import type { LinearDeps } from "./deps.ts";
 import { classicRunsForIssue } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal } from "../../runs/model.ts";
 import { startLinearRun } from "./start-linear-run.ts";
 
 /** Is this update the moment the issue became the bot's? Pure. */

@@ -8,7 +8,7 @@
  * the end, the run page and the PR as external URLs; the agent's questions as `select` elicitations. Classic assignments get a comment thread instead.
  */
 import type { OutboxMessage, Plan, PlanInput } from "../../notify/notifier.ts";
-import type { RunResult } from "../../runs/deliver.ts";
+import type { RunResult } from "../../runs/model.ts";
 import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
 import type { ActivityContent, LinearPayload, SelectSignal } from "./messages.ts";
 import { questionElicitation } from "./questions.ts";

@@ -1,18 +1,9 @@
 /** What a Linear run remembers about where it came from (stored in `runs.source_ref`). */
 import type { Run } from "../../db/schema.ts";
 
-export interface LinearSourceRef {
-  /** Linear organization id: picks the workspace's token. */
-  workspaceId: string;
-  /** "agent": an agent session (activities); "classic": an assignment to the bot user (comments). */
-  mode: "agent" | "classic";
-  agentSessionId?: string;
-  /** Empty for an agent session without an issue (the SDK marks `issue` optional): activities only. */
-  issueId: string;
-  identifier: string;
-  issueUrl?: string;
-  teamId?: string;
-}
+import type { LinearSourceRef } from "../../runs/model.ts";
+
+export type { LinearSourceRef };
 
 export function linearRef(run: Pick<Run, "source" | "sourceRef">): LinearSourceRef | null {
   if (run.source !== "linear") return null;

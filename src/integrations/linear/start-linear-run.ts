@@ -117,7 +117,7 @@ export async function startLinearRun(
       repo,
       ref: ref0,
       source: "linear",
-      sourceRef: ref as unknown as Record<string, unknown>,
+      sourceRef: ref,
       createdBy: p.author ?? null,
       ...(branch ? { branch } : {}),
       title: `${p.identifier}: ${p.title}`.slice(0, 120),

@@ -15,7 +15,7 @@ import { continuationOf } from "../../intake/decide.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
-import { isTerminal } from "../../runs/state-machine.ts";
+import { isTerminal } from "../../runs/model.ts";
 import { askRepoContent, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import { type SlackRef, slackRef } from "./notifier.ts";
@@ -220,7 +220,7 @@ export class SlackInbound {
         await this.react(m.channel, m.ts, "inbox_tray");
         return;
       } catch (e) {
-        if (!(e instanceof RunInputError && e.statusCode === 409)) throw e;
+        if (!(e instanceof RunInputError && e.problem === "conflict")) throw e;
         // The run ended between our read and the follow-up: start a new one below.
       }
     }
@@ -308,7 +308,7 @@ export class SlackInbound {
         ref: input.ref ?? null,
         ...(input.branch ? { branch: input.branch, title: parsed.text.slice(0, 200) || undefined } : {}),
         source: SOURCE,
-        sourceRef: sourceRef as unknown as Record<string, unknown>,
+        sourceRef,
         createdBy: author,
       });
     } catch (e) {

@@ -16,6 +16,7 @@ import { slackMessageText } from "./message-text.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
 import { ANSWER_ACTION } from "./questions.ts";
 import { registerInteractivity } from "./interactive.ts";
+import { WORKING_STATUSES } from "../../runs/model.ts";
 
 export const EVENTS_PATH = "/slack/events";
 
@@ -160,7 +161,7 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   // Keep the status message's elapsed time moving while an agent thinks quietly.
   const refresh = setInterval(() => {
     void (async () => {
-      for (const status of ["running", "provisioning"]) {
+      for (const status of WORKING_STATUSES) {
         for (const run of await deckhand.store.list({ source: SURFACE, status, limit: 200 })) await deckhand.outbox.planRun(run.id);
       }
     })().catch((e) => log.debug({ err: (e as Error).message }, "status refresh failed"));

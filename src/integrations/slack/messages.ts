@@ -5,6 +5,7 @@
  * full text on the run page.
  */
 import type { RunView } from "../../runs/run-view.ts";
+import { describeFailure, isActive } from "../../runs/model.ts";
 
 /** A Block Kit block (plain JSON). */
 export type Block = { type: string; [key: string]: any };
@@ -166,31 +167,10 @@ export function phaseLabel(v: Pick<RunView, "status" | "phases">): string {
   }
 }
 
-/** Friendlier words and what to do, per failure code (the reason itself is already plain words). */
-const FAILURE_HELP: Record<string, { fallback: string; hint?: string }> = {
-  model_auth: { fallback: "The model provider rejected the API key", hint: "Check the model API key configured on the Deckhand server." },
-  model_rate_limit: { fallback: "The model provider is rate limiting requests", hint: "Try again in a few minutes." },
-  model_not_found: { fallback: "The model provider does not know this model", hint: "Check MODEL / LLM_MODEL on the Deckhand server." },
-  model_unavailable: { fallback: "The model provider failed", hint: "Try again in a few minutes." },
-  context_overflow: { fallback: "The conversation no longer fits the model's context", hint: "Start a new run with a smaller task." },
-  no_model: { fallback: "No model is configured", hint: "Set MODEL or LLM_BASE_URL + LLM_MODEL on the Deckhand server." },
-  relay_unreachable: { fallback: "The sandbox could not reach Deckhand", hint: "Check that PUBLIC_URL is reachable from the sandbox." },
-  sandbox_silent: { fallback: "The sandbox stopped responding" },
-  agent_unresponsive: { fallback: "The agent stopped answering" },
-  agent_died: { fallback: "The agent process stopped unexpectedly" },
-  sandbox_lost: { fallback: "The sandbox stopped before the result could be collected" },
-  max_duration: { fallback: "The run took longer than its maximum duration", hint: "Split the task into smaller steps." },
-  provision_timeout: { fallback: "Starting the sandbox took too long" },
-  provision_failed: { fallback: "The sandbox could not be started" },
-  clone_failed: { fallback: "The repository could not be cloned" },
-  repo: { fallback: "The repository is not accessible" },
-};
-
-/** Why a run failed, in plain words, plus what to do about it. */
+/** Why a run failed, in plain words, plus what to do about it (the catalogue in runs/model.ts). */
 export function failureReason(v: Pick<RunView, "reason" | "failureCode" | "status">): { reason: string; hint: string | null } {
-  const help = v.failureCode ? FAILURE_HELP[v.failureCode] : undefined;
-  const reason = v.reason?.trim() || help?.fallback || (v.status === "cancelled" ? "The run was stopped" : "The run failed");
-  return { reason: oneLine(reason, 600), hint: help?.hint ?? null };
+  const { reason, hint } = describeFailure(v);
+  return { reason: oneLine(reason, 600), hint };
 }
 
 interface ResultShape {
@@ -242,7 +222,7 @@ export function statusContent(v: RunView, opts: { elapsed?: boolean } = {}): Sla
   blocks.push(section(head));
   const todos = todoLines(v);
   if (todos && (working || v.status === "idle")) blocks.push(section(todos.length > SECTION_MAX ? `${todos.slice(0, SECTION_MAX - 1)}…` : todos));
-  const live = ["queued", "provisioning", "running"].includes(v.status);
+  const live = isActive(v.status);
   if (live) {
     blocks.push({
       type: "actions",

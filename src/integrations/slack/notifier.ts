@@ -16,20 +16,13 @@ import type { OutboxMessage, Plan, PlanInput, SendContext, SurfaceNotifier } fro
 import { RetryLater } from "../../notify/notifier.ts";
 import { endContent, finalContent, type SlackContent, statusContent } from "./messages.ts";
 import { questionContent, settledContent } from "./questions.ts";
+import { isActive, type SlackSourceRef } from "../../runs/model.ts";
 
 export const SURFACE = "slack";
 export const METADATA_EVENT = "deckhand_message";
 
 /** Where a Slack run lives: stored as the run's `sourceRef`. */
-export interface SlackRef {
-  channel: string;
-  /** The thread the run talks in (the mention's ts for a new thread). */
-  threadTs: string;
-  /** The message that started the run (gets the reactions). */
-  messageTs: string;
-  team?: string;
-  user?: string;
-}
+export type SlackRef = SlackSourceRef & { messageTs: string };
 
 export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | null {
   const r = run.sourceRef as Partial<SlackRef>;
@@ -37,7 +30,6 @@ export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | nul
   return { channel: r.channel, threadTs: r.threadTs, messageTs: typeof r.messageTs === "string" ? r.messageTs : r.threadTs, team: r.team, user: r.user };
 }
 
-const ACTIVE = ["queued", "provisioning", "running"];
 const REACTION_WORKING = "eyes";
 const REACTION_DONE = "white_check_mark";
 const REACTION_FAILED = "x";
@@ -63,7 +55,7 @@ export function planSlack({ run, view, digest, state }: PlanInput): Plan {
   const base = `slack:${run.id}`;
   const messages: OutboxMessage[] = [];
   const next: Record<string, unknown> = {};
-  const working = ACTIVE.includes(run.status);
+  const working = isActive(run.status);
   const turn = working ? run.deliveredInputSeq : typeof state.turn === "number" ? state.turn : null;
   if (working && state.turn !== turn) next.turn = turn;
 

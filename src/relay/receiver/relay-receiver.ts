@@ -2,7 +2,7 @@
  * The backend end of the relay protocol: checks the per-run token, stores events idempotently and in order,
  * records heartbeats, and hands the relay its commands (prompts) by long poll. HTTP-free: routes call it.
  */
-import { and, asc, eq, gt, sql } from "drizzle-orm";
+import { and, asc, eq, gt } from "drizzle-orm";
 import type { Db } from "../../db/database.ts";
 import { type Run, runEvents, runs } from "../../db/schema.ts";
 import type { Logger } from "../../log/logger.ts";
@@ -15,8 +15,8 @@ import { type CommandBatch, type RelayCommand, DEFAULT_MAX_EVENT_BYTES, type Eve
 import { truncateEventData } from "../truncate.ts";
 import { recordRelayIngest } from "../../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../../ops/tracing.ts";
-
-const RELAY_STATUSES = new Set(["provisioning", "running", "idle"]);
+import { isLive } from "../../runs/model.ts";
+import { idleOwesResult } from "../../runs/decide.ts";
 
 /** A stored input as the relay's command: a prompt, or an answer (its text is the answer as JSON, see answers.ts). */
 function toCommand(i: { seq: number; kind: string; text: string | null }): RelayCommand {
@@ -67,7 +67,7 @@ export class RelayReceiver {
   async authenticate(runId: string, token: string | undefined): Promise<Run> {
     if (!token) throw new RelayAuthError();
     const run = await this.store.get(runId);
-    if (!run || !RELAY_STATUSES.has(run.status) || !tokenMatches(token, run.relayTokenHash)) throw new RelayAuthError();
+    if (!run || !isLive(run.status) || !tokenMatches(token, run.relayTokenHash)) throw new RelayAuthError();
     return run;
   }
 
@@ -128,21 +128,18 @@ export class RelayReceiver {
       if (seq !== last + 1) break;
       last = seq;
     }
-    await this.db
-      .update(runs)
-      .set({ lastEventSeq: sql`greatest(${runs.lastEventSeq}, ${last})`, lastActivityAt: new Date() })
-      .where(eq(runs.id, runId));
+    await this.store.recordEventsStored(runId, last);
     return last;
   }
 
   private async applyEffect(run: Run, type: string, data: Record<string, any>) {
     switch (type) {
       case RELAY_EVENT.opencodeReady: {
-        await this.store.patch(run.id, { opencodeSessionId: text(data.sessionId).slice(0, 200), opencodeAlive: true, lastHeartbeatAt: new Date() });
+        await this.store.recordAgentReady(run.id, text(data.sessionId));
         const fresh = await this.store.get(run.id);
         if (fresh?.status === "provisioning") {
-          await this.store.phase(run.id, "opencode_ready");
-          await this.store.transition(run.id, { type: "sandbox_ready" }, { startedAt: fresh.startedAt ?? new Date() });
+          await this.store.phase(run.id, { phase: "opencode_ready" });
+          await this.store.transition(run.id, { type: "sandbox_ready" });
           this.log.info({ runId: run.id }, "agent ready; run is running");
         }
         break;
@@ -152,25 +149,20 @@ export class RelayReceiver {
         await this.store.markInputDelivered(run.id, seq);
         if (seq === 1) {
           const fresh = await this.store.get(run.id);
-          if (fresh && !fresh.phases.some((p) => p.phase === "prompt_delivered")) await this.store.phase(run.id, "prompt_delivered");
+          if (fresh && !fresh.phases.some((p) => p.phase === "prompt_delivered")) await this.store.phase(run.id, { phase: "prompt_delivered" });
         }
         break;
       }
       case RELAY_EVENT.agentIdle: {
         const seq = num(data.inputSeq);
         const lastPrompt = await this.store.lastPromptSeq(run.id);
-        // Idle counts only when the agent has seen every prompt queued so far; a newer prompt keeps it running.
-        if (seq >= lastPrompt) {
-          await this.db
-            .update(runs)
-            .set({ idleInputSeq: sql`greatest(coalesce(${runs.idleInputSeq}, 0), ${seq})` })
-            .where(and(eq(runs.id, run.id), gt(sql`${seq}`, runs.deliveredInputSeq)));
-          await this.bus.wakeReconciler();
+        if (idleOwesResult(seq, lastPrompt)) {
+          if (await this.store.recordIdle(run.id, seq)) await this.bus.wakeReconciler();
         }
         break;
       }
       case RELAY_EVENT.opencodeExited:
-        await this.store.patch(run.id, { opencodeAlive: false });
+        await this.store.recordAgentGone(run.id);
         await this.store.transition(run.id, {
           type: "fail",
           code: "agent_died",
@@ -182,7 +174,7 @@ export class RelayReceiver {
 
   async heartbeat(run: Run, hb: Heartbeat): Promise<void> {
     // Liveness only moves forward while OpenCode is alive and answering.
-    await this.store.patch(run.id, hb.opencodeAlive ? { lastHeartbeatAt: new Date(), opencodeAlive: true } : { opencodeAlive: false });
+    await this.store.recordHeartbeat(run.id, hb.opencodeAlive);
   }
 
   /** Prompts after `after`, waiting up to `waitMs` for one to appear. */
@@ -192,7 +184,7 @@ export class RelayReceiver {
       const inputs = await this.store.relayInputsAfter(run.id, after);
       if (inputs.length) return { commands: inputs.map(toCommand) };
       const current = await this.store.get(run.id);
-      if (!current || !RELAY_STATUSES.has(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
+      if (!current || !isLive(current.status)) return { commands: [{ seq: after, kind: "shutdown" }] };
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted) return { commands: [] };
       await this.bus.waitForRun(run.id, Math.min(left, 5_000), signal);

@@ -6,15 +6,14 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { answerQuestion } from "../../runs/answers.ts";
-import { UnknownRepoError } from "../../runs/repos.ts";
-import { RunInputError, type RunService } from "../../runs/run-service.ts";
+import type { RunService } from "../../runs/run-service.ts";
 import type { Run } from "../../db/schema.ts";
 import type { QueueStatus } from "../../runs/queue.ts";
 import { viewOf } from "../../runs/run-view.ts";
-import { isTerminal, RUN_STATUSES } from "../../runs/state-machine.ts";
+import { isTerminal, RUN_STATUSES } from "../../runs/model.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import type { BearerGuard } from "../guards.ts";
-import { HttpError, zodMessage } from "../http-errors.ts";
+import { HttpError, toHttp, zodMessage } from "../http-errors.ts";
 import { readDigest } from "../../events/digest-store.ts";
 import { UsageStore, utcDay } from "../../gateway/usage-store.ts";
 
@@ -54,12 +53,7 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data;
 }
 
-/** Map domain errors to HTTP. */
-export function toHttp(e: unknown): never {
-  if (e instanceof UnknownRepoError) throw new HttpError(400, e.message, { allowed: e.allowed });
-  if (e instanceof RunInputError) throw new HttpError(e.statusCode, e.message);
-  throw e;
-}
+export { toHttp } from "../http-errors.ts";
 
 export function apiRoutes(
   app: FastifyInstance,

@@ -16,7 +16,7 @@ import type { Logger } from "../../log/logger.ts";
 import type { RunBus } from "../../runs/run-bus.ts";
 import { MAX_PROMPT_CHARS, type RunService } from "../../runs/run-service.ts";
 import { viewOf } from "../../runs/run-view.ts";
-import { randomToken, safeEqual } from "../../runs/tokens.ts";
+import { safeEqual } from "../../runs/tokens.ts";
 import { asset } from "../../web/assets.ts";
 import { diffFormat } from "../../web/diff-view.ts";
 import { ACTIVE_STATUSES, SOURCES, STATUSES } from "../../web/format.ts";
@@ -295,7 +295,7 @@ export function pageRoutes(app: FastifyInstance, deps: PageDeps) {
     signed.post("/runs/:id/rotate-link", async (req: IdReq, reply) => {
       actor(req);
       const run = await runById(req.params.id);
-      await store.patch(run.id, { pageToken: randomToken(24) });
+      await store.rotatePageToken(run.id);
       await bus.changed(run.id);
       deps.log?.info({ runId: run.id }, "run page link rotated");
       return done(req, reply, 200, "The old link no longer works.", `/runs/${run.id}`);

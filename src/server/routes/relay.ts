@@ -1,9 +1,9 @@
 /** HTTP face of the relay receiver. Every route needs the run's bearer relay token; anything else is a 401. */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { RelayAuthError, RelayBatchError, type RelayReceiver } from "../../relay/receiver/relay-receiver.ts";
+import { RelayAuthError, type RelayReceiver } from "../../relay/receiver/relay-receiver.ts";
 import { bearer } from "../auth.ts";
-import { HttpError } from "../http-errors.ts";
+import { HttpError, toHttp } from "../http-errors.ts";
 import { parse } from "./api.ts";
 
 const Event = z.object({
@@ -58,12 +58,7 @@ function relayPlugin(app: FastifyInstance, receiver: RelayReceiver) {
   type P = { Params: { runId: string } };
 
   app.post<P>("/relay/v1/runs/:runId/events", { bodyLimit: RELAY_BODY_LIMITS.events }, async (req) => {
-    try {
-      return await receiver.ingest(runOf(req), parse(Batch, req.body) as never);
-    } catch (e) {
-      if (e instanceof RelayBatchError) throw new HttpError(400, e.message);
-      throw e;
-    }
+    return await receiver.ingest(runOf(req), parse(Batch, req.body) as never).catch(toHttp);
   });
   app.post<P>("/relay/v1/runs/:runId/heartbeat", { bodyLimit: RELAY_BODY_LIMITS.heartbeat }, async (req) => {
     await receiver.heartbeat(runOf(req), parse(Heartbeat, req.body));
