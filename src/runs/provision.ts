@@ -155,7 +155,38 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
   await store.phase(run.id, "repo_cloned", { baseCommit: base });
+  await startAgent(run, sandbox, deps, { relayToken, modelToken }, (phase) => store.phase(run.id, phase));
+  log.info({ sandboxId: sandbox.id }, "opencode and relay started");
+}
 
+/**
+ * A sandbox suspended while its run was idle (local, LOCAL_SUSPEND_WHEN_IDLE) was woken without its processes:
+ * start OpenCode and the relay again with fresh tokens. OpenCode finds its session in its data folder (HOME) and
+ * the relay reuses it (state.json) and resumes from its outbox.
+ */
+export async function restartAgent(run: Run, sandbox: Sandbox, deps: Omit<ProvisionDeps, "repos">): Promise<void> {
+  const relayToken = randomToken();
+  const modelToken = randomToken();
+  await deps.store.patch(run.id, { relayTokenHash: hashToken(relayToken), modelTokenHash: hashToken(modelToken) });
+  // Pids of the stopped processes mean nothing in the new sandbox (and may be reused there).
+  await must(sandbox, ["rm", "-f", `${sandbox.paths.control}/opencode.pid`, `${sandbox.paths.control}/relay/relay.pid`], "Cleaning up", "restart_failed");
+  await startAgent(run, sandbox, deps, { relayToken, modelToken });
+  await sandbox.processesRestarted?.();
+  deps.log.info({ sandboxId: sandbox.id }, "opencode and relay started again after the idle suspension");
+}
+
+/** Start `opencode serve` and the relay (supervised) in the sandbox, in the background. */
+async function startAgent(
+  run: Run,
+  sandbox: Sandbox,
+  deps: Omit<ProvisionDeps, "repos">,
+  tokens: { relayToken: string; modelToken: string },
+  phase: (name: string) => Promise<unknown> = async () => {},
+): Promise<void> {
+  const { config, provider } = deps;
+  if (!config.model) throw new ProvisionError("No model is configured", "no_model", false);
+  const { relayToken, modelToken } = tokens;
+  const p = sandbox.paths;
   const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
   const password = randomToken(18);
   const pidFile = `${p.control}/opencode.pid`;
@@ -178,7 +209,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       },
     },
   );
-  await store.phase(run.id, "opencode_started");
+  await phase("opencode_started");
 
   const relayFile = `${p.control}/relay.mjs`;
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
@@ -203,6 +234,5 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     logFile: `${p.control}/relay.log`,
     env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
-  await store.phase(run.id, "relay_started");
-  log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
+  await phase("relay_started");
 }

@@ -16,7 +16,7 @@ import { type Action, decideNext } from "./decide.ts";
 import { collectAndPush, type DeliverDeps } from "./deliver.ts";
 import type { HostHeartbeat } from "./hosts.ts";
 import { afterFailure, backoffDelayMs } from "./retry.ts";
-import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps } from "./provision.ts";
+import { destroyRunSandboxes, provision, ProvisionError, type ProvisionDeps, restartAgent } from "./provision.ts";
 import type { RunBus } from "./run-bus.ts";
 import type { RunStore } from "./run-store.ts";
 import { isTerminal, transition } from "./state-machine.ts";
@@ -358,18 +358,25 @@ export class Reconciler {
         if (!(await store.transition(run.id, { type: "result_delivered" }, { result, diff, keepaliveUntil, deliveredInputSeq: idleSeq }, lease))) return;
         log.info({ files: result.filesChanged.length, pushed: result.pushed, url: result.url }, "result delivered; run is idle");
         // Providers that can pause (E2B with E2B_PAUSE_WHEN_IDLE) stop paying for the idle keep-alive.
+        // Not when a follow-up came meanwhile: the relay may be handing it to OpenCode already.
+        if ((await store.lastPromptSeq(run.id)) > idleSeq) return;
         const paused = await sandbox.suspendWhileIdle?.().catch((e: Error) => void log.warn({ err: e.message }, "could not pause the idle sandbox"));
         if (paused) log.info({ sandboxId: sandbox.id }, "sandbox paused while idle");
         return;
       }
-      case "resume":
+      case "resume": {
         // Wake the sandbox (get() resumes a paused one) before the follow-up reaches the relay.
-        if (fresh.sandboxId && !(await provider.get(fresh.sandboxId))) {
+        const sandbox = fresh.sandboxId ? await provider.get(fresh.sandboxId) : null;
+        if (fresh.sandboxId && !sandbox) {
           await store.transition(run.id, { type: "fail", code: "sandbox_lost", reason: "The sandbox stopped while the run was idle; start a new run" }, {}, lease);
           return;
         }
+        // A local sandbox suspended while idle comes back without its processes: OpenCode and the relay start again.
+        if (sandbox?.stoppedWhileIdle) await restartAgent(fresh, sandbox, { ...this.deps.provision, log });
+        stillHeld();
         await store.transition(run.id, { type: "follow_up" }, { idleInputSeq: null, keepaliveUntil: null }, lease);
         return;
+      }
       case "close":
         await store.transition(run.id, { type: "keepalive_expired" }, {}, lease);
         return;

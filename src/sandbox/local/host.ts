@@ -105,3 +105,25 @@ export function findProcessByArg(arg: string, uid: number): number | undefined {
   }
   return undefined;
 }
+
+/** Is any process left in process group `pgid`? */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** SIGTERM a process group, wait up to `graceMs` for it to empty, then SIGKILL what is left. */
+export async function stopGroup(pgid: number, graceMs: number): Promise<void> {
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    return; // gone already
+  }
+  const end = Date.now() + graceMs;
+  while (groupAlive(pgid) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  killPid(-pgid);
+}
