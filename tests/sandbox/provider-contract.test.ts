@@ -56,7 +56,7 @@ const targets: Target[] = [
   {
     name: "local",
     async setup() {
-      const provider = new LocalSandboxProvider({ dataDir: tmpDir(), opencodeBin: opencodeBinary() });
+      const provider = new LocalSandboxProvider({ dataDir: tmpDir(), opencodeBin: opencodeBinary(), suspendWhenIdle: true });
       return { provider, serverEnv: {}, close: async () => {} };
     },
   },
@@ -170,6 +170,30 @@ for (const target of targets) {
       expect(again.id).toBe(sb.id);
       expect(again.paths).toEqual(sb.paths);
       expect((await again.readFile(`${sb.paths.control}/mark`)).toString()).toBe("here");
+    });
+
+    it.skipIf(target.name !== "local")("an idle sandbox is suspended: every process stops, the last started first; get() starts it again, files kept", async () => {
+      const sb = await create();
+      const token = sleepToken();
+      const order = `${sb.paths.control}/order.log`;
+      // Each records its SIGTERM. The relay is started after OpenCode: it must be stopped first.
+      for (const name of ["first", "second"]) {
+        await sb.startBackground(["/bin/sh", "-c", `trap 'echo ${name} >> ${order}; exit 0' TERM; sleep ${token} & wait`], { cwd: sb.paths.home, logFile: `${sb.paths.control}/${name}.log` });
+      }
+      await until(() => hostPids(token).length === 2, "two processes");
+      await sb.writeFile(`${sb.paths.home}/kept.txt`, "kept");
+      expect(await sb.suspendWhileIdle!()).toBe(true);
+      expect(hostPids(token)).toEqual([]);
+      expect((await sb.readFile(order)).toString()).toBe("second\nfirst\n");
+      const state = async () => (await provider.list()).find((s) => s.id === sb.id)?.state;
+      expect(await state()).toBe("paused");
+      const woken = (await provider.get(sb.id))!;
+      expect(woken.stoppedWhileIdle).toBe(true);
+      expect((await woken.exec(["cat", `${sb.paths.home}/kept.txt`])).stdout).toBe("kept");
+      expect(hostPids(token)).toEqual([]); // its processes are the caller's to start again
+      await woken.processesRestarted!();
+      expect((await provider.get(sb.id))!.stoppedWhileIdle).toBe(false);
+      expect(await state()).toBe("running");
     });
 
     it("list finds only our sandboxes, by run label", async () => {

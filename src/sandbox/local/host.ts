@@ -106,17 +106,27 @@ export function findProcessByArg(arg: string, uid: number): number | undefined {
   return undefined;
 }
 
-/** Is any process left in process group `pgid`? */
+/** Is a live (not zombie) process left in process group `pgid`? Exited ones wait for the sandbox's init to reap them. */
 export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z") return true;
+    } catch {
+      /* gone */
+    }
+  }
+  return false;
 }
 
-/** SIGTERM a process group, wait up to `graceMs` for it to empty, then SIGKILL what is left. */
+/** SIGTERM a process group, wait up to `graceMs` for it to end, then SIGKILL what is left. */
 export async function stopGroup(pgid: number, graceMs: number): Promise<void> {
   try {
     process.kill(-pgid, "SIGTERM");
