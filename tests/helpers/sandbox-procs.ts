@@ -7,6 +7,11 @@
  */
 import fs from "node:fs";
 
+/** Is `p` still running (the same program at that pid)? */
+export function stillRunning(p: HostProcess): boolean {
+  return proc(p.pid)?.cmdline === p.cmdline;
+}
+
 export interface HostProcess {
   pid: number;
   comm: string;
@@ -62,7 +67,7 @@ export function sandboxHostProcesses(sandboxDir: string, runId: string): HostPro
   const nsArgs = [...members].map((m) => `/proc/${m}/ns/net`);
   for (const pid of pids) {
     const c = proc(pid);
-    if (c?.comm.startsWith("pasta") && nsArgs.some((a) => c.cmdline.split(" ").includes(a))) out.add(pid);
+    if (c && /^pas(ta|st)/.test(c.comm) && nsArgs.some((a) => c.cmdline.split(" ").includes(a))) out.add(pid);
   }
   return [...out].map(proc).filter((p): p is HostProcess => p !== null).sort((a, b) => a.pid - b.pid);
 }

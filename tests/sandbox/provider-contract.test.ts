@@ -14,7 +14,7 @@ import { OWNER_LABEL, RUN_LABEL, type Sandbox, type SandboxProvider } from "../.
 import { type FakeE2B, startFakeE2B } from "../fakes/e2b/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
 import { makeRepo, startTestServer, type TestServer, tmpDir } from "../helpers/harness.ts";
-import { sandboxHostProcesses } from "../helpers/sandbox-procs.ts";
+import { sandboxHostProcesses, stillRunning } from "../helpers/sandbox-procs.ts";
 
 /** Host pids of live processes whose command line carries `token` (works through pid namespaces). */
 function hostPids(token: string): number[] {
@@ -272,9 +272,19 @@ for (const target of targets) {
         // The model sees the earlier conversation: the first prompt and the agent's first turn.
         expect(again.userTexts).toEqual(["Write one.txt", "Now write two.txt again"]);
         expect(again.toolResults.length).toBeGreaterThanOrEqual(1);
-        if (target.name === "local") expect(relayOrOpencode().length, "OpenCode and the relay run again").toBeGreaterThanOrEqual(2);
+        const during = target.name === "local" ? sandboxHostProcesses(sandboxDir, run.id) : [];
+        if (target.name === "local") {
+          expect(relayOrOpencode().length, "OpenCode and the relay run again").toBeGreaterThanOrEqual(2);
+          expect(during.map((p) => p.comm)).toEqual(expect.arrayContaining(["bwrap", expect.stringMatching(/^pas(ta|st)/)]));
+        }
         releaseFollowUp();
         const second = await srv.waitFor(run.id, ["idle", "failed", "cancelled"], 90_000);
+        if (target.name === "local") {
+          // Suspended again: not one of the processes of that turn is left (pasta and bwrap included).
+          await until(async () => (await srv.deckhand.provider.list({ [RUN_LABEL]: run.id }))[0]?.state === "paused", "the sandbox to be suspended again", 30_000);
+          expect(during.filter(stillRunning)).toEqual([]);
+          expect(sandboxHostProcesses(sandboxDir, run.id)).toEqual([]);
+        }
         expect(second.status, second.reason).toBe("idle");
         expect(second.result.filesChanged.map((f: { path: string }) => f.path).sort()).toEqual(["one.txt", "two.txt"]);
         expect(repo.git(["show", `${run.branch}:two.txt`])).toBe("from the agent");
