@@ -221,6 +221,9 @@ const load = await import("./load.ts").catch(() => null);
 if (load?.benchReliability && process.env.BENCH_SKIP_LOAD !== "1") results.reliability = await load.benchReliability();
 const outage = await import("./outage.ts").catch(() => null);
 if (outage?.benchOutage && process.env.BENCH_SKIP_OUTAGE !== "1") results.outage = await outage.benchOutage();
+// Idle costs almost nothing (issue #15): memory held per idle local run, with and without suspension (bench/idle.ts).
+const idle = await import("./idle.ts").catch(() => null);
+if (idle?.benchIdle && process.env.BENCH_SKIP_IDLE !== "1") results.idle = await idle.benchIdle();
 fs.mkdirSync(path.join(import.meta.dirname, "results"), { recursive: true });
 fs.writeFileSync(path.join(import.meta.dirname, "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 console.log(JSON.stringify(results, null, 2));

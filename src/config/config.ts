@@ -131,6 +131,11 @@ const schema = z
     LOCAL_SANDBOX_DISK_MB: positiveInt(4096),
     /** Where local sandboxes' folders live (default: DATA_DIR/sandboxes, or DATA_DIR-sandboxes for a root server). */
     LOCAL_SANDBOX_DIR: z.string().optional(),
+    /**
+     * Stop an idle run's OpenCode, relay and sandbox processes during the keep-alive (files and OpenCode's session
+     * stay on disk); a follow-up starts them again in the same session.
+     */
+    LOCAL_SUSPEND_WHEN_IDLE: bool.default(true),
     /** Largest git bundle of a local-folder repository shipped into a sandbox, in MiB. */
     LOCAL_REPO_BUNDLE_MAX_MB: positiveInt(1024),
     REPOS: pairs("REPOS (name=cloneURL)"),

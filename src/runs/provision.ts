@@ -165,7 +165,38 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
   await must(sandbox, ["git", "config", "user.name", "Deckhand"], "git config", "clone_failed", { cwd: p.repo });
   await must(sandbox, ["git", "config", "user.email", "deckhand@users.noreply.local"], "git config", "clone_failed", { cwd: p.repo });
   held(await store.phase(run.id, { phase: "repo_cloned", baseCommit: base }, lease));
+  await startAgent(run, sandbox, deps, { relayToken, modelToken }, async (phase) => held(await store.phase(run.id, { phase }, lease)));
+  log.info({ sandboxId: sandbox.id }, "opencode and relay started");
+}
 
+/**
+ * A sandbox suspended while its run was idle (local, LOCAL_SUSPEND_WHEN_IDLE) was woken without its processes:
+ * start OpenCode and the relay again with fresh tokens. OpenCode finds its session in its data folder (HOME) and
+ * the relay reuses it (state.json) and resumes from its outbox.
+ */
+export async function restartAgent(run: Run, sandbox: Sandbox, deps: Omit<ProvisionDeps, "repos">): Promise<void> {
+  const relayToken = randomToken();
+  const modelToken = randomToken();
+  mustHold(run.id, await deps.store.recordAgentRestarting(run.id, { relayTokenHash: hashToken(relayToken), modelTokenHash: hashToken(modelToken) }, deps.lease), deps.lease);
+  // Pids of the stopped processes mean nothing in the new sandbox (and may be reused there).
+  await must(sandbox, ["rm", "-f", `${sandbox.paths.control}/opencode.pid`, `${sandbox.paths.control}/relay/relay.pid`], "Cleaning up", "sandbox_restart_failed");
+  await startAgent(run, sandbox, deps, { relayToken, modelToken });
+  await sandbox.processesRestarted?.();
+  deps.log.info({ sandboxId: sandbox.id }, "opencode and relay started again after the idle suspension");
+}
+
+/** Start `opencode serve` and the relay (supervised) in the sandbox, in the background. */
+async function startAgent(
+  run: Run,
+  sandbox: Sandbox,
+  deps: Omit<ProvisionDeps, "repos">,
+  tokens: { relayToken: string; modelToken: string },
+  phase: (name: "opencode_started" | "relay_started") => Promise<unknown> = async () => {},
+): Promise<void> {
+  const { config, provider } = deps;
+  if (!config.model) throw new ProvisionError("No model is configured", "no_model", false);
+  const { relayToken, modelToken } = tokens;
+  const p = sandbox.paths;
   const port = provider.sharedNetwork ? await freePort() : OPENCODE_PORT;
   const password = randomToken(18);
   const pidFile = `${p.control}/opencode.pid`;
@@ -189,7 +220,7 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
       },
     },
   );
-  held(await store.phase(run.id, { phase: "opencode_started" }, lease));
+  await phase("opencode_started");
 
   const relayFile = `${p.control}/relay.mjs`;
   await sandbox.writeFile(relayFile, await deps.relayBundle(), 0o644);
@@ -216,6 +247,5 @@ export async function provision(run: Run, deps: ProvisionDeps): Promise<void> {
     logFile: `${p.control}/relay.log`,
     env: { ...relayEnv, DECKHAND_RELAY_PROTOCOL: String(RELAY_PROTOCOL_VERSION), DECKHAND_NODE: p.nodeBin, DECKHAND_RELAY_FILE: relayFile } as unknown as Record<string, string>,
   });
-  held(await store.phase(run.id, { phase: "relay_started" }, lease));
-  log.info({ sandboxId: sandbox.id, port }, "opencode and relay started");
+  await phase("relay_started");
 }

@@ -252,6 +252,16 @@ export class RunStore {
     return rows.length > 0;
   }
 
+  /** A suspended sandbox's agent starts again (resume): fresh tokens (hashed), the old ones dead. False: the lease was lost. */
+  async recordAgentRestarting(runId: string, s: { relayTokenHash: string; modelTokenHash: string }, opts: UnderLease = {}): Promise<boolean> {
+    const rows = await this.db
+      .update(runs)
+      .set({ ...s, updatedAt: new Date() })
+      .where(and(eq(runs.id, runId), leaseHeld(opts)))
+      .returning({ id: runs.id });
+    return rows.length > 0;
+  }
+
   /**
    * A reconciler action failed: record when to try again (its own column, not the lease), under the lease.
    * False when the lease was lost (another process acts on the run now).

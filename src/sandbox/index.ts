@@ -73,6 +73,7 @@ export async function createSandboxProvider(config: Config, log: Logger): Promis
     cgroups,
     sandboxUid: config.LOCAL_SANDBOX_HOST_UID,
     channelSocket: sandboxChannelSocket(config),
+    suspendWhenIdle: config.LOCAL_SUSPEND_WHEN_IDLE,
     limits: {
       maxProcesses: config.LOCAL_SANDBOX_MAX_PROCESSES,
       memoryBytes: config.LOCAL_SANDBOX_MEMORY_MB * 1048576,

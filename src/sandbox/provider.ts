@@ -64,9 +64,17 @@ export interface Sandbox {
   extend?(ms: number): Promise<void>;
   /**
    * The run went idle and keeps its sandbox for follow-ups: the provider may pause it to save cost (E2B with
-   * E2B_PAUSE_WHEN_IDLE). `provider.get(id)` wakes it up again. True when it was paused.
+   * E2B_PAUSE_WHEN_IDLE keeps its memory; local with LOCAL_SUSPEND_WHEN_IDLE stops every process in it, last
+   * started first, and keeps its files). `provider.get(id)` wakes it up again. True when it was paused.
    */
   suspendWhileIdle?(): Promise<boolean>;
+  /**
+   * Set on a handle from `provider.get(id)` when the sandbox was woken without its processes (a local sandbox
+   * suspended while idle): the caller starts OpenCode and the relay again (`restartAgent`), then calls
+   * `processesRestarted()`. Until then every `get()` starts the sandbox afresh, so a restart cut short is redone.
+   */
+  readonly stoppedWhileIdle?: boolean;
+  processesRestarted?(): Promise<void>;
 }
 
 export interface SandboxInfo {

@@ -16,7 +16,13 @@ for (const database of ["pglite", "postgres"] as const) {
 
     beforeAll(async () => {
       repo = makeRepo({ "README.md": "# demo\n", "src/app.ts": "export const x = 1;\n" });
-      srv = await startTestServer({ database, repos: { demo: repo.bare }, handler: scripts.writeFile("hello.txt", "hello from the agent\n", "I wrote hello.txt.") });
+      // OpenCode's environment is read after the run went idle: keep it running (suspension: provider-contract).
+      srv = await startTestServer({
+        database,
+        repos: { demo: repo.bare },
+        handler: scripts.writeFile("hello.txt", "hello from the agent\n", "I wrote hello.txt."),
+        env: { LOCAL_SUSPEND_WHEN_IDLE: "false" },
+      });
     });
     afterAll(async () => {
       await srv?.close();

@@ -3,15 +3,18 @@
  * fake of E2B's control plane + envd in tests/fakes/e2b). Same tests, same expectations, then a full run on each.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { Sandbox as SdkSandbox } from "e2b";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { opencodeBinary } from "../../src/sandbox/index.ts";
 import { E2BSandboxProvider } from "../../src/sandbox/e2b/e2b-provider.ts";
 import { LocalSandboxProvider } from "../../src/sandbox/local/local-provider.ts";
+import { localSandboxRoot } from "../../src/sandbox/local/plan.ts";
 import { OWNER_LABEL, RUN_LABEL, type Sandbox, type SandboxProvider } from "../../src/sandbox/provider.ts";
 import { type FakeE2B, startFakeE2B } from "../fakes/e2b/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
 import { makeRepo, startTestServer, type TestServer, tmpDir } from "../helpers/harness.ts";
+import { sandboxHostProcesses, stillRunning } from "../helpers/sandbox-procs.ts";
 
 /** Host pids of live processes whose command line carries `token` (works through pid namespaces). */
 function hostPids(token: string): number[] {
@@ -53,7 +56,7 @@ const targets: Target[] = [
   {
     name: "local",
     async setup() {
-      const provider = new LocalSandboxProvider({ dataDir: tmpDir(), opencodeBin: opencodeBinary() });
+      const provider = new LocalSandboxProvider({ dataDir: tmpDir(), opencodeBin: opencodeBinary(), suspendWhenIdle: true });
       return { provider, serverEnv: {}, close: async () => {} };
     },
   },
@@ -169,6 +172,30 @@ for (const target of targets) {
       expect((await again.readFile(`${sb.paths.control}/mark`)).toString()).toBe("here");
     });
 
+    it.skipIf(target.name !== "local")("an idle sandbox is suspended: every process stops, the last started first; get() starts it again, files kept", async () => {
+      const sb = await create();
+      const token = sleepToken();
+      const order = `${sb.paths.control}/order.log`;
+      // Each records its SIGTERM. The relay is started after OpenCode: it must be stopped first.
+      for (const name of ["first", "second"]) {
+        await sb.startBackground(["/bin/sh", "-c", `trap 'echo ${name} >> ${order}; exit 0' TERM; sleep ${token} & wait`], { cwd: sb.paths.home, logFile: `${sb.paths.control}/${name}.log` });
+      }
+      await until(() => hostPids(token).length === 2, "two processes");
+      await sb.writeFile(`${sb.paths.home}/kept.txt`, "kept");
+      expect(await sb.suspendWhileIdle!()).toBe(true);
+      expect(hostPids(token)).toEqual([]);
+      expect((await sb.readFile(order)).toString()).toBe("second\nfirst\n");
+      const state = async () => (await provider.list()).find((s) => s.id === sb.id)?.state;
+      expect(await state()).toBe("paused");
+      const woken = (await provider.get(sb.id))!;
+      expect(woken.stoppedWhileIdle).toBe(true);
+      expect((await woken.exec(["cat", `${sb.paths.home}/kept.txt`])).stdout).toBe("kept");
+      expect(hostPids(token)).toEqual([]); // its processes are the caller's to start again
+      await woken.processesRestarted!();
+      expect((await provider.get(sb.id))!.stoppedWhileIdle).toBe(false);
+      expect(await state()).toBe("running");
+    });
+
     it("list finds only our sandboxes, by run label", async () => {
       const [a, b] = [runIdOf(), runIdOf()];
       const sa = await create(a);
@@ -191,10 +218,13 @@ for (const target of targets) {
     describe("a full run", () => {
       let srv: TestServer;
       let repo: ReturnType<typeof makeRepo>;
-      // Turn 1 writes one.txt; a follow-up mentioning "again" writes two.txt.
-      const handler: ModelHandler = (req) => {
+      // Turn 1 writes one.txt; a follow-up mentioning "again" writes two.txt, once `releaseFollowUp()` is called.
+      let releaseFollowUp!: () => void;
+      const followUpHeld = new Promise<void>((r) => (releaseFollowUp = r));
+      const handler: ModelHandler = async (req) => {
         if (req.lastRole === "tool") return { text: "Done." };
         const last = req.userTexts.at(-1) ?? "";
+        if (last.includes("again")) await followUpHeld;
         return { toolCalls: [{ name: "write", arguments: { filePath: last.includes("again") ? "two.txt" : "one.txt", content: "from the agent\n" } }] };
       };
 
@@ -226,14 +256,39 @@ for (const target of targets) {
           await until(() => fake.sandboxes().find((s) => s.id === info.id)!.state === "paused", "the idle sandbox to be paused");
         }
 
-        // A follow-up wakes the (paused) sandbox and the agent carries on in the same clone.
+        const sandboxDir = path.join(localSandboxRoot(srv.dataDir, process.getuid!()), ours[0]!.id);
+        const relayOrOpencode = () => sandboxHostProcesses(sandboxDir, run.id).filter((p) => /relay\.mjs|opencode serve/.test(p.cmdline));
+        if (target.name === "local") {
+          // LOCAL_SUSPEND_WHEN_IDLE (default true): the idle run holds no process on the host at all.
+          await until(async () => (await srv.deckhand.provider.list({ [RUN_LABEL]: run.id }))[0]?.state === "paused", "the idle sandbox to be suspended", 30_000);
+          expect(sandboxHostProcesses(sandboxDir, run.id)).toEqual([]);
+        }
+
+        // A follow-up wakes the (paused) sandbox and the agent carries on in the same clone and OpenCode session.
         const follow = await srv.api("POST", `/api/runs/${run.id}/inputs`, { text: "Now write two.txt again" });
         expect(follow.status).toBeLessThan(300);
         await srv.waitFor(run.id, ["running", "failed"], 30_000);
+        const again = (await until(() => srv.model.requests.find((r) => r.userTexts.includes("Now write two.txt again")), "the follow-up to reach the model", 90_000))!;
+        // The model sees the earlier conversation: the first prompt and the agent's first turn.
+        expect(again.userTexts).toEqual(["Write one.txt", "Now write two.txt again"]);
+        expect(again.toolResults.length).toBeGreaterThanOrEqual(1);
+        const during = target.name === "local" ? sandboxHostProcesses(sandboxDir, run.id) : [];
+        if (target.name === "local") {
+          expect(relayOrOpencode().length, "OpenCode and the relay run again").toBeGreaterThanOrEqual(2);
+          expect(during.map((p) => p.comm)).toEqual(expect.arrayContaining(["bwrap", expect.stringMatching(/^pas(ta|st)/)]));
+        }
+        releaseFollowUp();
         const second = await srv.waitFor(run.id, ["idle", "failed", "cancelled"], 90_000);
+        if (target.name === "local") {
+          // Suspended again: not one of the processes of that turn is left (pasta and bwrap included).
+          await until(async () => (await srv.deckhand.provider.list({ [RUN_LABEL]: run.id }))[0]?.state === "paused", "the sandbox to be suspended again", 30_000);
+          expect(during.filter(stillRunning)).toEqual([]);
+          expect(sandboxHostProcesses(sandboxDir, run.id)).toEqual([]);
+        }
         expect(second.status, second.reason).toBe("idle");
         expect(second.result.filesChanged.map((f: { path: string }) => f.path).sort()).toEqual(["one.txt", "two.txt"]);
         expect(repo.git(["show", `${run.branch}:two.txt`])).toBe("from the agent");
+        expect(new Set(second.events.map((e: any) => e.data?.sessionID).filter(Boolean)).size).toBe(1);
 
         // The reaper kills a sandbox whose run is unknown and leaves the live run's sandbox alone.
         const stray = await srv.deckhand.provider.create({ runId: "no-such-run", labels: { [RUN_LABEL]: "no-such-run" } });

@@ -24,7 +24,9 @@ export async function deliverAction(ctx: ActionContext): Promise<void> {
   const keepaliveUntil = new Date(Date.now() + ctx.config.RUN_KEEPALIVE_SECONDS * 1000);
   if (!(await store.transition(run.id, { type: "result_delivered", delivery: { result, diff }, keepaliveUntil, deliveredInputSeq: idleSeq }, lease))) return;
   log.info({ files: result.filesChanged.length, pushed: result.pushed, url: result.url }, "result delivered; run is idle");
-  // Providers that can pause (E2B with E2B_PAUSE_WHEN_IDLE) stop paying for the idle keep-alive.
+  // Providers that can pause (E2B with E2B_PAUSE_WHEN_IDLE, local with LOCAL_SUSPEND_WHEN_IDLE) stop paying for the
+  // idle keep-alive. Not when a follow-up came meanwhile: the relay may be handing it to OpenCode already.
+  if ((await store.lastPromptSeq(run.id)) > idleSeq) return;
   const paused = await sandbox.suspendWhileIdle?.().catch((e: Error) => void log.warn({ err: e.message }, "could not pause the idle sandbox"));
   if (paused) log.info({ sandboxId: sandbox.id }, "sandbox paused while idle");
 }

@@ -105,3 +105,35 @@ export function findProcessByArg(arg: string, uid: number): number | undefined {
   }
   return undefined;
 }
+
+/** Is a live (not zombie) process left in process group `pgid`? Exited ones wait for the sandbox's init to reap them. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z") return true;
+    } catch {
+      /* gone */
+    }
+  }
+  return false;
+}
+
+/** SIGTERM a process group, wait up to `graceMs` for it to end, then SIGKILL what is left. */
+export async function stopGroup(pgid: number, graceMs: number): Promise<void> {
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    return; // gone already
+  }
+  const end = Date.now() + graceMs;
+  while (groupAlive(pgid) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  killPid(-pgid);
+}

@@ -14,10 +14,11 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { type BackgroundOptions, type ExecOptions, type ExecResult, OWNER_LABEL, type Sandbox, SandboxError, type SandboxInfo, type SandboxPaths, type SandboxProvider, type SandboxSpec } from "../provider.ts";
-import { cgroupBreaches, createCgroups, removeCgroups, type SandboxCgroups } from "./cgroups.ts";
+import { cgroupBreaches, removeCgroups, type SandboxCgroups } from "./cgroups.ts";
 import { FORWARDER_SOURCE } from "./forwarder.ts";
-import { diskUsage, findProcessByArg, findTool, HELPER_ENV, hostLayout, isAlive, killPid, runHelper, serverUid } from "./host.ts";
-import { bwrapArgs, CHANNEL_PORT, enterArgv, INSIDE, insideEnv, type Limits, limitVerdict, localSandboxRoot, type NetworkMode, SAFE_PATH } from "./plan.ts";
+import { diskUsage, findTool, isAlive, killPid, serverUid, stopGroup } from "./host.ts";
+import { launchSandbox } from "./launch.ts";
+import { CHANNEL_PORT, enterArgv, INSIDE, insideEnv, type Limits, limitVerdict, localSandboxRoot, type NetworkMode, SAFE_PATH } from "./plan.ts";
 import { readRegularFile, runCapped, writeRegularFile } from "./safe-files.ts";
 
 interface Record_ {
@@ -32,6 +33,8 @@ interface Record_ {
   createdAt: string;
   /** Why the provider stopped it (a limit), for the run's failure reason. */
   endReason?: string;
+  /** Its processes were stopped while its run was idle (files kept); cleared once they were started again. */
+  suspended?: boolean;
 }
 
 export interface LocalProviderOptions {
@@ -51,6 +54,8 @@ export interface LocalProviderOptions {
   sandboxUid?: number;
   /** The backend's sandbox-channel socket (bind-mounted into each sandbox). */
   channelSocket?: string;
+  /** Stop every process of a sandbox while its run is idle (LOCAL_SUSPEND_WHEN_IDLE; default false here). */
+  suspendWhenIdle?: boolean;
   log?: { warn(obj: object, msg: string): void; info?(obj: object, msg: string): void };
 }
 
@@ -69,6 +74,8 @@ export class LocalSandboxProvider implements SandboxProvider {
   private readonly bwrap: string | null;
   private monitor: NodeJS.Timeout | null = null;
   private readonly watched = new Map<string, Record_>();
+  /** Suspending and waking one sandbox, one at a time (per id). */
+  private readonly busy = new Map<string, Promise<unknown>>();
 
   constructor(private readonly opts: LocalProviderOptions) {
     this.root = localSandboxRoot(opts.dataDir, opts.isolate === false ? -1 : this.uid, opts.sandboxDir);
@@ -131,99 +138,17 @@ export class LocalSandboxProvider implements SandboxProvider {
     return this.handle(rec);
   }
 
-  /** bwrap (as the sandbox's user, in its cgroups), then the network, then the channel forwarder. */
+  /** bwrap (as the sandbox's user, in its cgroups), then the network (launch.ts), then the channel forwarder. */
   private async start(rec: Record_, d: string): Promise<void> {
-    if (this.opts.cgroups) rec.cgroups = createCgroups(this.opts.cgroups, rec.id, this.limits);
-    const O_PATH = 0o10000000;
-    const open = (p: string) => fs.openSync(p, fs.constants.O_RDONLY | O_PATH | fs.constants.O_NOFOLLOW);
-    const fdList: number[] = [];
-    const take = (p: string) => {
-      const fd = open(p);
-      fdList.push(fd);
-      return 4 + fdList.length - 1; // child fd number (0-2 stdio, 3 info)
-    };
-    try {
-      const fds = {
-        workspace: take(path.join(d, "workspace")),
-        home: take(path.join(d, "home")),
-        control: take(path.join(d, "control")),
-        tmp: take(path.join(d, "tmp")),
-        opencode: take(fs.realpathSync(this.opts.opencodeBin)),
-        forwarder: take(this.forwarderFile),
-        channel: this.opts.channelSocket ? take(path.dirname(this.opts.channelSocket)) : undefined,
-      };
-      const args = bwrapArgs({ host: hostLayout(), fds, network: this.network, infoFd: 3 });
-      const { procs } = rec.cgroups ?? { procs: [] };
-      const argv = [...(procs.length ? ["/bin/sh", "-c", 'for f in "$@"; do [ "$f" = -- ] && { shift; break; }; echo $$ > "$f" || exit 125; shift; done; exec "$@"', "sh", ...procs, "--"] : []), ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []), this.bwrap!, ...args];
-      const child = spawn(argv[0]!, argv.slice(1), { detached: true, cwd: "/", env: HELPER_ENV, stdio: ["ignore", "ignore", "pipe", "pipe", ...fdList] });
-      let err = "";
-      const info = await new Promise<{ "child-pid": number }>((resolve, reject) => {
-        let buf = "";
-        const timer = setTimeout(() => reject(new SandboxError("bubblewrap did not start within 20 s", "unavailable", true)), 20_000);
-        (child.stdio[3] as NodeJS.ReadableStream).on("data", (c: Buffer) => {
-          buf += c.toString();
-          try {
-            resolve(JSON.parse(buf));
-            clearTimeout(timer);
-          } catch {
-            /* more to come */
-          }
-        });
-        child.stderr!.on("data", (c: Buffer) => (err += c.toString().slice(0, 2000)));
-        child.on("exit", (code) => reject(new SandboxError(`bubblewrap exited (${code}): ${err.trim()}`, "unavailable")));
-        child.on("error", (e) => reject(new SandboxError(`bubblewrap failed to start: ${e.message}`, "unavailable")));
-      });
-      rec.initPid = info["child-pid"];
-      rec.outerPid = child.pid;
-      try {
-        await this.waitForMounts(rec);
-      } catch (e) {
-        const hint = /Permission denied/.test(err) ? ` (every folder above DATA_DIR and the opencode binary must be searchable by uid ${this.sandboxUid})` : "";
-        throw new SandboxError(`${(e as Error).message}${err.trim() ? `: ${err.trim()}` : ""}${hint}`, "unavailable");
-      } finally {
-        (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-        child.stderr!.destroy();
-        child.removeAllListeners("exit");
-        child.unref();
-      }
-    } finally {
-      for (const fd of fdList) fs.closeSync(fd);
-    }
-    if (this.network === "isolated") await this.startNetwork(rec);
+    await launchSandbox(
+      { ...this.opts, bwrap: this.bwrap!, uid: this.uid, sandboxUid: this.sandboxUid, network: this.network, limits: this.limits, forwarderFile: this.forwarderFile, enter: (argv, cwd) => this.enter(rec, argv, cwd) },
+      rec,
+      d,
+    );
     if (this.opts.channelSocket) {
       const h = this.handle(rec);
       await h.startBackground([process.execPath, INSIDE.forwarder, INSIDE.channel, String(CHANNEL_PORT)], { logFile: `${INSIDE.control}/forwarder.log`, cwd: INSIDE.control });
     }
-  }
-
-  /** bwrap reports its pid before the mounts are in place: wait until the sandbox's folders are there. */
-  private async waitForMounts(rec: Record_): Promise<void> {
-    const end = Date.now() + 10_000;
-    for (;;) {
-      const r = await runCapped(...this.enter(rec, ["/bin/true"], "/"), { env: HELPER_ENV }).catch(() => ({ exitCode: 1 }));
-      if (r.exitCode === 0) return;
-      if (!isAlive(rec.initPid)) throw new SandboxError("bubblewrap exited while setting up the sandbox", "unavailable");
-      if (Date.now() > end) throw new SandboxError("the sandbox did not come up within 10 s", "unavailable", true);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  /** pasta gives the namespace outbound access only: no host port reaches in, no host loopback port reaches out. */
-  private async startNetwork(rec: Record_): Promise<void> {
-    const netns = `/proc/${rec.initPid}/ns/net`;
-    const argv = [
-      ...(this.uid === 0 ? ["setpriv", `--reuid=${this.sandboxUid}`, `--regid=${this.sandboxUid}`, "--clear-groups", "--"] : []),
-      "pasta", "--quiet", "--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-U", "none",
-      "-T", "none",
-      "--userns", `/proc/${rec.initPid}/ns/user`, "--netns", netns,
-    ];
-    const r = await runHelper(argv);
-    if (r.code !== 0) {
-      const tun = /tun/i.test(r.stderr) ? `; /dev/net/tun must be readable and writable by the sandbox's uid ${this.sandboxUid} (its usual mode is 0666: \`chmod 0666 /dev/net/tun\`; in Docker, --device /dev/net/tun)` : "";
-      throw new SandboxError(`pasta could not give the sandbox a network (${r.stderr || `exit ${r.code}`})${tun}; install passt or set LOCAL_SANDBOX_NETWORK=none`, "unavailable");
-    }
-    // pasta runs on in the background; find it by the namespace it serves (no pid file in a folder the sandbox's uid could reach).
-    rec.pastaPid = findProcessByArg(netns, this.sandboxUid);
   }
 
   /** The command line that runs argv inside the sandbox. */
@@ -289,8 +214,65 @@ export class LocalSandboxProvider implements SandboxProvider {
 
   async get(id: string): Promise<Sandbox | null> {
     const rec = await this.load(id);
+    if (rec?.suspended && !rec.endReason) return this.serial(id, () => this.wake(id));
     if (!rec || !this.isAlive(rec)) return null;
     if (rec.isolated && !this.watched.has(id)) this.watch(rec);
+    return this.handle(rec);
+  }
+
+  /** One suspend or wake of a sandbox at a time. */
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.busy.get(id) ?? Promise.resolve()).catch(() => {}).then(fn);
+    this.busy.set(id, next);
+    return next.finally(() => {
+      if (this.busy.get(id) === next) this.busy.delete(id);
+    });
+  }
+
+  /**
+   * Its run went idle: stop every process in it, the last started first (the relay before OpenCode, so the relay
+   * never reports OpenCode's exit), then the sandbox itself (bwrap, pasta, cgroups). Its folders stay.
+   */
+  private async suspend(id: string): Promise<boolean> {
+    const rec = await this.load(id);
+    if (!rec || rec.suspended || !this.isAlive(rec)) return false;
+    const stopMs: number[] = [];
+    try {
+      for (const g of [...rec.pgids].reverse()) {
+        const t = Date.now();
+        await stopGroup(g, 5_000);
+        stopMs.push(Date.now() - t);
+      }
+    } finally {
+      this.watched.delete(id);
+      await this.teardown(rec).catch((e: Error) => this.opts.log?.warn({ sandboxId: id, err: e.message }, "could not remove a suspended sandbox's cgroups"));
+      Object.assign(rec, { suspended: true, pgids: [], initPid: undefined, outerPid: undefined, pastaPid: undefined, cgroups: undefined });
+      await this.save(rec);
+    }
+    this.opts.log?.info?.({ sandboxId: id, runId: rec.labels.deckhandRunId, stopMs }, "sandbox suspended while idle: its processes are stopped");
+    return true;
+  }
+
+  /** Start a suspended sandbox afresh (whatever a wake cut short left is killed first); its processes are the caller's. */
+  private async wake(id: string): Promise<Sandbox | null> {
+    const rec = await this.load(id);
+    if (!rec || rec.endReason) return null;
+    if (!rec.suspended) return this.get(id);
+    this.watched.delete(id);
+    await this.teardown(rec);
+    Object.assign(rec, { pgids: [], initPid: undefined, outerPid: undefined, pastaPid: undefined, cgroups: undefined });
+    if (rec.isolated) {
+      try {
+        await this.start(rec, this.dir(id));
+      } catch (e) {
+        await this.teardown(rec);
+        await this.save(rec);
+        throw e;
+      }
+    }
+    await this.save(rec);
+    if (rec.isolated) this.watch(rec);
+    this.opts.log?.info?.({ sandboxId: id, runId: rec.labels.deckhandRunId }, "suspended sandbox started again");
     return this.handle(rec);
   }
 
@@ -300,7 +282,7 @@ export class LocalSandboxProvider implements SandboxProvider {
       if (!/^sbx-[a-f0-9]{12}$/.test(id)) continue;
       const rec = await this.load(id);
       if (!rec) continue;
-      if (Object.entries(labels).every(([k, v]) => Object.hasOwn(rec.labels, k) && rec.labels[k] === v)) out.push({ id, labels: rec.labels, state: "running" });
+      if (Object.entries(labels).every(([k, v]) => Object.hasOwn(rec.labels, k) && rec.labels[k] === v)) out.push({ id, labels: rec.labels, state: rec.suspended ? "paused" : "running" });
     }
     return out;
   }
@@ -352,6 +334,15 @@ export class LocalSandboxProvider implements SandboxProvider {
       id: rec.id,
       provider: this.name,
       paths,
+      stoppedWhileIdle: rec.suspended === true,
+      suspendWhileIdle: async () => (this.opts.suspendWhenIdle ? this.serial(rec.id, () => this.suspend(rec.id)) : false),
+      processesRestarted: async () => {
+        rec.suspended = false;
+        await this.serial(rec.id, async () => {
+          const cur = await this.load(rec.id);
+          if (cur?.suspended) await this.save({ ...cur, suspended: false });
+        });
+      },
       backendUrl: rec.isolated && this.opts.channelSocket && this.network !== "host" ? `http://127.0.0.1:${CHANNEL_PORT}` : undefined,
       exec: async (argv: string[], o: ExecOptions = {}): Promise<ExecResult> => {
         ensureAlive();
