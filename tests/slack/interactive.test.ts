@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
+import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
 
@@ -110,6 +110,24 @@ describe("Slack interactivity", () => {
     expect((await postSlackAction(url, SECRET, blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } }))).status).toBe(200);
     const run = await until("a run", async () => (await runsOf(ADA)).find((r) => /tidy up the README/.test(r.prompt)));
     expect(run).toMatchObject({ repo: "demo", sourceRef: { channel: "C0NOREPO01", threadTs: env.event.ts } });
+  });
+
+  it("a group DM: a mention starts a run there, and a reply in its thread steers it", async () => {
+    const MPIM = "G0GROUPDM1";
+    const env = mentionEnvelope({ text: "repo=demo fix the flaky test", channel: MPIM, user: ADA, botUserId: fake.botUserId });
+    fake.seedMessage({ channel: MPIM, text: env.event.text, ts: env.event.ts, user: ADA });
+    expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
+    const run = await until("a run", async () => (await runsOf(ADA)).find((r) => /flaky test/.test(r.prompt)));
+    const reply = messageEnvelope({ text: "only the unit tests", channel: MPIM, channelType: "mpim", user: ADA, thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, reply)).status).toBe(200);
+    const inputs = await until("the steer", async () => {
+      const i = await srv.deckhand.store.inputs(run.id);
+      return i.length > 1 ? i : null;
+    });
+    expect(inputs.map((i) => [i.kind, i.text])).toEqual([
+      ["prompt", "fix the flaky test"],
+      ["prompt", "only the unit tests"],
+    ]);
   });
 
   it("App Home lists the person's recent runs with their state and links", async () => {
