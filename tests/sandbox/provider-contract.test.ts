@@ -172,6 +172,7 @@ for (const target of targets) {
       expect((await again.readFile(`${sb.paths.control}/mark`)).toString()).toBe("here");
     });
 
+    if (target.name !== "local") console.log(`[skip] ${target.name}: suspending by stopping processes is the local provider's; E2B pauses instead (tests/sandbox/e2b-provider.test.ts)`);
     it.skipIf(target.name !== "local")("an idle sandbox is suspended: every process stops, the last started first; get() starts it again, files kept", async () => {
       const sb = await create();
       const token = sleepToken();
