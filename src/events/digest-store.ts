@@ -7,7 +7,7 @@ import { and, asc, eq, gt, lte, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { runDigests, runEvents, runs } from "../db/schema.ts";
 import { digestOf, emptyFold, type FoldState, fold, loadFold } from "./fold.ts";
-import type { RunDigest } from "./vocabulary.ts";
+import type { RunDigest, StoredEvent } from "./vocabulary.ts";
 
 const PAGE = 2000;
 /**
@@ -36,7 +36,7 @@ async function readState(db: Db, runId: string): Promise<{ lastSeq: number; stat
 }
 
 /** The fold state of a run, brought up to `upTo` (its contiguous last seq; read from the run when omitted). */
-export async function advanceDigest(db: Db, runId: string, upTo?: number): Promise<FoldState> {
+export async function advanceDigest(db: Db, runId: string, upTo?: number, fresh: readonly StoredEvent[] = []): Promise<FoldState> {
   let target = upTo;
   if (target === undefined) {
     const [r] = await db.select({ last: runs.lastEventSeq }).from(runs).where(eq(runs.id, runId));
@@ -48,6 +48,9 @@ export async function advanceDigest(db: Db, runId: string, upTo?: number): Promi
     const from = row?.lastSeq ?? 0;
     if (from >= target) return state;
     // Fold page by page (each page is bounded); the last seq folded is the contiguous target.
+    // The events just stored by the caller, when they are exactly the next ones: no need to read them back.
+    const next = fresh.filter((e) => e.seq > state.lastSeq && e.seq <= target).sort((a, b) => a.seq - b.seq);
+    if (next.length && next[0]!.seq === state.lastSeq + 1 && next.every((e, i) => e.seq === next[0]!.seq + i) && next.at(-1)!.seq === target) state = fold(state, next);
     while (state.lastSeq < target) {
       const page = await db
         .select()

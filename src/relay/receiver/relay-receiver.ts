@@ -87,6 +87,8 @@ export class RelayReceiver {
         const cut = truncateEventData(e.data ?? {}, this.limits.maxEventBytes);
         return { runId: run.id, seq: e.seq, type: e.type, at: new Date(e.at), data: cut.data, bytes: Buffer.byteLength(JSON.stringify(cut.data)) + e.type.length };
       });
+    // The rows this batch really stored (a seq stored before keeps its first copy): folded without a read-back.
+    let storedRows: typeof rows = [];
     if (rows.length) {
       const stored = await this.db
         .insert(runEvents)
@@ -95,6 +97,7 @@ export class RelayReceiver {
         .returning({ seq: runEvents.seq });
       if (stored.length) {
         const got = new Set(stored.map((r) => r.seq));
+        storedRows = rows.filter((r) => got.has(r.seq));
         const bytes = rows.reduce((n, r) => n + (got.has(r.seq) ? r.bytes : 0), 0);
         const totals = await countEvents(this.db, run.id, stored.length, bytes);
         if (totals.eventCount > this.limits.maxRunEvents || totals.eventBytes > this.limits.maxRunEventBytes) {
@@ -106,7 +109,7 @@ export class RelayReceiver {
       }
     }
     const ackedSeq = await this.advanceContiguous(run.id);
-    await advanceDigest(this.db, run.id, ackedSeq);
+    await advanceDigest(this.db, run.id, ackedSeq, storedRows);
     // Effects are idempotent and applied for every event of the batch, so a batch redelivered after a crash
     // (stored, but never acknowledged) still has its effects.
     for (const e of batch.events) await this.applyEffect(run, e.type, e.data ?? {});
