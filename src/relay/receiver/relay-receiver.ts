@@ -2,7 +2,7 @@
  * The backend end of the relay protocol: checks the per-run token, stores events idempotently and in order,
  * records heartbeats, and hands the relay its commands (prompts) by long poll. HTTP-free: routes call it.
  */
-import { and, asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
 import type { Db } from "../../db/database.ts";
 import { type Run, runEvents, runs } from "../../db/schema.ts";
 import type { Logger } from "../../log/logger.ts";
@@ -90,11 +90,15 @@ export class RelayReceiver {
     // The rows this batch really stored (a seq stored before keeps its first copy): folded without a read-back.
     let storedRows: typeof rows = [];
     if (rows.length) {
-      const stored = await this.db
-        .insert(runEvents)
-        .values(rows.map(({ bytes: _b, ...r }) => r))
-        .onConflictDoNothing()
-        .returning({ seq: runEvents.seq });
+      // One JSON parameter for the whole batch (jsonb_to_recordset), not five bound values per event.
+      const payload = JSON.stringify(rows.map((r) => ({ seq: r.seq, type: r.type, at: r.at.toISOString(), data: r.data })));
+      const res = (await this.db.execute(sql`
+        insert into run_events (run_id, seq, type, at, data)
+        select ${run.id}, x.seq, x.type, x.at, x.data
+        from jsonb_to_recordset(${payload}::jsonb) as x(seq integer, type text, at timestamptz, data jsonb)
+        on conflict do nothing
+        returning seq`)) as unknown as { seq: number }[] | { rows: { seq: number }[] };
+      const stored = (Array.isArray(res) ? res : res.rows).map((r) => ({ seq: Number(r.seq) }));
       if (stored.length) {
         const got = new Set(stored.map((r) => r.seq));
         storedRows = rows.filter((r) => got.has(r.seq));
