@@ -6,75 +6,9 @@ import path from "node:path";
 import { z } from "zod";
 import { parsePrice } from "../gateway/prices.ts";
 
-const bool = z
-  .enum(["true", "false", "1", "0", "yes", "no"])
-  .transform((v) => v === "true" || v === "1" || v === "yes");
+import { bool, list, pairs, parsed, parsePermissions, positiveInt, urlHasCredentials } from "./fields.ts";
 
-const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
-
-/** `name=value,name2=value2` */
-export function parsePairs(raw: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!raw) return out;
-  for (const part of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
-    const eq = part.indexOf("=");
-    if (eq <= 0 || eq === part.length - 1) throw new Error(`"${part}" is not name=value`);
-    out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
-  }
-  return out;
-}
-
-/** A tool call routed to a person: `tool` or `tool:pattern` (OpenCode's wildcard patterns, e.g. `git push*`). */
-export interface PermissionRule {
-  tool: string;
-  pattern?: string;
-}
-
-/** `bash:git push*,webfetch` → rules. */
-export function parsePermissions(raw: string | undefined): PermissionRule[] {
-  const out: PermissionRule[] = [];
-  for (const part of (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
-    const colon = part.indexOf(":");
-    const tool = (colon < 0 ? part : part.slice(0, colon)).trim();
-    const pattern = colon < 0 ? undefined : part.slice(colon + 1).trim();
-    if (!/^[a-z][a-z0-9_-]{0,40}$/i.test(tool)) throw new Error(`"${part}": expected tool or tool:pattern (e.g. bash:git push*)`);
-    if (pattern !== undefined && (!pattern || pattern.length > 200)) throw new Error(`"${part}": the pattern after ':' must be 1-200 characters`);
-    out.push(pattern === undefined ? { tool } : { tool, pattern });
-  }
-  return out;
-}
-
-const pairs = (what: string) =>
-  z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      try {
-        return parsePairs(raw);
-      } catch (e) {
-        ctx.addIssue({ code: "custom", message: `expected ${what} as name=value pairs separated by commas: ${(e as Error).message}` });
-        return z.NEVER;
-      }
-    });
-
-/** `a,b,c` → ["a","b","c"] (empty → []). */
-const list = z
-  .string()
-  .optional()
-  .transform((raw) => (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean));
-
-/** A REPOS clone URL with a user name or password in it (the secret would reach logs, pages and sandboxes). */
-export function urlHasCredentials(url: string): boolean {
-  if (/^[\w+.-]+:\/\/[^/@]*@/.test(url)) {
-    try {
-      const u = new URL(url);
-      return !!(u.username || u.password);
-    } catch {
-      return true;
-    }
-  }
-  return false;
-}
+export { parsePairs, parsePermissions, type PermissionRule, urlHasCredentials } from "./fields.ts";
 
 const schema = z
   .object({
@@ -177,17 +111,7 @@ const schema = z
     /** An unanswered question or approval is given up after this long: the agent is told to use its judgement. */
     QUESTION_TIMEOUT_SECONDS: positiveInt(30 * 60),
     /** Tool calls that need a person's approval, e.g. `bash:git push*,webfetch` (default: none, everything allowed). */
-    PERMISSIONS: z
-      .string()
-      .optional()
-      .transform((v, ctx) => {
-        try {
-          return parsePermissions(v);
-        } catch (e) {
-          ctx.addIssue({ code: "custom", message: `PERMISSIONS: ${(e as Error).message}` });
-          return z.NEVER;
-        }
-      }),
+    PERMISSIONS: parsed(parsePermissions, (m) => `PERMISSIONS: ${m}`),
     RUN_MAX_DURATION_SECONDS: positiveInt(4 * 60 * 60),
     PROVISION_TIMEOUT_SECONDS: positiveInt(10 * 60),
     PROVISION_MAX_ATTEMPTS: positiveInt(3),
