@@ -144,13 +144,18 @@ export function checkAnswer(q: PendingQuestion, input: AnswerInput): AnswerCheck
   }
   let raw: unknown[];
   if (Array.isArray(input.answers)) raw = input.answers;
-  else if (typeof input.answer === "string") raw = [input.answer];
+  // Written words (a thread reply, a Linear prompt, a form field): one line per part when there are several.
+  else if (typeof input.answer === "string") raw = q.items.length > 1 ? input.answer.split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : [input.answer];
   else return { ok: false, message: "send `answer` (text) or `answers` (one list of labels per question)" };
   if (raw.length !== q.items.length) return { ok: false, message: `this question has ${q.items.length} part(s); got ${raw.length} answer(s)` };
   const answers: string[][] = [];
   for (let i = 0; i < q.items.length; i++) {
     const item = q.items[i]!;
-    const given = (Array.isArray(raw[i]) ? (raw[i] as unknown[]) : [raw[i]]).map((a) => text(a).trim()).filter(Boolean);
+    // An option named in another case is that option (its exact label); anything else stays the person's words.
+    const given = (Array.isArray(raw[i]) ? (raw[i] as unknown[]) : [raw[i]])
+      .map((a) => text(a).trim())
+      .filter(Boolean)
+      .map((g) => item.options.find((o) => o.label.toLowerCase() === g.toLowerCase())?.label ?? g);
     if (!given.length) return { ok: false, message: `no answer for "${item.question.slice(0, 80)}"` };
     if (given.length > 1 && !item.multiple) return { ok: false, message: `"${item.question.slice(0, 80)}" takes one answer` };
     for (const g of given) {

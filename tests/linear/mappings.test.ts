@@ -14,7 +14,7 @@ import { commentTarget } from "../../src/integrations/linear/on-comment-created.
 import { lowestStarted } from "../../src/integrations/linear/move-issue-to-started.ts";
 import { checkState, makeState, tokenEndpoint } from "../../src/integrations/linear/oauth.ts";
 import { runRow } from "../helpers/run-row.ts";
-import { answerFromPrompt, questionElicitation } from "../../src/integrations/linear/questions.ts";
+import { questionElicitation } from "../../src/integrations/linear/questions.ts";
 import { checkAnswer } from "../../src/events/questions.ts";
 
 const allowed = ["api", "web"];
@@ -194,10 +194,10 @@ describe("run → agent activities", () => {
       ev("permission.asked", { id: "per_2", permission: "webfetch" }),
     ]);
     const [two, one, perm] = d.questions;
-    expect(checkAnswer(two!, answerFromPrompt(two!, "red\n large \n"))).toMatchObject({ ok: true, answer: { answers: [["Red"], ["large"]] } });
-    expect(checkAnswer(one!, answerFromPrompt(one!, " ttl "))).toMatchObject({ ok: true, answer: { answers: [["TTL"]] } });
-    expect(checkAnswer(one!, answerFromPrompt(one!, "something else"))).toMatchObject({ ok: false });
-    expect(checkAnswer(perm!, answerFromPrompt(perm!, "Reject"))).toMatchObject({ ok: true, answer: { reply: "reject" } });
+    expect(checkAnswer(two!, { answer: "red\n large \n" })).toMatchObject({ ok: true, answer: { answers: [["Red"], ["large"]] } });
+    expect(checkAnswer(one!, { answer: " ttl " })).toMatchObject({ ok: true, answer: { answers: [["TTL"]] } });
+    expect(checkAnswer(one!, { answer: "something else" })).toMatchObject({ ok: false });
+    expect(checkAnswer(perm!, { answer: "Reject" })).toMatchObject({ ok: true, answer: { reply: "reject" } });
     expect(questionElicitation(two!).select).toBeNull();
     expect(questionElicitation(two!).content.body).toContain("Reply with one answer per line, in this order.");
   });

@@ -16,7 +16,6 @@ import { latestRunForSession, pendingStart } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
 import { joinedRunningIssue, pendingFromSession } from "./on-session-created.ts";
 import { sayWithoutRun } from "./say-without-run.ts";
-import { answerFromPrompt } from "./questions.ts";
 import { linearRef } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { askForRepo, repoChoiceFor, startLinearRun } from "./start-linear-run.ts";
@@ -107,7 +106,7 @@ async function answeredOpenQuestion(deps: LinearDeps, run: Run, text: string, au
   const [q] = await openQuestions(deps.service.store, run.id);
   if (!q) return false;
   try {
-    const done = await answerQuestion(deps.service.store, run.id, q.id, answerFromPrompt(q, text), { author, source: "linear" });
+    const done = await answerQuestion(deps.service.store, run.id, q.id, { answer: text }, { author, source: "linear" });
     runLog(deps.log, run.id).info({ questionId: q.id, kind: q.kind }, "question answered from Linear");
     await say(q.kind === "permission" ? `${done.summary}; passing that to the agent.` : "Got your answer; passing it to the agent.");
   } catch (e) {

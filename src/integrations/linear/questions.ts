@@ -3,7 +3,7 @@
  * options to pick from; Approve / Reject for an approval), and the person's pick or own words, coming back as a
  * `prompted` activity, read as an answer. Pure.
  */
-import type { AnswerInput, PendingQuestion } from "../../events/questions.ts";
+import type { PendingQuestion } from "../../events/questions.ts";
 import { quoteAgent } from "../agent-words.ts";
 import type { ActivityContent, SelectSignal } from "./messages.ts";
 
@@ -36,17 +36,4 @@ export function questionElicitation(q: PendingQuestion): { content: ActivityCont
     : "Reply with one answer per line, in this order.";
   const body = `${quoteAgent(parts.join("\n\n"), "question")}\n\n${how}`;
   return { content: { type: "elicitation", body }, select: one && one.options.length ? selectSignal(one.options.map((o) => o.label)) : null };
-}
-
-/** What a person wrote in the session, as an answer to `q` (checked afterwards by checkAnswer, like every surface). */
-export function answerFromPrompt(q: PendingQuestion, text: string): AnswerInput {
-  const t = text.trim();
-  if (q.kind === "permission") return { answer: t };
-  if (q.items.length > 1) return { answers: t.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((l, i) => labelFor(q.items[i]?.options ?? [], l)) };
-  return { answer: labelFor(q.items[0]?.options ?? [], t) };
-}
-
-/** An option's exact label when the text names it (whatever the case); otherwise the text itself. */
-function labelFor(options: { label: string }[], text: string): string {
-  return options.find((o) => o.label.toLowerCase() === text.toLowerCase())?.label ?? text;
 }
