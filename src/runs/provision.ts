@@ -15,6 +15,7 @@ import { type HeldLease, mustHold } from "./lease.ts";
 import type { FailureCode } from "./model.ts";
 import type { RunStore } from "./run-store.ts";
 import { hashToken, randomToken } from "./tokens.ts";
+import { type RelayState, replayAfterSuspension } from "../relay/agent/state.ts";
 
 export class ProvisionError extends Error {
   constructor(
@@ -180,6 +181,15 @@ export async function restartAgent(run: Run, sandbox: Sandbox, deps: Omit<Provis
   mustHold(run.id, await deps.store.recordAgentRestarting(run.id, { relayTokenHash: hashToken(relayToken), modelTokenHash: hashToken(modelToken) }, deps.lease), deps.lease);
   // Pids of the stopped processes mean nothing in the new sandbox (and may be reused there).
   await must(sandbox, ["rm", "-f", `${sandbox.paths.control}/opencode.pid`, `${sandbox.paths.control}/relay/relay.pid`], "Cleaning up", "sandbox_restart_failed");
+  // A follow-up the old relay took in the moment it was stopped went to an OpenCode that is gone: the new relay
+  // applies every input after the last finished turn again (replayAfterSuspension).
+  const stateFile = `${sandbox.paths.control}/relay/state.json`;
+  const saved = await sandbox.readFile(stateFile, 64 * 1024).then((b) => JSON.parse(b.toString()) as Partial<RelayState>, () => null);
+  const replay = saved && typeof saved === "object" ? replayAfterSuspension(saved, run.deliveredInputSeq) : null;
+  if (replay) {
+    await sandbox.writeFile(stateFile, `${JSON.stringify(replay)}\n`, 0o644);
+    deps.log.info({ sandboxId: sandbox.id, replayAfter: run.deliveredInputSeq }, "inputs after the last finished turn will be applied again");
+  }
   await startAgent(run, sandbox, deps, { relayToken, modelToken });
   await sandbox.processesRestarted?.();
   deps.log.info({ sandboxId: sandbox.id }, "opencode and relay started again after the idle suspension");

@@ -13,6 +13,7 @@ import {
   type OpencodeEvent,
 } from "../../src/relay/agent/events.ts";
 import { SseParser } from "../../src/relay/agent/sse.ts";
+import { replayAfterSuspension } from "../../src/relay/agent/state.ts";
 import { shouldEmitIdle, statusOf, type TurnState } from "../../src/relay/agent/turn.ts";
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../fixtures");
@@ -219,5 +220,15 @@ describe("per-event size limit (relay and receiver)", () => {
     };
     expect(configFromEnv(env).maxEventBytes).toBe(128 * 1024);
     expect(configFromEnv({ ...env, DECKHAND_MAX_EVENT_BYTES: "65536" }).maxEventBytes).toBe(65536);
+  });
+});
+
+describe("a relay restarted after an idle suspension", () => {
+  it("applies again every input after the last finished turn (one may have reached the stopped OpenCode)", () => {
+    // Turn 1 finished (delivered input 1); follow-up 2 reached the old relay just as it was stopped.
+    expect(replayAfterSuspension({ sessionId: "s", lastAppliedSeq: 2, deliveredSeq: 2, deliveredAt: 5, idleEmittedSeq: 1 }, 1)).toEqual({ sessionId: "s", lastAppliedSeq: 1, deliveredSeq: 1, deliveredAt: 5, idleEmittedSeq: 1 });
+    // Nothing after the finished turn: nothing to change.
+    expect(replayAfterSuspension({ lastAppliedSeq: 3, deliveredSeq: 3, deliveredAt: 5, idleEmittedSeq: 3 }, 3)).toBeNull();
+    expect(replayAfterSuspension({}, 0)).toBeNull();
   });
 });

@@ -18,6 +18,18 @@ export interface RelayState {
 
 export const INITIAL_STATE: RelayState = { lastAppliedSeq: 0, deliveredSeq: 0, deliveredAt: 0, idleEmittedSeq: 0 };
 
+/**
+ * The state a relay restarted after an idle suspension starts from (pure). Inputs after the run's last finished turn
+ * (`deliveredInputSeq`) were never worked on to the end: one that reached the old relay in the moment it was being
+ * stopped was handed to an OpenCode that is gone. They are applied again; null when nothing needs to change.
+ */
+export function replayAfterSuspension(state: Partial<RelayState>, deliveredInputSeq: number): RelayState | null {
+  const s = { ...INITIAL_STATE, ...state };
+  const to = Math.max(0, Math.floor(deliveredInputSeq));
+  if (s.lastAppliedSeq <= to && s.deliveredSeq <= to && s.idleEmittedSeq <= to) return null;
+  return { ...s, lastAppliedSeq: Math.min(s.lastAppliedSeq, to), deliveredSeq: Math.min(s.deliveredSeq, to), idleEmittedSeq: Math.min(s.idleEmittedSeq, to) };
+}
+
 export class StateStore {
   readonly file: string;
   value: RelayState;
