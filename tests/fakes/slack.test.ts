@@ -15,6 +15,7 @@ import {
   postSlackEvent,
   signSlackRequest,
   startFakeSlack,
+  triggerId,
   urlVerification,
 } from "./slack.ts";
 
@@ -255,6 +256,29 @@ describe("fake Slack Web API wire format (real WebClient)", () => {
     const u = await c.users.info({ user: DEFAULT_USER_ID });
     expect(u.user).toMatchObject({ id: DEFAULT_USER_ID, is_bot: false, profile: { display_name: expect.any(String) } });
     await expect(c.users.info({ user: "nobody" })).rejects.toMatchObject({ data: { error: "user_not_found" } });
+  });
+
+  it("views.open exchanges a fresh trigger_id once for a modal; bad, expired and reused triggers and bad views are refused", async () => {
+    const c = client();
+    const modal = {
+      type: "modal" as const,
+      callback_id: "cb",
+      title: { type: "plain_text" as const, text: "Follow-up" },
+      submit: { type: "plain_text" as const, text: "Send" },
+      private_metadata: '{"run":"r1"}',
+      blocks: [{ type: "input", block_id: "b", label: { type: "plain_text" as const, text: "What next?" }, element: { type: "plain_text_input", action_id: "a", multiline: true, max_length: 3000 } }],
+    };
+    const trigger = triggerId();
+    const opened = await c.views.open({ trigger_id: trigger, view: modal as any });
+    expect(opened).toMatchObject({ ok: true, view: { id: expect.stringMatching(/^V[A-Z0-9]+$/), type: "modal", callback_id: "cb", private_metadata: '{"run":"r1"}', state: { values: {} }, bot_id: fake.botId } });
+    expect(fake.views).toEqual([{ trigger_id: trigger, view: opened.view }]);
+    await expect(c.views.open({ trigger_id: trigger, view: modal as any })).rejects.toMatchObject({ data: { ok: false, error: "exchanged_trigger_id" } });
+    await expect(c.views.open({ trigger_id: "not-a-trigger", view: modal as any })).rejects.toMatchObject({ data: { error: "invalid_trigger_id" } });
+    await expect(c.views.open({ trigger_id: triggerId(Date.now() - 60_000), view: modal as any })).rejects.toMatchObject({ data: { error: "expired_trigger_id" } });
+    await expect(c.views.open({ view: modal } as any)).rejects.toMatchObject({ data: { error: "invalid_arguments" } });
+    await expect(c.views.open({ trigger_id: triggerId(), view: { ...modal, title: { type: "plain_text", text: "A title longer than 24 chars" } } as any })).rejects.toMatchObject({ data: { error: "invalid_arguments" } });
+    await expect(c.views.open({ trigger_id: triggerId(), view: { ...modal, submit: undefined } as any })).rejects.toMatchObject({ data: { error: "invalid_arguments" } });
+    expect(fake.views).toHaveLength(1);
   });
 
   it("failNext: ok:false, 500 (retried by the client) and '*' rules", async () => {

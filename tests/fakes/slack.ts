@@ -12,6 +12,10 @@
  * POSTs to the app's request URL, `signSlackRequest` computes Slack's v0 signature headers and `postSlackEvent` sends
  * a signed envelope (optionally as a retry, stale or badly signed).
  *
+ * Modals: `views.open` exchanges the `trigger_id` of an interaction payload built here (`triggerId()`, used by
+ * `blockActionsPayload` and friends) for an open view, recorded in `views`; `viewSubmissionPayload` builds what
+ * Slack posts when that view's form is submitted.
+ *
  * The defaults (team, bot user, bot id, app id) are shared by both halves, so envelopes built without ids match the
  * fake's `auth.test`.
  */
@@ -128,6 +132,12 @@ export interface SlackEphemeral {
   blocks?: any[];
 }
 
+/** A view opened with views.open: the trigger it was exchanged for and the view as Slack stores it. */
+export interface SlackOpenedView {
+  trigger_id: string;
+  view: Record<string, any>;
+}
+
 export interface SlackUser {
   id: string;
   name?: string;
@@ -155,6 +165,8 @@ export interface FakeSlack {
   /** assistant.threads.setStatus calls, in order. */
   statuses: SlackStatus[];
   ephemerals: SlackEphemeral[];
+  /** Views opened with views.open (modals), in order. */
+  views: SlackOpenedView[];
   /** Users known to users.info (unknown well-formed ids get a synthesized user). */
   users: Map<string, SlackUser>;
   botUserId: string;
@@ -189,6 +201,11 @@ export interface StartFakeSlackOptions {
   teamDomain?: string;
   /** Default 0 (a free port). */
   port?: number;
+  /**
+   * How long a trigger_id can be exchanged (views.open) after the interaction that issued it. Slack's is 3 s; the
+   * default here is 30 s so that a loaded test machine does not turn a prompt exchange into expired_trigger_id.
+   */
+  triggerTtlMs?: number;
 }
 
 /** Arguments that WebClient JSON-encodes in form bodies; decoded back for handlers and `calls`. */
@@ -242,6 +259,9 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
   const currentReactions = new Map<string, Set<string>>(); // `${channel}:${ts}` -> names
   const statuses: SlackStatus[] = [];
   const ephemerals: SlackEphemeral[] = [];
+  const views: SlackOpenedView[] = [];
+  const exchanged = new Set<string>();
+  const triggerTtlMs = opts.triggerTtlMs ?? 30_000;
   const users = new Map<string, SlackUser>();
   let failRules: { method: string; left: number; mode: FailMode }[] = [];
   let latency = new Map<string, number>();
@@ -544,6 +564,47 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
       return { view: { id: slackId("V"), type: "home", blocks: view.blocks, user } };
     },
 
+    "views.open": (args) => {
+      const trigger = str(args.trigger_id) ?? str(args.interactivity_pointer);
+      if (!trigger) throw new SlackError("invalid_arguments", { response_metadata: { messages: ["[ERROR] missing required field: trigger_id"] } });
+      const issued = /^(\d{13})\.\d+\.[0-9a-f]+$/.exec(trigger);
+      if (!issued) throw new SlackError("invalid_trigger_id");
+      if (exchanged.has(trigger)) throw new SlackError("exchanged_trigger_id");
+      if (Date.now() - Number(issued[1]) > triggerTtlMs) throw new SlackError("expired_trigger_id");
+      const raw = args.view;
+      if (typeof raw === "string" && Buffer.byteLength(raw) > 250_000) throw new SlackError("view_too_large");
+      const view = typeof raw === "string" ? (() => { try { return JSON.parse(raw); } catch { return null; } })() : raw;
+      if (!view || typeof view !== "object" || Array.isArray(view)) throw new SlackError("invalid_arguments");
+      if (Buffer.byteLength(JSON.stringify(view)) > 250_000) throw new SlackError("view_too_large");
+      const errors = validateModal(view);
+      if (errors.length > 0) throw new SlackError("invalid_arguments", { response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) } });
+      exchanged.add(trigger);
+      const id = slackId("V");
+      const opened = {
+        id,
+        team_id: teamId,
+        type: "modal",
+        title: view.title,
+        ...(view.submit ? { submit: view.submit } : {}),
+        close: view.close ?? { type: "plain_text", text: "Cancel", emoji: true },
+        blocks: view.blocks,
+        private_metadata: view.private_metadata ?? "",
+        callback_id: view.callback_id ?? "",
+        external_id: view.external_id ?? "",
+        state: { values: {} },
+        hash: `${Math.floor(Date.now() / 1000)}.${randomBytes(4).toString("hex")}`,
+        clear_on_close: view.clear_on_close ?? false,
+        notify_on_close: view.notify_on_close ?? false,
+        previous_view_id: null,
+        root_view_id: id,
+        app_id: appId,
+        app_installed_team_id: teamId,
+        bot_id: botId,
+      };
+      views.push({ trigger_id: trigger, view: opened });
+      return { view: opened };
+    },
+
     "conversations.open": (args) => {
       const u = str(args.users) ?? str(args.channel);
       if (!u) throw new SlackError("users_list_not_supplied");
@@ -763,6 +824,7 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
     reactions,
     statuses,
     ephemerals,
+    views,
     users,
     botUserId,
     botId,
@@ -828,6 +890,8 @@ export async function startFakeSlack(opts: StartFakeSlackOptions = {}): Promise<
       currentReactions.clear();
       statuses.length = 0;
       ephemerals.length = 0;
+      views.length = 0;
+      exchanged.clear();
       failRules = [];
       latency = new Map();
     },
@@ -908,6 +972,54 @@ function validateBlocks(blocks: any[]): string[] {
     }
   });
   return errors;
+}
+
+/** The checks Slack makes on a modal view (limits from the views reference). */
+function validateModal(view: any): string[] {
+  const errors: string[] = [];
+  const plain = (t: any, max: number, at: string, required = true) => {
+    if (t === undefined || t === null) {
+      if (required) errors.push(`missing required field: ${at.slice(1)} [json-pointer:/view${at}]`);
+      return;
+    }
+    if (typeof t !== "object" || t.type !== "plain_text" || typeof t.text !== "string") errors.push(`must be a plain_text object [json-pointer:/view${at}]`);
+    else if (t.text.length > max) errors.push(`must be less than ${max + 1} characters [json-pointer:/view${at}/text]`);
+  };
+  if (view.type !== "modal") errors.push("must be modal [json-pointer:/view/type]");
+  plain(view.title, 24, "/title");
+  plain(view.close, 24, "/close", false);
+  plain(view.submit, 24, "/submit", false);
+  for (const [k, max] of [["callback_id", 255], ["external_id", 255], ["private_metadata", 3000]] as const) {
+    if (view[k] !== undefined && (typeof view[k] !== "string" || view[k].length > max)) errors.push(`must be a string of at most ${max} characters [json-pointer:/view/${k}]`);
+  }
+  const blocks = view.blocks;
+  if (!Array.isArray(blocks)) return [...errors, "missing required field: blocks [json-pointer:/view/blocks]"];
+  if (blocks.length > 100) errors.push("no more than 100 items allowed [json-pointer:/view/blocks]");
+  errors.push(...validateBlocks(blocks.slice(0, 50)).map((e) => e.replace("[json-pointer:/", "[json-pointer:/view/")));
+  blocks.forEach((b: any, i: number) => {
+    if (b?.type !== "input") return;
+    const at = `/blocks/${i}`;
+    if (!view.submit) errors.push(`a view with input blocks must have a submit button [json-pointer:/view/submit]`);
+    plain(b.label, 2000, `${at}/label`);
+    const el = b.element;
+    if (!el || typeof el !== "object" || typeof el.type !== "string") return void errors.push(`missing required field: element [json-pointer:/view${at}]`);
+    if (el.action_id !== undefined && String(el.action_id).length > 255) errors.push(`must be less than 256 characters [json-pointer:/view${at}/element/action_id]`);
+    if (el.type === "plain_text_input") {
+      for (const k of ["max_length", "min_length"]) {
+        if (el[k] !== undefined && !(Number.isInteger(el[k]) && el[k] >= 0 && el[k] <= 3000)) errors.push(`must be at most 3000 [json-pointer:/view${at}/element/${k}]`);
+      }
+      plain(el.placeholder, 150, `${at}/element/placeholder`, false);
+    }
+  });
+  return errors;
+}
+
+/**
+ * A trigger_id as interaction payloads carry it ("<issued ms>.<n>.<hex>"): views.open takes it once, within the
+ * fake's triggerTtlMs of `issuedAtMs`.
+ */
+export function triggerId(issuedAtMs: number = Date.now()): string {
+  return `${Math.floor(issuedAtMs)}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1175,7 +1287,7 @@ export function blockActionsPayload(o: {
     api_app_id: DEFAULT_APP_ID,
     token: DEFAULT_VERIFICATION_TOKEN,
     container: { type: "message", message_ts: o.message.ts, channel_id: o.channel, is_ephemeral: false, ...(o.message.thread_ts ? { thread_ts: o.message.thread_ts } : {}) },
-    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+    trigger_id: triggerId(),
     team: { id: teamId, domain: DEFAULT_TEAM_DOMAIN },
     enterprise: null,
     is_enterprise_install: false,
@@ -1218,7 +1330,7 @@ export async function postSlashCommand(
     api_app_id: DEFAULT_APP_ID,
     is_enterprise_install: "false",
     response_url: `https://hooks.slack.com/commands/${teamId}/1/${randomBytes(12).toString("hex")}`,
-    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+    trigger_id: triggerId(),
   }).toString();
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(signingSecret, body) }, body });
   return { status: res.status, body: await res.text() };
@@ -1237,7 +1349,7 @@ export function messageShortcutPayload(o: { callbackId: string; channel: string;
     is_enterprise_install: false,
     enterprise: null,
     callback_id: o.callbackId,
-    trigger_id: `${Date.now()}.${Math.floor(Math.random() * 1e9)}.${randomBytes(8).toString("hex")}`,
+    trigger_id: triggerId(),
     response_url: `https://hooks.slack.com/app/${teamId}/1/${randomBytes(12).toString("hex")}`,
     message_ts: o.message.ts,
     message: { type: "message", user: o.message.user ?? "U0OTHER001", ts: o.message.ts, text: o.message.text, ...(o.message.thread_ts ? { thread_ts: o.message.thread_ts } : {}), blocks: richTextBlocks(o.message.text) },
@@ -1248,4 +1360,30 @@ export function messageShortcutPayload(o: { callbackId: string; channel: string;
 export function appHomeOpenedEnvelope(o: { user?: string; teamId?: string }): any {
   const ts = nextTs();
   return envelope({ type: "app_home_opened", user: o.user ?? DEFAULT_USER_ID, channel: "D0HOME0001", tab: "home", event_ts: ts }, o);
+}
+
+/**
+ * A `view_submission` payload: `view` (as views.open returned it, see `fake.views`) submitted by `user` with the
+ * given input values, `{ [block_id]: { [action_id]: value } }` (a string becomes a plain_text_input's value; an
+ * object is sent as is). `privateMetadata` replaces the view's (a replayed or tampered form).
+ */
+export function viewSubmissionPayload(o: { view: Record<string, any>; user?: string; teamId?: string; values: Record<string, Record<string, any>>; privateMetadata?: string }): any {
+  const teamId = o.teamId ?? DEFAULT_TEAM_ID;
+  const values: Record<string, Record<string, any>> = {};
+  for (const [block, actions] of Object.entries(o.values)) {
+    values[block] = {};
+    for (const [action, v] of Object.entries(actions)) values[block][action] = typeof v === "string" || v === null ? { type: "plain_text_input", value: v } : v;
+  }
+  return {
+    type: "view_submission",
+    team: { id: teamId, domain: DEFAULT_TEAM_DOMAIN },
+    user: { id: o.user ?? DEFAULT_USER_ID, username: "ada", name: "ada", team_id: teamId },
+    api_app_id: DEFAULT_APP_ID,
+    token: DEFAULT_VERIFICATION_TOKEN,
+    trigger_id: triggerId(),
+    view: { ...o.view, state: { values }, ...(o.privateMetadata !== undefined ? { private_metadata: o.privateMetadata } : {}) },
+    response_urls: [],
+    is_enterprise_install: false,
+    enterprise: null,
+  };
 }

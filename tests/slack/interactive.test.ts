@@ -1,11 +1,11 @@
 /**
  * Slack interactivity with the real Bolt receiver and signed payloads (no sandboxes: runs stay queued): the Stop
- * button on a status message, `/deckhand run|status|stop|help`, the "Send to Deckhand" message shortcut, App Home,
+ * and Follow-up buttons on a status message (Follow-up's modal and its submission), `/deckhand run|status|stop|help`, the "Send to Deckhand" message shortcut, App Home,
  * and the allowlist on every one of them.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack } from "../fakes/slack.ts";
+import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
 
@@ -63,6 +63,88 @@ describe("Slack interactivity", () => {
     await until("cancelled", async () => (await srv.deckhand.store.get(run.id))!.status === "cancelled");
     // The status message is edited to the end state, without the button.
     await until("the status message without Stop", () => !fake.messages.get(`${CHANNEL}:${status.ts}`)!.blocks?.some((b: any) => b.type === "actions"));
+  });
+
+  it("Follow-up on the status message opens a form for that run; the text sent reaches the run as its next input and the thread says who asked; empty, too long, strangers and replays elsewhere reach nothing", async () => {
+    const env = mentionEnvelope({ text: "add a follow-up test", channel: CHANNEL, user: ADA, botUserId: fake.botUserId });
+    fake.seedMessage({ channel: CHANNEL, text: env.event.text, ts: env.event.ts, user: ADA });
+    expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
+    const run = await until("a run", async () => (await runsOf(ADA)).find((r) => r.prompt === "add a follow-up test"));
+    const root = env.event.ts;
+    const status = await until("the status message", () => fake.threadMessages(CHANNEL, root).find((m) => m.blocks?.some((b: any) => b.type === "actions")));
+    const buttons = status.blocks!.find((b: any) => b.type === "actions").elements;
+    expect(buttons.map((b: any) => [b.action_id, b.text.text, b.value])).toEqual([
+      ["deckhand_stop", "Stop", run.id],
+      ["deckhand_followup", "Follow-up", run.id],
+    ]);
+    const click = (user: string, channel = CHANNEL) =>
+      postSlackAction(url, SECRET, blockActionsPayload({ user, channel, message: { ts: status.ts, thread_ts: root, blocks: status.blocks }, button: { action_id: "deckhand_followup", value: run.id, text: "Follow-up" } }));
+    const formsFor = (id: string) => fake.views.filter((v) => v.view.private_metadata.includes(id));
+
+    // A stranger's click, and the button replayed in another channel: told privately, no form.
+    const told = fake.ephemerals.length;
+    expect((await click(STRANGER)).status).toBe(200);
+    expect((await click(ADA, "C0ELSEWHERE")).status).toBe(200);
+    await until("both told", () => fake.ephemerals.length >= told + 2);
+    expect(fake.ephemerals.slice(told).map((e) => [e.user, e.channel, /not on the list|does not belong/.test(e.text)])).toEqual(expect.arrayContaining([[STRANGER, CHANNEL, true], [ADA, "C0ELSEWHERE", true]]));
+    expect(formsFor(run.id)).toHaveLength(0);
+
+    // Ada's click opens the form (views.open with the click's trigger), naming the run and its conversation.
+    expect((await click(ADA)).status).toBe(200);
+    const form = (await until("the form", () => formsFor(run.id)[0])).view;
+    expect(JSON.parse(form.private_metadata)).toEqual({ run: run.id, channel: CHANNEL, thread: root });
+    expect(form).toMatchObject({ callback_id: "deckhand_followup", title: { text: "Follow-up" } });
+    expect(form.blocks.find((b: any) => b.type === "input")).toMatchObject({ block_id: "followup_text", label: { text: "What should the agent do next?" }, element: { type: "plain_text_input", multiline: true } });
+
+    const submit = async (text: string, o: { user?: string; privateMetadata?: string } = {}) => {
+      const res = await postSlackAction(url, SECRET, viewSubmissionPayload({ view: form, user: o.user ?? ADA, values: { followup_text: { text } }, privateMetadata: o.privateMetadata }));
+      expect(res.status).toBe(200);
+      return res.body ? JSON.parse(res.body) : null;
+    };
+    const errorOf = async (text: string, o: { user?: string; privateMetadata?: string } = {}) => {
+      const answer = await submit(text, o);
+      expect(answer.response_action).toBe("errors");
+      return answer.errors.followup_text as string;
+    };
+    expect(await errorOf("   \n ")).toMatch(/Write what the agent should do next/);
+    expect(await errorOf("x".repeat(3001))).toMatch(/limit is 3000/);
+    expect(await errorOf("from a stranger", { user: STRANGER })).toMatch(/not on the list/);
+    // The form's metadata replayed for another channel's run, or for this run from another channel: refused.
+    const other = await srv.deckhand.service.start({ repo: "demo", prompt: "another channel's task", source: "slack", sourceRef: { channel: "C0OTHER001", threadTs: "1700000000.000200", messageTs: "1700000000.000200", user: ADA } });
+    expect(await errorOf("hijack", { privateMetadata: JSON.stringify({ run: other.id, channel: CHANNEL, thread: root }) })).toMatch(/does not belong/);
+    expect(await errorOf("hijack", { privateMetadata: JSON.stringify({ run: run.id, channel: "C0OTHER001", thread: "1700000000.000200" }) })).toMatch(/does not belong/);
+    expect(await errorOf("hijack", { privateMetadata: '{"__proto__":{"run":"x"}}' })).toMatch(/not one of Deckhand's/);
+
+    // Sent: the form closes, the run gets the text as its next input (with who asked), and the thread shows it.
+    expect(await submit("also cover <!channel> edge cases")).toEqual({ response_action: "clear" });
+    const inputs = await until("the follow-up", async () => {
+      const i = await srv.deckhand.store.inputs(run.id);
+      return i.length > 1 ? i : null;
+    });
+    expect(inputs.map((i) => [i.kind, i.text, i.source])).toEqual([
+      ["prompt", "add a follow-up test", "slack"],
+      ["prompt", "also cover <!channel> edge cases", "slack"],
+    ]);
+    expect(inputs[1]!.author).toBe("user-u0ada00001");
+    const echo = await until("the thread line", () => fake.threadMessages(CHANNEL, root).find((m) => /Follow-up from/.test(m.text)));
+    expect(echo.text).toBe(":inbox_tray: Follow-up from *user-u0ada00001*: also cover &lt;!channel&gt; edge cases");
+    // The same submission replayed adds nothing; nothing reached the other run either.
+    expect(await submit("also cover <!channel> edge cases")).toEqual({ response_action: "clear" });
+    await sleep(500);
+    expect(await srv.deckhand.store.inputs(run.id)).toHaveLength(2);
+    expect(await srv.deckhand.store.inputs(other.id)).toHaveLength(1);
+
+    // Once the run is over: no Follow-up button; the old button and a late form say so and reach nothing.
+    await srv.deckhand.service.stop(run.id, { author: "test", source: "test" });
+    await until("the status message without buttons", () => !fake.messages.get(`${CHANNEL}:${status.ts}`)!.blocks?.some((b: any) => b.type === "actions"));
+    const before = fake.ephemerals.length;
+    expect((await click(ADA)).status).toBe(200);
+    await until("told it is over", () => fake.ephemerals.slice(before).find((e) => e.user === ADA && /already cancelled/.test(e.text)));
+    expect(formsFor(run.id)).toHaveLength(1);
+    const late = await postSlackAction(url, SECRET, viewSubmissionPayload({ view: { ...form, id: "V0LATEFORM1" }, user: ADA, values: { followup_text: { text: "too late" } } }));
+    expect(JSON.parse(late.body).errors.followup_text).toMatch(/already cancelled/);
+    expect(await srv.deckhand.store.inputs(run.id)).toHaveLength(3); // the two prompts and the stop
+    await srv.deckhand.service.stop(other.id, { author: "test", source: "test" });
   });
 
   it("/deckhand status and stop answer privately with the person's own runs; help and refusals too", async () => {

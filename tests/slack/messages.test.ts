@@ -117,6 +117,17 @@ describe("the status message", () => {
   });
 });
 
+describe("the status message's buttons", () => {
+  const buttons = (run: Run) => (statusContent(view(run)).blocks.find((b) => b.type === "actions")?.elements ?? []).map((e: any) => e.action_id);
+  it("Stop while it works; Follow-up while it works or is idle; none once it is over", () => {
+    for (const status of ["queued", "provisioning", "running"] as const) expect(buttons(makeRun({ status }))).toEqual(["deckhand_stop", "deckhand_followup"]);
+    expect(buttons(makeRun({ status: "idle" }))).toEqual(["deckhand_followup"]);
+    for (const status of ["closed", "failed", "cancelled"] as const) expect(buttons(makeRun({ status }))).toEqual([]);
+    const follow = statusContent(view(makeRun({ status: "idle" }))).blocks.find((b) => b.type === "actions")!.elements[0];
+    expect(follow).toMatchObject({ type: "button", text: { type: "plain_text", text: "Follow-up" }, value: "r-abc" });
+  });
+});
+
 describe("the final message", () => {
   const result = {
     summary: "I fixed the **login** bug.\n\n## Changes\n- `src/app.ts`: check the [session](https://example.com/s) first",

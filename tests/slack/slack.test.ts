@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deliveries, runs } from "../../src/db/schema.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
-import { blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackAction, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv } from "../fakes/slack.ts";
+import { blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackAction, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv, viewSubmissionPayload } from "../fakes/slack.ts";
 import { freshPostgres, makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { until } from "../helpers/until.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
 const SECRET = "slack-signing-secret-for-tests-0001";
@@ -250,6 +251,23 @@ describe(`Slack end to end (${database})`, () => {
     expect(again.branch).toBe(idle.branch);
     expect((await runFor(CHANNEL, env.event.ts)).length).toBe(1);
 
+    // The idle run's status message has Follow-up (no Stop): its form's text continues the run like a reply does.
+    const current = await until("the idle status message", () => {
+      const m = fake.messages.get(`${CHANNEL}:${posted(CHANNEL, env.event.ts, /:status:\d+:post$/)[1]!.ts}`)!;
+      return /\*Done\*/.test(blocksText(m)) ? m : null;
+    });
+    const follow = current.blocks!.find((b: any) => b.type === "actions").elements;
+    expect(follow.map((b: any) => b.action_id)).toEqual(["deckhand_followup"]);
+    expect((await postSlackAction(url, SECRET, blockActionsPayload({ channel: CHANNEL, message: { ts: current.ts, thread_ts: env.event.ts, blocks: current.blocks }, button: { action_id: follow[0].action_id, value: follow[0].value } }))).status).toBe(200);
+    const form = (await fake.waitFor((c) => c.method === "views.open" && c.args.view?.private_metadata?.includes(run.id))).args.view;
+    expect(JSON.parse(form.private_metadata)).toMatchObject({ run: run.id, channel: CHANNEL, thread: env.event.ts });
+    const sent = await postSlackAction(url, SECRET, viewSubmissionPayload({ view: fake.views.at(-1)!.view, values: { followup_text: { text: "form third" } } }));
+    expect(JSON.parse(sent.body)).toEqual({ response_action: "clear" });
+    const end2 = Date.now() + 90_000;
+    while ((await finals()).length < 3 && Date.now() < end2) await sleep(200);
+    expect(blocksText((await finals())[2]!)).toContain("form-third.txt");
+    await until("the thread line", () => fake.threadMessages(CHANNEL, env.event.ts).some((m) => m.text === ":inbox_tray: Follow-up from *user-u0human001*: form third"));
+
     // The agent asks in the thread: a button per option; a click answers it; the message then says how.
     const ask = message(CHANNEL, "ASK for a name", { thread_ts: env.event.ts });
     expect((await postSlackEvent(url, SECRET, ask)).status).toBe(200);
@@ -267,8 +285,8 @@ describe(`Slack end to end (${database})`, () => {
     expect((await click()).status).toBe(200);
     const finals3 = async () => posted(CHANNEL, env.event.ts, /:final:/);
     const end3 = Date.now() + 90_000;
-    while ((await finals3()).length < 3 && Date.now() < end3) await sleep(200);
-    expect(blocksText((await finals3())[2]!)).toContain("answer-beta.txt");
+    while ((await finals3()).length < 4 && Date.now() < end3) await sleep(200);
+    expect(blocksText((await finals3())[3]!)).toContain("answer-beta.txt");
     // A second click after the answer: told so, privately; nothing else happens.
     expect((await click()).status).toBe(200);
     await fake.waitFor(() => fake.ephemerals.some((e) => e.channel === CHANNEL && /not waiting for an answer|is idle/.test(e.text)));
@@ -284,8 +302,8 @@ describe(`Slack end to end (${database})`, () => {
     while (posted(CHANNEL, env.event.ts, /:question:[^:]+$/).length < 2 && Date.now() < end4) await sleep(100);
     const words = message(CHANNEL, "Gamma Ray", { thread_ts: env.event.ts });
     expect((await postSlackEvent(url, SECRET, words)).status).toBe(200);
-    while ((await finals3()).length < 4 && Date.now() < end4) await sleep(200);
-    expect(blocksText((await finals3())[3]!)).toContain("answer-gamma-ray.txt");
+    while ((await finals3()).length < 5 && Date.now() < end4) await sleep(200);
+    expect(blocksText((await finals3())[4]!)).toContain("answer-gamma-ray.txt");
     const inputs2 = await srv.deckhand.store.inputs(run.id);
     expect(inputs2.filter((i) => i.kind === "answer").map((i) => [JSON.parse(i.text!).answers, i.source])).toEqual([
       [[["beta"]], "slack"],

@@ -1,5 +1,5 @@
 /**
- * Slack interactivity beyond messages: the Stop button on a run's status message, the `/deckhand` command
+ * Slack interactivity beyond messages: the Stop and Follow-up buttons on a run's status message, the `/deckhand` command
  * (`run`, `status`, `stop`, `help`), the "Send to Deckhand" message shortcut, and App Home (the person's recent
  * runs). Every entry checks who may drive runs (allowlist.ts) and acts only on runs of the conversation it came
  * from; requests are acknowledged at once and the work goes through the bounded inbound queue. Commands and
@@ -14,6 +14,7 @@ import { runLog } from "../../log/logger.ts";
 import { isTerminal } from "../../runs/state-machine.ts";
 import type { BoundedWork } from "../bounded-work.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
+import { registerFollowUp } from "./followup.ts";
 import type { Incoming, SlackInbound } from "./inbound.ts";
 import { escapeMrkdwn, helpText, REPO_ACTION, STOP_ACTION } from "./messages.ts";
 import { slackMessageText } from "./message-text.ts";
@@ -74,6 +75,9 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
       runLog(log, run.id).info({ user: w.user }, "stopped with the Slack button");
     });
   });
+
+  // The Follow-up button and its modal (followup.ts).
+  registerFollowUp(app, d);
 
   // The "which repo?" picker: the choice answers the question as a reply in that thread would.
   app.action(new RegExp(`^${REPO_ACTION}_`), async ({ ack, body, action }) => {

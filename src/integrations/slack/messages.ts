@@ -5,7 +5,7 @@
  * full text on the run page.
  */
 import type { RunView } from "../../runs/run-view.ts";
-import { describeFailure, isActive } from "../../runs/model.ts";
+import { describeFailure, isActive, isTerminal } from "../../runs/model.ts";
 
 /** A Block Kit block (plain JSON). */
 export type Block = { type: string; [key: string]: any };
@@ -18,6 +18,8 @@ export interface SlackContent {
 
 /** The Stop button on a run's status message (handled in interactive.ts). */
 export const STOP_ACTION = "deckhand_stop";
+/** The Follow-up button on a run's status message: opens a modal for the run's next input (followup.ts). */
+export const FOLLOWUP_ACTION = "deckhand_followup";
 
 /** Slack's limit for a section's text is 3000 characters; stay under it. */
 export const SECTION_MAX = 2900;
@@ -223,22 +225,20 @@ export function statusContent(v: RunView, opts: { elapsed?: boolean } = {}): Sla
   const todos = todoLines(v);
   if (todos && (working || v.status === "idle")) blocks.push(section(todos.length > SECTION_MAX ? `${todos.slice(0, SECTION_MAX - 1)}…` : todos));
   const live = isActive(v.status);
+  const buttons: Block[] = [];
   if (live) {
-    blocks.push({
-      type: "actions",
-      block_id: "deckhand_run",
-      elements: [
-        {
-          type: "button",
-          action_id: STOP_ACTION,
-          text: { type: "plain_text", text: "Stop" },
-          style: "danger",
-          value: v.id,
-          confirm: { title: { type: "plain_text", text: "Stop this run?" }, text: { type: "plain_text", text: "The agent stops now; what it changed so far is not delivered." }, confirm: { type: "plain_text", text: "Stop" }, deny: { type: "plain_text", text: "Keep going" } },
-        },
-      ],
+    buttons.push({
+      type: "button",
+      action_id: STOP_ACTION,
+      text: { type: "plain_text", text: "Stop" },
+      style: "danger",
+      value: v.id,
+      confirm: { title: { type: "plain_text", text: "Stop this run?" }, text: { type: "plain_text", text: "The agent stops now; what it changed so far is not delivered." }, confirm: { type: "plain_text", text: "Stop" }, deny: { type: "plain_text", text: "Keep going" } },
     });
   }
+  // Follow-up while the run can take one (working or idle); once it is over, a thread reply starts a new run.
+  if (!isTerminal(v.status)) buttons.push({ type: "button", action_id: FOLLOWUP_ACTION, text: { type: "plain_text", text: "Follow-up" }, value: v.id });
+  if (buttons.length) blocks.push({ type: "actions", block_id: "deckhand_run", elements: buttons });
   blocks.push(
     context(
       `\`${escapeMrkdwn(v.repo)}\``,
