@@ -9,6 +9,7 @@
  */
 import type { Notification, Run } from "../db/schema.ts";
 import type { RunDigest } from "../events/vocabulary.ts";
+import type { AnswerSource } from "../runs/answers.ts";
 import type { RunView } from "../runs/run-view.ts";
 
 export interface OutboxMessage {
@@ -36,6 +37,8 @@ export interface PlanInput {
   /** What this surface remembered about the run (saved by a previous plan or send). */
   state: Record<string, unknown>;
   now: Date;
+  /** Who answered the run's questions and where (read only once a question was settled). */
+  answers?: AnswerSource[];
 }
 
 export interface Plan {

@@ -24,6 +24,7 @@ const emptyDigest = (over: Partial<RunDigest> = {}): RunDigest => ({
   timelineDropped: 0,
   questions: [],
   settledQuestions: [],
+  reasoning: [],
   ...over,
 });
 
