@@ -163,13 +163,31 @@ export const runInputs = pgTable(
   (t) => [uniqueIndex("run_inputs_run_seq_idx").on(t.runId, t.seq)],
 );
 
-/** Inbound webhook deliveries already seen (Slack event ids, Linear delivery ids, ...). */
+/** Inbound webhook deliveries already seen (Slack event ids and message ts, Linear delivery ids, ...): dedupe keys only. */
 export const deliveries = pgTable("deliveries", {
   key: text("key").primaryKey(),
   source: text("source").notNull(),
   runId: text("run_id"),
   receivedAt: ts("received_at").notNull().defaultNow(),
 });
+
+/**
+ * One row per conversation on a surface (a Slack thread, a Linear agent session, issue or comment thread): its
+ * latest run, and the question we asked there before a run could start ("which repo?", with what the run would
+ * need). Written only by src/intake/conversations.ts.
+ */
+export const conversations = pgTable(
+  "conversations",
+  {
+    surface: text("surface").notNull(),
+    /** Slack `<channel>:<threadTs>`; Linear `session:<id>`, `issue:<id>`, `thread:<commentId>`. */
+    key: text("key").notNull(),
+    runId: text("run_id").references(() => runs.id, { onDelete: "set null" }),
+    pending: jsonb("pending").$type<Record<string, unknown>>(),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.surface, t.key] })],
+);
 
 /** Outbox of messages owed to a surface (Slack, Linear, GitHub): sent once, in order, surviving restarts. */
 export const notifications = pgTable(

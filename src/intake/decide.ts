@@ -37,6 +37,8 @@ export interface IntakeConversation {
   run: { status: string } | null;
   /** We asked "which repository?" here and no run started since. */
   askedRepo: boolean;
+  /** The run's agent waits on a question of its own (OpenCode's question or permission ask). */
+  agentAsking?: boolean;
   /** The repo a new run would use (named in the text, the channel's or team's, DEFAULT_REPO), if known. */
   repo: string | null;
 }
@@ -46,26 +48,31 @@ export type IntakeDecision =
   | { kind: "steer" }
   | { kind: "continue" }
   | { kind: "ask_repo" }
-  | { kind: "answer" }
+  /** The answer to our "which repository?" (the surface reads the repo from the text). */
+  | { kind: "repo_answer" }
+  /** The answer to the agent's own question. */
+  | { kind: "agent_answer" }
   | { kind: "stop"; running: boolean }
   | { kind: "status" }
   | { kind: "help" }
   | { kind: "ignore"; why: string };
 
 export function decideIntake(m: IntakeMessage, c: IntakeConversation): IntakeDecision {
-  const command = m.stopSignal ? "stop" : commandOf(m.text);
   const run = c.run;
+  // Chatter where we have no conversation (a channel message that is not a mention): not ours, not even commands.
+  if (!run && !c.askedRepo && !m.addressed) return { kind: "ignore", why: "not addressed" };
+  const command = m.stopSignal ? "stop" : commandOf(m.text);
   if (command === "stop") return { kind: "stop", running: !!run && !isTerminal(run.status) };
   if (command === "status") return { kind: "status" };
   if (command === "help") return { kind: "help" };
   if (run) {
     if (!m.text.trim()) return { kind: "ignore", why: "empty" };
+    if (run.status === "running" && c.agentAsking) return { kind: "agent_answer" };
     if (!isTerminal(run.status)) return run.status === "idle" ? { kind: "continue" } : { kind: "steer" };
     // Over: a new run picks the work up (see continuationOf).
     return c.repo ? { kind: "start", repo: c.repo, continueFrom: true } : { kind: "ask_repo" };
   }
-  if (c.askedRepo) return { kind: "answer" };
-  if (!m.addressed) return { kind: "ignore", why: "not addressed" };
+  if (c.askedRepo) return { kind: "repo_answer" };
   if (!m.text.trim()) return { kind: "help" };
   return c.repo ? { kind: "start", repo: c.repo, continueFrom: false } : { kind: "ask_repo" };
 }

@@ -1,6 +1,7 @@
 /** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
 import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, max, or, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
+import { type ConversationLink, linkConversations } from "../intake/conversations.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
 import { leaseHeld, RunLeases, type UnderLease } from "./lease.ts";
 import type { RunBus } from "./run-bus.ts";
@@ -24,6 +25,8 @@ export interface CreateRunInput {
   model?: string | null;
   /** USD added to RUN_BUDGET_USD from the start (`budget=+5` in the task). */
   budgetExtraUsd?: number;
+  /** The surface conversations (thread, session, issue) this run becomes the run of, in the same transaction. */
+  conversation?: ConversationLink;
 }
 
 export interface ListRunsFilter {
@@ -99,6 +102,7 @@ export class RunStore {
     const run = await this.db.transaction(async (tx) => {
       const [created] = await tx.insert(runs).values(row).returning();
       await tx.insert(runInputs).values({ runId: id, seq: 1, kind: "prompt", text: input.prompt, author: input.createdBy ?? null, source: input.source });
+      if (input.conversation) await linkConversations(tx as unknown as Db, input.conversation, id);
       return created!;
     });
     await this.bus.changed(id);

@@ -17,7 +17,7 @@ import { CHANNEL, LINEAR_SECRET, linearEnv, linearSession, SLACK_SECRET, slackEn
 import { forceRunRow } from "../helpers/force-run-row.ts";
 
 const MAX_BODY = 65_536;
-const TABLES = ["runs", "run_inputs", "run_events", "run_digests", "deliveries", "notifications", "surface_state", "installations"];
+const TABLES = ["runs", "run_inputs", "run_events", "run_digests", "deliveries", "conversations", "notifications", "surface_state", "installations"];
 
 interface Case {
   endpoint: string;

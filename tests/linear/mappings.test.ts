@@ -377,13 +377,14 @@ describe("webhook decisions", () => {
     expect(assignedToBot(base, ["someone-else"])).toBe(false);
     expect(assignedToBot({ ...base, action: "create" }, ["bot"])).toBe(false);
   });
-  it("a comment steers the run whose thread it replies to; a top-level comment only answers a pending question", () => {
-    const a = makeRun({ id: "r-a" });
-    const b = makeRun({ id: "r-b" });
-    expect(commentTarget({ parentId: threadCommentId("r-a") }, [b, a], false)).toEqual({ kind: "run", run: a });
-    expect(commentTarget({ parentId: null }, [b, a], true)).toBeNull();
-    expect(commentTarget({ parentId: null }, [], true)).toEqual({ kind: "answer" });
-    expect(commentTarget({ parentId: null }, [], false)).toBeNull();
+  it("a comment steers the run whose thread it replies to (on that issue only); otherwise it only answers a pending question", () => {
+    const a = makeRun({ id: "r-a", sourceRef: { workspaceId: "org-1", mode: "classic", issueId: "issue-42", identifier: "ENG-42" } });
+    expect(commentTarget({ issueId: "issue-42" }, a, false)).toEqual({ kind: "run", run: a });
+    expect(commentTarget({ issueId: "issue-42" }, a, true)).toEqual({ kind: "run", run: a });
+    // A thread of another issue's run is not this comment's conversation.
+    expect(commentTarget({ issueId: "issue-7" }, a, false)).toBeNull();
+    expect(commentTarget({ issueId: "issue-42" }, null, true)).toEqual({ kind: "answer" });
+    expect(commentTarget({ issueId: "issue-42" }, null, false)).toBeNull();
   });
   it("the started state with the lowest position, whatever the order", () => {
     const states = [

@@ -4,7 +4,7 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deliveries, runs } from "../../src/db/schema.ts";
+import { conversations, deliveries, runs } from "../../src/db/schema.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
 import { blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackAction, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv, viewSubmissionPayload } from "../fakes/slack.ts";
@@ -365,8 +365,11 @@ describe(`Slack end to end (${database})`, () => {
     const rows = await srv.deckhand.database.db.select().from(deliveries).where(sql`${deliveries.key} like ${"slack:%"} and ${deliveries.runId} = ${run.id}`);
     // Whichever of the two deliveries was handled first started the run (they are handled concurrently).
     const keys = rows.map((r) => r.key).sort();
-    expect(keys.slice(1)).toEqual([`slack:msg:${CHANNEL}:${env.event.ts}`, `slack:thread:${CHANNEL}:${env.event.ts}`]);
+    expect(keys.slice(1)).toEqual([`slack:msg:${CHANNEL}:${env.event.ts}`]);
     expect(["slack:event:Ev0ONCE00001", "slack:event:Ev0ONCE00002"]).toContain(keys[0]);
+    // The thread is a conversation (not a delivery): its run is this one.
+    const thread = await srv.deckhand.database.db.select().from(conversations).where(sql`${conversations.surface} = 'slack' and ${conversations.key} = ${`${CHANNEL}:${env.event.ts}`}`);
+    expect(thread.map((c) => [c.runId, c.pending])).toEqual([[run.id, null]]);
 
     // The budget stopped the agent after its first turn: the final message says what was spent, the limit and how
     // to go on, and the file it wrote is delivered.

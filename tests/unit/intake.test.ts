@@ -4,9 +4,10 @@ import { commandOf, continuationOf, decideIntake } from "../../src/intake/decide
 import { parseMessage } from "../../src/integrations/slack/parse.ts";
 
 const msg = (text: string, o: { stopSignal?: boolean; addressed?: boolean } = {}) => ({ text, addressed: o.addressed ?? true, ...(o.stopSignal ? { stopSignal: true } : {}) });
-const conv = (status: string | null, o: { askedRepo?: boolean; repo?: string | null } = {}) => ({
+const conv = (status: string | null, o: { askedRepo?: boolean; agentAsking?: boolean; repo?: string | null } = {}) => ({
   run: status ? { status } : null,
   askedRepo: o.askedRepo ?? false,
+  agentAsking: o.agentAsking ?? false,
   repo: o.repo === undefined ? "api" : o.repo,
 });
 
@@ -30,11 +31,32 @@ describe("decideIntake", () => {
   });
 
   it("without a run: answer a pending repo question, start when the repo is known, ask otherwise, ignore chatter", () => {
-    expect(decideIntake(msg("web"), conv(null, { askedRepo: true }))).toEqual({ kind: "answer" });
+    expect(decideIntake(msg("web"), conv(null, { askedRepo: true }))).toEqual({ kind: "repo_answer" });
     expect(decideIntake(msg("fix it"), conv(null))).toEqual({ kind: "start", repo: "api", continueFrom: false });
     expect(decideIntake(msg("fix it"), conv(null, { repo: null }))).toEqual({ kind: "ask_repo" });
     expect(decideIntake(msg("lunch?", { addressed: false }), conv(null))).toEqual({ kind: "ignore", why: "not addressed" });
     expect(decideIntake(msg(""), conv(null))).toEqual({ kind: "help" });
+  });
+
+  it("Slack: channel chatter is ignored, commands included; a reply in our thread needs no mention", () => {
+    // Not addressed (no mention, not a DM) and no conversation here: nothing, not even `stop` or `status`.
+    for (const t of ["stop", "status", "help", "", "lunch?"]) expect(decideIntake(msg(t, { addressed: false }), conv(null))).toEqual({ kind: "ignore", why: "not addressed" });
+    // In a thread with a run, or where we asked which repo, a plain reply is ours.
+    expect(decideIntake(msg("also add tests", { addressed: false }), conv("running"))).toEqual({ kind: "steer" });
+    expect(decideIntake(msg("stop", { addressed: false }), conv("running"))).toEqual({ kind: "stop", running: true });
+    expect(decideIntake(msg("", { addressed: false }), conv(null, { askedRepo: true }))).toEqual({ kind: "repo_answer" });
+  });
+
+  it("while the agent waits on its own question, a reply answers it; commands still act; an idle run is continued", () => {
+    expect(decideIntake(msg("Gamma Ray", { addressed: false }), conv("running", { agentAsking: true }))).toEqual({ kind: "agent_answer" });
+    expect(decideIntake(msg("stop"), conv("running", { agentAsking: true }))).toEqual({ kind: "stop", running: true });
+    expect(decideIntake(msg("status"), conv("running", { agentAsking: true }))).toEqual({ kind: "status" });
+    expect(decideIntake(msg("  "), conv("running", { agentAsking: true }))).toEqual({ kind: "ignore", why: "empty" });
+    // Only a running agent asks: anything else steers, continues or starts as usual.
+    expect(decideIntake(msg("more"), conv("idle", { agentAsking: true }))).toEqual({ kind: "continue" });
+    expect(decideIntake(msg("more"), conv("queued", { agentAsking: true }))).toEqual({ kind: "steer" });
+    // A repo question asked earlier does not outlive the run that answered it.
+    expect(decideIntake(msg("more"), conv("running", { askedRepo: true }))).toEqual({ kind: "steer" });
   });
 
   it("one command list for every surface: Slack's parser uses it; prototype keys are not commands", () => {

@@ -1,6 +1,7 @@
 /** What the Linear inbound handlers need from the app. */
 import type { Config } from "../../config/config.ts";
 import type { Db } from "../../db/database.ts";
+import type { ConversationStore } from "../../intake/conversations.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Outbox } from "../../notify/outbox.ts";
 import type { RunService } from "../../runs/run-service.ts";
@@ -12,5 +13,7 @@ export interface LinearDeps {
   service: RunService;
   outbox: Outbox;
   clients: LinearClients;
+  /** Which run a session, issue or comment thread belongs to, and the "which repo?" asked there. */
+  conversations: ConversationStore;
   log: Logger;
 }

@@ -3,6 +3,7 @@
  * activities. Mounts `POST /linear/webhook`, the OAuth install routes, and the Linear notifier on the outbox.
  */
 import type { Deckhand } from "../../app.ts";
+import { ConversationStore } from "../../intake/conversations.ts";
 import { requireSession } from "../../server/raw-guards.ts";
 import { BoundedWork } from "../bounded-work.ts";
 import { registerIntegration } from "../index.ts";
@@ -23,7 +24,7 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
   const c = deckhand.config;
   if (!c.LINEAR_WEBHOOK_SECRET) return null;
   const clients = new LinearClients(deckhand.database.db, c);
-  const deps: LinearDeps = { db: deckhand.database.db, config: c, service: deckhand.service, outbox: deckhand.outbox, clients, log: deckhand.log.child({ surface: "linear" }) };
+  const deps: LinearDeps = { db: deckhand.database.db, config: c, service: deckhand.service, outbox: deckhand.outbox, clients, conversations: new ConversationStore(deckhand.database.db), log: deckhand.log.child({ surface: "linear" }) };
   const inflight = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>) => {
     inflight.add(p);

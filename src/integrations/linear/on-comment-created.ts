@@ -13,7 +13,7 @@ import { neutralizeAgentMarkdown } from "../agent-words.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
-import { classicRunsForIssue, pendingStart } from "./find-runs.ts";
+import { pendingStart, runOfCommentThread } from "./find-runs.ts";
 import { threadCommentId } from "./plan-messages.ts";
 import { linearRef, orderingKeyOf } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
@@ -21,11 +21,13 @@ import { askForRepo, startLinearRun } from "./start-linear-run.ts";
 
 export type CommentTarget = { kind: "run"; run: Run } | { kind: "answer" } | null;
 
-/** Which conversation a new comment belongs to (runs newest first). Pure. */
-export function commentTarget(comment: { parentId?: string | null }, runs: Run[], hasPendingAsk: boolean): CommentTarget {
-  const inThread = runs.find((r) => comment.parentId && threadCommentId(r.id) === comment.parentId);
-  if (inThread) return { kind: "run", run: inThread };
-  if (!runs.length && hasPendingAsk) return { kind: "answer" };
+/**
+ * Which conversation a new comment belongs to: the run whose comment thread it replies in (found by the thread's
+ * first comment), else the "which repo?" asked on the issue, if one waits for an answer. Pure.
+ */
+export function commentTarget(comment: { issueId?: string | null }, threadRun: Run | null, hasPendingAsk: boolean): CommentTarget {
+  if (threadRun && linearRef(threadRun)?.issueId === comment.issueId) return { kind: "run", run: threadRun };
+  if (hasPendingAsk) return { kind: "answer" };
   return null;
 }
 
@@ -35,12 +37,12 @@ export async function onCommentCreated(deps: LinearDeps, payload: any, target: E
   const author = d.user?.name ?? payload.actor?.name ?? d.userId ?? null;
   if (!text) return;
   if (target.kind === "answer") {
-    const asked = await pendingStart(deps.db, { issueId: String(d.issueId) });
+    const asked = await pendingStart(deps, { issueId: String(d.issueId) });
     if (!asked) return;
     const allowed = deps.service.repos.names();
     const repo = repoFromAnswer(text, allowed);
-    if (!repo) return void (await askForRepo(deps, asked.pending, { repo: null, reason: "none", allowed }, `linear:ask:${d.id}`));
-    await startLinearRun(deps, asked.pending, { repo, dedupe: `comment:${d.id}` });
+    if (!repo) return void (await askForRepo(deps, asked, { repo: null, reason: "none", allowed }, `linear:ask:${d.id}`));
+    await startLinearRun(deps, asked, { repo, dedupe: `comment:${d.id}` });
     return;
   }
   const run = target.run;
@@ -96,7 +98,7 @@ export async function classifyComment(deps: LinearDeps, payload: any): Promise<C
   if (payload.action !== "create" || !d.issueId || d.botActor) return null;
   const bots = await deps.clients.botUserIds(payload.organizationId);
   if (d.userId && bots.includes(d.userId)) return null;
-  const runs = await classicRunsForIssue(deps.db, String(d.issueId));
-  const asked = runs.length ? null : await pendingStart(deps.db, { issueId: String(d.issueId) });
-  return commentTarget(d, runs, !!asked);
+  const run = typeof d.parentId === "string" && d.parentId ? await runOfCommentThread(deps, d.parentId) : null;
+  const asked = run ? null : await pendingStart(deps, { issueId: String(d.issueId) });
+  return commentTarget({ issueId: String(d.issueId) }, run, !!asked);
 }

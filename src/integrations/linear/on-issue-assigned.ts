@@ -1,8 +1,8 @@
 /** Classic path (no agent app): an `Issue` update that assigns (or delegates to) the bot user starts a run. */
 import type { LinearDeps } from "./deps.ts";
-import { classicRunsForIssue } from "./find-runs.ts";
+import { activeRunForIssue } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
-import { isTerminal } from "../../runs/model.ts";
+import { linearRef } from "./source-ref.ts";
 import { startLinearRun } from "./start-linear-run.ts";
 
 /** Is this update the moment the issue became the bot's? Pure. */
@@ -32,7 +32,7 @@ export function pendingFromIssue(payload: any): PendingStart {
 
 export async function onIssueAssigned(deps: LinearDeps, payload: any): Promise<void> {
   const p = pendingFromIssue(payload);
-  const active = (await classicRunsForIssue(deps.db, p.issueId)).find((r) => !isTerminal(r.status));
-  if (active) return; // Re-assigned while a run is going: nothing new to do.
+  const active = await activeRunForIssue(deps, p.issueId);
+  if (active && linearRef(active)?.mode === "classic") return; // Re-assigned while a run is going: nothing new to do.
   await startLinearRun(deps, p, { teamKey: payload.data?.team?.key ?? null, dedupe: `${p.issueId}:assigned:${payload.data?.updatedAt ?? payload.webhookTimestamp}` });
 }

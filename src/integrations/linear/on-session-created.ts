@@ -38,7 +38,7 @@ export async function onSessionCreated(deps: LinearDeps, payload: any): Promise<
 
 /** Another session's run is working on this issue: pass the request to it and say so here. */
 export async function joinedRunningIssue(deps: LinearDeps, p: PendingStart, dedupe: string): Promise<boolean> {
-  const run = await activeRunForIssue(deps.db, p.issueId);
+  const run = await activeRunForIssue(deps, p.issueId);
   if (!run || (run.sourceRef as { agentSessionId?: string }).agentSessionId === p.sessionId) return false;
   const request = p.request?.trim();
   if (request) await deps.service.followUp(run.id, { text: request, author: p.author ?? null, source: "linear" });

@@ -7,6 +7,7 @@
 import type { Run } from "../../db/schema.ts";
 import { decideIntake } from "../../intake/decide.ts";
 import { runLog } from "../../log/logger.ts";
+import type { PendingQuestion } from "../../events/questions.ts";
 import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { continuationPrompt } from "./build-prompt.ts";
@@ -29,11 +30,12 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
   // Without an activity id, what the activity says and when names it (never "" shared by every such prompt).
   const activityId = String(activity.id ?? "") || `x-${stableUuid(JSON.stringify([sessionId, activity.createdAt ?? payload.createdAt ?? payload.webhookTimestamp, text, activity.signal]))}`;
   const author = activity.user?.name ?? activity.userId ?? null;
-  const run = await latestRunForSession(deps.db, sessionId);
-  const asked = run ? null : await pendingStart(deps.db, { sessionId });
+  const run = await latestRunForSession(deps, sessionId);
+  const asked = run ? null : await pendingStart(deps, { sessionId });
   const fresh: PendingStart = { ...pendingFromSession(payload), request: text, promptContext: null, author };
   const repo = run ? run.repo : asked ? null : repoChoiceFor(deps, fresh, payload.agentSession?.issue?.team?.key ?? null).repo;
-  const decision = decideIntake({ text, stopSignal: activity.signal === "stop", addressed: true }, { run, askedRepo: !!asked, repo });
+  const [question] = run?.status === "running" ? await openQuestions(deps.service.store, run.id) : [];
+  const decision = decideIntake({ text, stopSignal: activity.signal === "stop", addressed: true }, { run, askedRepo: !!asked, agentAsking: !!question, repo });
   const to = { workspaceId: String(payload.organizationId ?? ""), mode: "agent" as const, sessionId, issueId: String(payload.agentSession?.issueId ?? "") };
   const say = (body: string, type: "thought" | "response" = "thought") => sayWithoutRun(deps, to, `linear:say:${sessionId}:${activityId}`, { type, body });
 
@@ -47,10 +49,11 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
       return say(HELP);
     case "ignore":
       return;
+    case "agent_answer":
+      // The agent asked something in this session: the pick (or the person's words) answers its oldest question.
+      return answerAgent(deps, run!, question!, text, author, say);
     case "steer":
     case "continue": {
-      // The agent asked something in this session: the pick (or the person's words) answers its oldest question.
-      if (decision.kind === "steer" && (await answeredOpenQuestion(deps, run!, text, author, say))) return;
       await deps.service.followUp(run!.id, { text, author, source: "linear" });
       const ref = linearRef(run!)!;
       const key = `linear:${run!.id}:ack:${activityId}`;
@@ -86,9 +89,9 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
       await startLinearRun(deps, fresh, { repo: decision.kind === "start" ? decision.repo : null, dedupe: `${sessionId}:${activityId}` });
       return;
     }
-    case "answer": {
+    case "repo_answer": {
       // No run yet: the answer to "which repo?".
-      const pending = asked!.pending;
+      const pending = asked!;
       const allowed = deps.service.repos.names();
       const chosen = repoFromAnswer(text, allowed);
       if (!chosen) {
@@ -100,11 +103,8 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
   }
 }
 
-/** Answers the run's oldest open question with `text`; false when nothing is asked (the text steers instead). */
-async function answeredOpenQuestion(deps: LinearDeps, run: Run, text: string, author: string | null, say: (body: string) => Promise<void>): Promise<boolean> {
-  if (run.status !== "running") return false;
-  const [q] = await openQuestions(deps.service.store, run.id);
-  if (!q) return false;
+/** Answers the run's oldest open question `q` with `text`. */
+async function answerAgent(deps: LinearDeps, run: Run, q: PendingQuestion, text: string, author: string | null, say: (body: string) => Promise<void>): Promise<void> {
   try {
     const done = await answerQuestion(deps.service.store, run.id, q.id, { answer: text }, { author, source: "linear" });
     runLog(deps.log, run.id).info({ questionId: q.id, kind: q.kind }, "question answered from Linear");
@@ -113,5 +113,4 @@ async function answeredOpenQuestion(deps: LinearDeps, run: Run, text: string, au
     if (!(e instanceof RunInputError)) throw e;
     await say(`That didn't answer the agent's question: ${e.message}.`);
   }
-  return true;
 }

@@ -11,6 +11,7 @@ import { RunInputError } from "../../runs/run-service.ts";
 import { buildPrompt } from "./build-prompt.ts";
 import { askRepoText, chooseRepo, type RepoChoice } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
+import { askedIn, conversationsOfRun } from "./find-runs.ts";
 import type { PendingStart } from "./messages.ts";
 import { sayWithoutRun } from "./say-without-run.ts";
 import type { LinearSourceRef } from "./source-ref.ts";
@@ -58,9 +59,17 @@ export function repoChoiceFor(deps: Pick<LinearDeps, "config" | "service">, p: P
   });
 }
 
+/** The longest text kept from the webhook with a "which repo?" (the issue's description, the request). */
+const MAX_KEPT = 40_000;
+const bounded = (v: string | null | undefined) => (typeof v === "string" ? v.slice(0, MAX_KEPT) : (v ?? null));
+
 export async function askForRepo(deps: LinearDeps, p: PendingStart, choice: Extract<RepoChoice, { repo: null }>, askKey: string): Promise<void> {
+  // What the run would need, kept in the conversation until the answer starts it.
+  const start: PendingStart = { ...p, title: p.title.slice(0, 2000), description: bounded(p.description), promptContext: bounded(p.promptContext), request: bounded(p.request) };
+  const where = askedIn(p);
+  if (!where.endsWith(":")) await deps.conversations.ask("linear", where, { kind: "repo", task: start.request ?? null, askedBy: p.author ?? null, start: start as unknown as Record<string, unknown> });
   // A `select` elicitation: Linear offers the allowed repos to pick from; the pick comes back as a prompt.
-  await sayWithoutRun(deps, p, askKey, { type: "elicitation", body: askRepoText(choice) }, p, choice.allowed);
+  await sayWithoutRun(deps, p, askKey, { type: "elicitation", body: askRepoText(choice) }, choice.allowed);
 }
 
 /** Start (repo known) or ask which repo. `dedupe` names this request (for the ask/failure messages). */
@@ -121,6 +130,8 @@ export async function startLinearRun(
       createdBy: p.author ?? null,
       ...(branch ? { branch } : {}),
       title: `${p.identifier}: ${p.title}`.slice(0, 120),
+      // The run of its session (or comment thread) and issue from now on, in the run's own transaction.
+      conversation: { surface: "linear", keys: (id) => conversationsOfRun(p, id) },
     });
     runLog(deps.log, run.id).info({ issue: p.identifier, repo, branch: run.branch, mode: p.mode }, "linear run started");
     return run;

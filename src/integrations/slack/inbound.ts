@@ -3,19 +3,20 @@
  * it; `stop` / `cancel` cancels it; `status` answers where it is; while the agent waits on a question, a reply (or
  * one of the question's buttons) answers it. Every delivery is deduplicated on the
  * envelope's `event_id` and on channel + ts (Slack retries; a mention that also arrives as a `message`).
+ * Parse → look up the thread's conversation (src/intake/conversations.ts) → `decideIntake` → carry it out.
  */
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type { webApi } from "@slack/bolt";
 import type { Deckhand } from "../../app.ts";
 import { deliveries, type Run } from "../../db/schema.ts";
 import { readDigest } from "../../events/digest-store.ts";
 import type { Logger } from "../../log/logger.ts";
 import { runLog } from "../../log/logger.ts";
-import { continuationOf } from "../../intake/decide.ts";
+import { ConversationStore, conversationKey, type AskedQuestion } from "../../intake/conversations.ts";
+import { continuationOf, decideIntake, type IntakeDecision } from "../../intake/decide.ts";
 import { UnknownRepoError } from "../../runs/repos.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { runView } from "../../runs/run-view.ts";
-import { isTerminal } from "../../runs/model.ts";
 import { askRepoContent, escapeMrkdwn, helpText, statusReply, unknownRepoText } from "./messages.ts";
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import { type SlackRef, slackRef } from "./notifier.ts";
@@ -52,13 +53,26 @@ export interface InboundOptions {
 
 const SOURCE = "slack";
 
-/** The dedupe and thread-index keys this integration keeps in the deliveries table. */
+/** The dedupe keys this integration keeps in the deliveries table (threads are conversations, not deliveries). */
 export const keys = {
   event: (eventId: string) => `slack:event:${eventId}`,
   message: (channel: string, ts: string) => `slack:msg:${channel}:${ts}`,
-  thread: (channel: string, threadTs: string) => `slack:thread:${channel}:${threadTs}`,
-  ask: (channel: string, threadTs: string) => `slack:ask:${channel}:${threadTs}`,
 };
+
+/** The longest task kept with a "which repo?" question (Slack messages are at most 40,000 characters). */
+const MAX_ASKED_TASK = 40_000;
+
+/** One message on its way through the intake: what was said, where, and what the thread already has. */
+interface Turn {
+  m: Incoming;
+  parsed: ParsedMessage;
+  /** The thread's root ts: the conversation's key, and where we answer. */
+  root: string;
+  run: Run | null;
+  asked: AskedQuestion | null;
+  claimed: string[];
+  botUserId: string | undefined;
+}
 
 /** The first prompt of a new run that picks up a closed run's branch: the earlier task and outcome as context. */
 export function continuationPrompt(previous: Pick<Run, "branch" | "prompt">, summary: string | null, request: string): string {
@@ -69,8 +83,11 @@ export function continuationPrompt(previous: Pick<Run, "branch" | "prompt">, sum
 
 export class SlackInbound {
   private readonly names = new Map<string, string>();
+  private readonly conversations: ConversationStore;
 
-  constructor(private readonly o: InboundOptions) {}
+  constructor(private readonly o: InboundOptions) {
+    this.conversations = new ConversationStore(o.deckhand.database.db);
+  }
 
   private get db() {
     return this.o.deckhand.database.db;
@@ -82,26 +99,8 @@ export class SlackInbound {
     return rows.length > 0;
   }
 
-  private async seen(key: string): Promise<boolean> {
-    const [row] = await this.db.select({ key: deliveries.key }).from(deliveries).where(eq(deliveries.key, key));
-    return !!row;
-  }
-
   private async linkRun(keysToLink: string[], runId: string): Promise<void> {
     for (const key of keysToLink) await this.db.update(deliveries).set({ runId }).where(eq(deliveries.key, key));
-  }
-
-  /** The latest run of a thread. */
-  async threadRun(channel: string, threadTs: string): Promise<Run | null> {
-    const [row] = await this.db.select({ runId: deliveries.runId }).from(deliveries).where(eq(deliveries.key, keys.thread(channel, threadTs)));
-    return row?.runId ? this.o.deckhand.store.get(row.runId) : null;
-  }
-
-  private async setThreadRun(channel: string, threadTs: string, runId: string): Promise<void> {
-    await this.db
-      .insert(deliveries)
-      .values({ key: keys.thread(channel, threadTs), source: SOURCE, runId })
-      .onConflictDoUpdate({ target: deliveries.key, set: { runId, receivedAt: sql`now()` } });
   }
 
   /** A person's name for run pages and "Stopped by ...", best effort (users:read). */
@@ -143,23 +142,30 @@ export class SlackInbound {
   }
 
   private async route(m: Incoming, botUserId: string | undefined): Promise<void> {
+    const { store } = this.o.deckhand;
     const parsed = parseMessage(m.text, botUserId);
     const inThread = !!m.threadTs && m.threadTs !== m.ts;
-    const isDm = m.channelType === "im";
-    const addressed = m.mentioned || isDm;
     const root = inThread ? m.threadTs! : m.ts;
-    const run = inThread ? await this.threadRun(m.channel, root) : null;
-    const answersAsk = !run && inThread && (await this.seen(keys.ask(m.channel, root)));
-    if (!run && !answersAsk && !addressed) return; // channel chatter
+    // A message outside a thread starts a conversation of its own: only a thread has one to look up.
+    const conversation = inThread ? await this.conversations.get(SOURCE, conversationKey.slackThread(m.channel, root)) : null;
+    const run = conversation?.runId ? await store.get(conversation.runId) : null;
+    const asked = run ? null : (conversation?.pending ?? null);
+    const turn: Turn = { m, parsed, root, run, asked, claimed: [], botUserId };
+    const decision = decideIntake({ text: parsed.text, addressed: m.mentioned || m.channelType === "im" }, {
+      run,
+      askedRepo: !!asked,
+      agentAsking: run?.status === "running" && (await openQuestions(store, run.id)).length > 0,
+      repo: run ? (parsed.repo ?? run.repo) : this.repoFor(m, parsed),
+    });
+    if (decision.kind === "ignore" && decision.why === "not addressed") return; // channel chatter
 
     // Deduplicate: Slack's retries share the event_id; a mention also delivered as a message shares channel+ts.
-    const claimed: string[] = [];
     if (m.eventId) {
       if (!(await this.claim(keys.event(m.eventId)))) return;
-      claimed.push(keys.event(m.eventId));
+      turn.claimed.push(keys.event(m.eventId));
     }
     if (!(await this.claim(keys.message(m.channel, m.ts)))) return;
-    claimed.push(keys.message(m.channel, m.ts));
+    turn.claimed.push(keys.message(m.channel, m.ts));
 
     // Workflows and some apps mention us without a user: no anonymous runs (nobody could be asked or allowed).
     if (!m.user) {
@@ -172,64 +178,93 @@ export class SlackInbound {
       this.o.log.info({ user: m.user, channel: m.channel, userTeam: m.userTeam }, "Slack request refused by the allowlist");
       return this.reply(m.channel, root, refusal);
     }
-
-    if (run) return this.onReply(run, m, parsed, claimed);
-    if (answersAsk) return this.onRepoAnswer(m, parsed, root, claimed, botUserId);
-    return this.onNewRequest(m, parsed, root, claimed);
+    if (run) await this.linkRun(turn.claimed, run.id);
+    return this.carryOut(decision, turn);
   }
 
-  /** A message in the thread of an existing run. */
-  private async onReply(run: Run, m: Incoming, parsed: ParsedMessage, claimed: string[]): Promise<void> {
+  /** The repo a new run in this channel would use (`repo=`, the channel's, DEFAULT_REPO), if known. */
+  private repoFor(m: Incoming, parsed: ParsedMessage): string | null {
+    return chooseRepo(parsed, m.channel, this.o.channelRepos, this.o.defaultRepo);
+  }
+
+  /** Carry out what the intake decided for this message. */
+  private async carryOut(d: IntakeDecision, t: Turn): Promise<void> {
     const { service } = this.o.deckhand;
-    const log = runLog(this.o.log, run.id);
-    const thread = m.threadTs!;
-    await this.linkRun(claimed, run.id);
-    if (parsed.command === "status") {
-      const c = statusReply(runView(run, await readDigest(service.store.db, run.id), service.runPageUrl(run)));
-      return this.reply(m.channel, thread, c.text, c.blocks);
-    }
-    if (parsed.command === "help") return this.reply(m.channel, thread, helpText(this.allowed()));
-    if (parsed.command === "stop") {
-      if (isTerminal(run.status)) return this.reply(m.channel, thread, `Nothing to stop: this run is already ${run.status}.`);
-      const author = await this.authorName(m.user);
-      const wasIdle = run.status === "idle";
-      await service.stop(run.id, { author, source: SOURCE });
-      log.info({ user: m.user }, "stopped from Slack");
-      // A working run gets its "Cancelled" message from the notifier; an idle one has nothing more to report.
-      if (wasIdle) await this.reply(m.channel, thread, "Closed: the sandbox is released. Reply in this thread to continue on the same branch in a fresh sandbox.");
-      return;
-    }
-    if (!parsed.text) return;
-    const author = await this.authorName(m.user);
-    // The agent asked something here: a reply answers its oldest open question (words of one's own).
-    if (run.status === "running" && (await openQuestions(service.store, run.id)).length) {
-      try {
-        const done = await answerQuestion(service.store, run.id, null, { answer: parsed.text }, { author, source: SOURCE });
-        log.info({ user: m.user, questionId: done.question.id }, "question answered from a Slack reply");
-        await this.react(m.channel, m.ts, "ballot_box_with_check");
-      } catch (e) {
-        if (!(e instanceof RunInputError)) throw e;
-        await this.reply(m.channel, thread, `That didn't answer the agent's question: ${e.message}.`);
-      }
-      return;
-    }
-    if (!isTerminal(run.status)) {
-      try {
-        await service.followUp(run.id, { text: parsed.text, author, source: SOURCE });
-        log.info({ user: m.user, status: run.status }, run.status === "idle" ? "continuing from a Slack reply" : "steering from a Slack reply");
-        await this.react(m.channel, m.ts, "inbox_tray");
+    const { m, parsed, root, run } = t;
+    const noRun = (word: string) => `There is no run in this thread. Mention me with a task to start one, or say \`${word}\` in a run's thread.`;
+    switch (d.kind) {
+      case "ignore":
         return;
-      } catch (e) {
-        if (!(e instanceof RunInputError && e.problem === "conflict")) throw e;
-        // The run ended between our read and the follow-up: start a new one below.
+      case "help":
+        return this.reply(m.channel, root, helpText(this.allowed()));
+      case "status": {
+        if (!run) return this.reply(m.channel, root, noRun("status"));
+        const c = statusReply(runView(run, await readDigest(service.store.db, run.id), service.runPageUrl(run)));
+        return this.reply(m.channel, root, c.text, c.blocks);
       }
+      case "stop": {
+        if (!run) return this.reply(m.channel, root, noRun("stop"));
+        if (!d.running) return this.reply(m.channel, root, `Nothing to stop: this run is already ${run.status}.`);
+        const wasIdle = run.status === "idle";
+        await service.stop(run.id, { author: await this.authorName(m.user), source: SOURCE });
+        runLog(this.o.log, run.id).info({ user: m.user }, "stopped from Slack");
+        // A working run gets its "Cancelled" message from the notifier; an idle one has nothing more to report.
+        if (wasIdle) await this.reply(m.channel, root, "Closed: the sandbox is released. Reply in this thread to continue on the same branch in a fresh sandbox.");
+        return;
+      }
+      case "agent_answer":
+        return this.answerAgent(run!, t);
+      case "steer":
+      case "continue":
+        if (await this.followedUp(run!, t)) return;
+        // The run ended between our read and the follow-up: a new run continues it.
+        return this.continueRun(run!, t);
+      case "start":
+        if (d.continueFrom && run) return this.continueRun(run, t, d.repo);
+        return this.startRun(t, { repo: d.repo, prompt: parsed.text });
+      case "ask_repo": {
+        await this.conversations.ask(SOURCE, conversationKey.slackThread(m.channel, root), { kind: "repo", task: parsed.text.slice(0, MAX_ASKED_TASK), askedBy: m.user ?? null });
+        const ask = askRepoContent(this.allowed());
+        return this.reply(m.channel, root, ask.text, ask.blocks);
+      }
+      case "repo_answer":
+        return this.onRepoAnswer(t);
     }
-    // The run is over: a reply starts a new run in this thread, continuing its branch when it was pushed.
-    const fresh = (await service.store.get(run.id)) ?? run;
+  }
+
+  /** The agent asked something in this thread: the reply answers its oldest open question (words of one's own). */
+  private async answerAgent(run: Run, { m, parsed, root }: Turn): Promise<void> {
+    const log = runLog(this.o.log, run.id);
+    try {
+      const done = await answerQuestion(this.o.deckhand.service.store, run.id, null, { answer: parsed.text }, { author: await this.authorName(m.user), source: SOURCE });
+      log.info({ user: m.user, questionId: done.question.id }, "question answered from a Slack reply");
+      await this.react(m.channel, m.ts, "ballot_box_with_check");
+    } catch (e) {
+      if (!(e instanceof RunInputError)) throw e;
+      await this.reply(m.channel, root, `That didn't answer the agent's question: ${e.message}.`);
+    }
+  }
+
+  /** Steer a working run or continue an idle one; false when it ended meanwhile. */
+  private async followedUp(run: Run, { m, parsed }: Turn): Promise<boolean> {
+    try {
+      await this.o.deckhand.service.followUp(run.id, { text: parsed.text, author: await this.authorName(m.user), source: SOURCE });
+      runLog(this.o.log, run.id).info({ user: m.user, status: run.status }, run.status === "idle" ? "continuing from a Slack reply" : "steering from a Slack reply");
+      await this.react(m.channel, m.ts, "inbox_tray");
+      return true;
+    } catch (e) {
+      if (!(e instanceof RunInputError && e.problem === "conflict")) throw e;
+      return false;
+    }
+  }
+
+  /** The thread's run is over: a reply starts a new run in this thread, continuing its branch when it was pushed. */
+  private async continueRun(run: Run, t: Turn, repo?: string): Promise<void> {
+    const fresh = (await this.o.deckhand.service.store.get(run.id)) ?? run;
     const result = (fresh.result ?? {}) as { summary?: string | null };
     const next = continuationOf(fresh);
-    const prompt = next.onBranch ? continuationPrompt(fresh, result.summary ?? null, parsed.text) : parsed.text;
-    await this.startRun(m, parsed, thread, claimed, { repo: parsed.repo ?? fresh.repo, prompt, ref: next.ref, branch: next.branch });
+    const prompt = next.onBranch ? continuationPrompt(fresh, result.summary ?? null, t.parsed.text) : t.parsed.text;
+    await this.startRun(t, { repo: repo ?? t.parsed.repo ?? fresh.repo, prompt, ref: next.ref, branch: next.branch });
   }
 
   /** A click on one of a question's buttons (questions.ts): answers it, for this conversation's run only. */
@@ -257,45 +292,31 @@ export class SlackInbound {
     }
   }
 
-  /** A reply with `repo=<name>` in a thread where we asked which repo to use. */
-  private async onRepoAnswer(m: Incoming, parsed: ParsedMessage, root: string, claimed: string[], botUserId: string | undefined): Promise<void> {
+  /** A reply in a thread where we asked which repo to use: `repo=<name>` (or a bare allowed name) starts the run. */
+  private async onRepoAnswer(t: Turn): Promise<void> {
+    const { m, parsed, root } = t;
     const allowed = this.allowed();
     const bare = !parsed.repo && /^[\w.\-/]+$/.test(parsed.text) && allowed.includes(parsed.text) ? parsed.text : null;
     const repo = parsed.repo ?? bare;
     if (!repo) {
-      if (m.mentioned) return this.onNewRequest(m, parsed, root, claimed);
-      return;
+      // Not an answer: a mention here is a new request; anything else is talk in the thread.
+      if (!m.mentioned) return;
+      const d = decideIntake({ text: parsed.text, addressed: true }, { run: null, askedRepo: false, repo: this.repoFor(m, parsed) });
+      return this.carryOut(d, { ...t, asked: null });
     }
-    // The task is the thread's first message (the mention we could not place), plus anything said now.
-    const first = await this.o.client.conversations.replies({ channel: m.channel, ts: root, limit: 1 }).catch(() => null);
-    const original = parseMessage(String(first?.messages?.[0]?.text ?? ""), botUserId);
-    const task = [original.text, bare ? "" : parsed.text].filter(Boolean).join("\n\n").trim();
+    // The task is what was asked about (older installs kept none: the thread's first message), plus anything said now.
+    let asked = t.asked?.task ?? null;
+    if (asked === null) {
+      const first = await this.o.client.conversations.replies({ channel: m.channel, ts: root, limit: 1 }).catch(() => null);
+      asked = parseMessage(String(first?.messages?.[0]?.text ?? ""), t.botUserId).text;
+    }
+    const task = [asked, bare ? "" : parsed.text].filter(Boolean).join("\n\n").trim();
     if (!task) return this.reply(m.channel, root, "What should I do? Mention me with the task.");
-    await this.startRun({ ...m, ts: root }, { ...parsed, repo }, root, claimed, { repo, prompt: task });
+    await this.startRun({ ...t, m: { ...m, ts: root }, parsed: { ...parsed, repo } }, { repo, prompt: task });
   }
 
-  /** A mention or a DM that is not in a run's thread. */
-  private async onNewRequest(m: Incoming, parsed: ParsedMessage, root: string, claimed: string[]): Promise<void> {
-    if (parsed.command === "help" || !parsed.text) return this.reply(m.channel, root, helpText(this.allowed()));
-    if (parsed.command === "stop" || parsed.command === "status") {
-      return this.reply(m.channel, root, `There is no run in this thread. Mention me with a task to start one, or say \`${parsed.command}\` in a run's thread.`);
-    }
-    const repo = chooseRepo(parsed, m.channel, this.o.channelRepos, this.o.defaultRepo);
-    if (!repo) {
-      await this.claim(keys.ask(m.channel, root));
-      const ask = askRepoContent(this.allowed());
-      return this.reply(m.channel, root, ask.text, ask.blocks);
-    }
-    await this.startRun(m, parsed, root, claimed, { repo, prompt: parsed.text });
-  }
-
-  private async startRun(
-    m: Incoming,
-    parsed: ParsedMessage,
-    root: string,
-    claimed: string[],
-    input: { repo: string; prompt: string; ref?: string | null; branch?: string },
-  ): Promise<void> {
+  private async startRun(t: Turn, input: { repo: string; prompt: string; ref?: string | null; branch?: string }): Promise<void> {
+    const { m, parsed, root, claimed } = t;
     const { service } = this.o.deckhand;
     if (!this.o.deckhand.repos.has(input.repo)) return this.reply(m.channel, root, unknownRepoText(input.repo, this.allowed()));
     const author = await this.authorName(m.user);
@@ -310,13 +331,14 @@ export class SlackInbound {
         source: SOURCE,
         sourceRef,
         createdBy: author,
+        // The thread's run from now on (and the repo question asked there is settled), in the run's own transaction.
+        conversation: { surface: SOURCE, keys: [conversationKey.slackThread(m.channel, root)] },
       });
     } catch (e) {
       if (e instanceof UnknownRepoError) return this.reply(m.channel, root, unknownRepoText(e.repo, e.allowed));
       if (e instanceof RunInputError) return this.reply(m.channel, root, `I can't start that: ${escapeMrkdwn(e.message)}`);
       throw e;
     }
-    await this.setThreadRun(m.channel, root, run.id);
     await this.linkRun(claimed, run.id);
     runLog(this.o.log, run.id).info({ channel: m.channel, user: m.user, repo: run.repo }, "run started from Slack");
   }
