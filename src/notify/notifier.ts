@@ -36,6 +36,34 @@ export interface PlanInput {
   /** What this surface remembered about the run (saved by a previous plan or send). */
   state: Record<string, unknown>;
   now: Date;
+  /**
+   * The latest prompts this run received from elsewhere than its own surface (the dashboard, the API, the CLI, or
+   * another surface), oldest first, at most FOREIGN_PROMPTS_MAX: the surface shows them, so its conversation
+   * reads whole however the run was steered.
+   */
+  foreignPrompts?: ForeignPrompt[];
+}
+
+export interface ForeignPrompt {
+  seq: number;
+  text: string;
+  author: string | null;
+  source: string;
+}
+
+export const FOREIGN_PROMPTS_MAX = 20;
+
+const SOURCE_NAMES: ReadonlyMap<string, string> = new Map([
+  ["web", "the dashboard"],
+  ["api", "the API"],
+  ["cli", "the CLI"],
+  ["slack", "Slack"],
+  ["linear", "Linear"],
+]);
+
+/** Where an input came from, in words ("the dashboard"); an unknown source is named as it is. */
+export function sourceName(source: string): string {
+  return SOURCE_NAMES.get(source) ?? source;
 }
 
 export interface Plan {
