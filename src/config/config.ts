@@ -167,6 +167,8 @@ const schema = z
     LINEAR_CLIENT_SECRET: z.string().optional(),
     // Front door: Linear workspaces (organization ids or url keys) that may drive runs (empty = any).
     LINEAR_ALLOWED_ORGANIZATIONS: list,
+    // How much an agent session shows: quiet (start, questions, the result), normal, verbose (+ the agent's reasoning).
+    LINEAR_VERBOSITY: z.enum(["quiet", "normal", "verbose"]).default("normal"),
 
     // E2B
     E2B_API_KEY: z.string().optional(),

@@ -8,12 +8,15 @@
 import { RELAY_EVENT } from "../relay/protocol.ts";
 import { type PendingQuestion, questionFromEvent, questionLine, QUESTIONS_MAX, type SettledQuestion, settle, settledId, withQuestion } from "./questions.ts";
 import { num, obj, own, text } from "./safe.ts";
-import { describeTool, explainError, firstLine, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
+import { describeTool, explainError, firstLine, type ReasoningSnippet, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
 
 export const TIMELINE_MAX = 500;
 const ROLES_MAX = 2000;
 const USAGE_MESSAGES_MAX = 200;
 const TODOS_MAX = 200;
+/** Reasoning kept for verbose surfaces: the newest snippets, each cut (the run page has the events). */
+export const REASONING_MAX = 10;
+export const REASONING_CHARS = 1500;
 
 export interface FoldState {
   v: 1;
@@ -35,13 +38,15 @@ export interface FoldState {
   questions: PendingQuestion[];
   /** The last questions settled, newest last (surfaces edit their question messages to say how). */
   settled: SettledQuestion[];
+  /** The agent's newest reasoning snippets (REASONING_MAX, each REASONING_CHARS at most), oldest first. */
+  reasoning: ReasoningSnippet[];
 }
 
 const zeroUsage = (): Usage => ({ input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, cost: 0 });
 const TOOL_STATUSES = new Set(["pending", "running", "completed", "error"]);
 
 export function emptyFold(): FoldState {
-  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0, questions: [], settled: [] };
+  return { v: 1, lastSeq: 0, timeline: [], timelineDropped: 0, roles: [], usage: [], usageSettled: zeroUsage(), todos: [], lastError: null, busy: false, current: null, lastAssistantWithText: null, toolCalls: 0, questions: [], settled: [], reasoning: [] };
 }
 
 /** A stored state read back from the database (or anything else): a usable state, never a throw. */
@@ -51,6 +56,7 @@ export function loadFold(x: unknown): FoldState {
   const state = { ...emptyFold(), ...(s as unknown as FoldState) };
   if (!Array.isArray(state.questions)) state.questions = [];
   if (!Array.isArray(state.settled)) state.settled = [];
+  if (!Array.isArray(state.reasoning)) state.reasoning = [];
   return state;
 }
 
@@ -87,6 +93,20 @@ const add = (a: Usage, b: Usage): Usage => ({
   cacheWrite: a.cacheWrite + b.cacheWrite,
   cost: a.cost + b.cost,
 });
+
+/** A reasoning part's newest text into the bounded list (in place): cut to REASONING_CHARS, the newest REASONING_MAX kept. */
+function foldReasoning(list: ReasoningSnippet[], partId: string, body: string, done: boolean, seq: number, at: string): void {
+  const cutText = body.length > REASONING_CHARS ? `${body.slice(0, REASONING_CHARS - 1)}…` : body;
+  const existing = list.find((r) => r.partId === partId);
+  if (existing) {
+    existing.text = cutText;
+    existing.done = existing.done || done;
+    return;
+  }
+  if (!cutText.trim()) return;
+  list.push({ partId, seq, at, text: cutText, done });
+  if (list.length > REASONING_MAX) list.shift();
+}
 
 /** Fold `events` (seq order, each after state.lastSeq) into a copy of `state`. */
 export function fold(state: FoldState, events: Iterable<StoredEvent>): FoldState {
@@ -175,6 +195,8 @@ export function fold(state: FoldState, events: Iterable<StoredEvent>): FoldState
             push(item);
           }
           if (role === "assistant" && body.trim()) s.lastAssistantWithText = messageId;
+        } else if (part.type === "reasoning" && text(part.id)) {
+          foldReasoning(s.reasoning, text(part.id).slice(0, 120), text(part.text), num(own(part.time, "end")) > 0, seq, at);
         }
         break;
       }
@@ -276,6 +298,7 @@ export function digestOf(s: FoldState): RunDigest {
     timelineDropped: s.timelineDropped,
     questions: s.questions,
     settledQuestions: s.settled,
+    reasoning: s.reasoning,
   };
 }
 

@@ -53,6 +53,17 @@ export type TimelineItem =
   | { kind: "error"; seq: number; at: string; message: string; code: string }
   | { kind: "status"; seq: number; at: string; text: string };
 
+/** A piece of the agent's reasoning (a `reasoning` part), cut short: only verbose surfaces show it. */
+export interface ReasoningSnippet {
+  partId: string;
+  seq: number;
+  at: string;
+  /** At most REASONING_CHARS of the agent's text, as written (show it made inert). */
+  text: string;
+  /** The model finished this part (its text will not grow). */
+  done: boolean;
+}
+
 export interface RunDigest {
   timeline: TimelineItem[];
   /** What the agent is doing now, for a status line: "Editing src/app.ts". */
@@ -71,6 +82,8 @@ export interface RunDigest {
   questions: PendingQuestion[];
   /** The last questions settled (answered, given up, approved, rejected), newest last. */
   settledQuestions: SettledQuestion[];
+  /** The agent's last REASONING_MAX reasoning snippets, oldest first. */
+  reasoning: ReasoningSnippet[];
 }
 
 export const firstLine = (s: unknown, n = 160) => {

@@ -9,6 +9,7 @@
  */
 import type { Notification, Run } from "../db/schema.ts";
 import type { RunDigest } from "../events/vocabulary.ts";
+import type { AnswerSource } from "../runs/answers.ts";
 import type { RunView } from "../runs/run-view.ts";
 
 export interface OutboxMessage {
@@ -37,11 +38,13 @@ export interface PlanInput {
   state: Record<string, unknown>;
   now: Date;
   /**
-   * The latest prompts this run received from elsewhere than its own surface (the dashboard, the API, the CLI, or
+   * The latest prompts this run received from elsewhere than its own surface (the run page, the API, the CLI, or
    * another surface), oldest first, at most FOREIGN_PROMPTS_MAX: the surface shows them, so its conversation
    * reads whole however the run was steered.
    */
   foreignPrompts?: ForeignPrompt[];
+  /** Who answered the run's questions and where (read only once a question was settled). */
+  answers?: AnswerSource[];
 }
 
 export interface ForeignPrompt {
@@ -54,14 +57,14 @@ export interface ForeignPrompt {
 export const FOREIGN_PROMPTS_MAX = 20;
 
 const SOURCE_NAMES: ReadonlyMap<string, string> = new Map([
-  ["web", "the dashboard"],
+  ["web", "the run page"],
   ["api", "the API"],
   ["cli", "the CLI"],
   ["slack", "Slack"],
   ["linear", "Linear"],
 ]);
 
-/** Where an input came from, in words ("the dashboard"); an unknown source is named as it is. */
+/** Where an input came from, in words ("the run page"); an unknown source is named as it is. */
 export function sourceName(source: string): string {
   return SOURCE_NAMES.get(source) ?? source;
 }

@@ -15,6 +15,7 @@ import type { Logger } from "../log/logger.ts";
 import type { RunBus } from "../runs/run-bus.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import { runView } from "../runs/run-view.ts";
+import { answerSources } from "../runs/answers.ts";
 import { backoffDelayMs } from "../runs/retry.ts";
 import { FOREIGN_PROMPTS_MAX, RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
 import { observeFirstFeedback } from "../ops/metrics.ts";
@@ -137,10 +138,11 @@ export class Outbox {
     const queue = run.status === "queued" && this.o.queueOf ? await this.o.queueOf(run) : null;
     const view = runView(run, d, this.o.runPageUrl(run), new Date(), queue);
     const foreignPrompts = await this.o.store.foreignPrompts(runId, run.source, FOREIGN_PROMPTS_MAX);
+    const answers = d.settledQuestions.length ? await answerSources(this.o.store, runId) : undefined;
     let queued = 0;
     for (const n of interested) {
       const state = await this.getState(runId, n.surface);
-      const plan = n.plan({ run, view, digest: d, state, now: new Date(), foreignPrompts });
+      const plan = n.plan({ run, view, digest: d, state, now: new Date(), foreignPrompts, ...(answers ? { answers } : {}) });
       if (plan.state) await this.setState(runId, n.surface, plan.state);
       queued += await this.enqueue(runId, n.surface, plan.messages);
     }

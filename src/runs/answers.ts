@@ -30,6 +30,24 @@ function answeredIds(inputs: { kind: string; text: string | null }[]): Set<strin
   return ids;
 }
 
+/** Who answered a question, and where (an input's author and source: "slack", "web", "cli", "timeout", ...). */
+export interface AnswerSource {
+  questionId: string;
+  author: string | null;
+  source: string;
+}
+
+/** The answers queued for a run's questions, oldest first (surfaces say who settled a question they showed). */
+export async function answerSources(store: RunStore, runId: string): Promise<AnswerSource[]> {
+  const out: AnswerSource[] = [];
+  for (const i of await store.inputs(runId)) {
+    if (i.kind !== "answer") continue;
+    const [id] = answeredIds([i]);
+    if (id) out.push({ questionId: id, author: i.author, source: i.source });
+  }
+  return out;
+}
+
 /** The questions of a run still waiting for a person (asked, and no answer queued yet). */
 export async function openQuestions(store: RunStore, runId: string): Promise<PendingQuestion[]> {
   const d = await readDigest(store.db, runId);

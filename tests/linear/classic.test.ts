@@ -89,4 +89,47 @@ describe("classic assignment to the bot user", () => {
     // No agent-session calls on the classic path.
     expect(fake.opsNamed("createAgentActivity")).toHaveLength(0);
   });
+
+  it("the agent's questions: a reply in the thread lists the options; a reply answers it; one answered elsewhere gets a note saying who", async () => {
+    const q1 = "Which cache should I tune?";
+    const q2 = "Which region?";
+    srv.model.setHandler((req): ModelReply => {
+      const n = req.toolResults.length;
+      if (n === 0) return { toolCalls: [{ name: "question", arguments: { questions: [{ question: q1, header: "Cache", options: [{ label: "lru", description: "the LRU cache" }, { label: "ttl", description: "the TTL cache" }] }] } }] };
+      if (n === 1) return { toolCalls: [{ name: "question", arguments: { questions: [{ question: q2, header: "Region", options: [{ label: "eu", description: "" }, { label: "us", description: "" }] }] } }] };
+      return { text: "Nothing to change." };
+    });
+    const issue = fake.addIssue({ id: "issue-web-8", identifier: "WEB-8", title: "Tune the cache", description: "It is slow", teamId: "team-web" });
+    const payload = issueAssignedPayload({ issue: { id: issue.id, identifier: issue.identifier, title: issue.title, description: issue.description, teamId: issue.teamId, team: { id: "team-web", key: "WEB", name: "Web" } }, assigneeId: BOT, organizationId: fake.organizationId });
+    expect((await postLinearWebhook(hook, SECRET, payload)).status).toBe(200);
+    const run: Run = await until("the run", async () => (await srv.deckhand.store.list({ source: "linear" })).find((r) => (r.sourceRef as any).issueId === issue.id));
+    const threadId = threadCommentId(run.id);
+    const inThread = (pred: (body: string) => boolean) => fake.comments.filter((c) => c.issueId === issue.id && c.parentId === threadId && pred(c.body));
+
+    // The question: a reply in the run's thread, the agent's words quoted, the options and how to answer listed.
+    const ask = await until("the question in the thread", () => inThread((b) => b.includes(q1))[0], 120_000);
+    expect(ask.body).toContain("**The agent's question**");
+    expect(ask.body).toContain("> - ttl — the TTL cache");
+    expect(ask.body).toContain("Reply in this thread with one of the options (for example `lru`) or in your own words.");
+    // A reply in the thread answers it (not a follow-up), and is acknowledged there.
+    const reply = await postLinearWebhook(hook, SECRET, commentCreatedPayload({ comment: { id: randomUUID(), body: "TTL", issueId: issue.id, parentId: threadId, userId: "human-1" }, organizationId: fake.organizationId }));
+    expect(reply.body).toBe("OK");
+    await until("the acknowledgement", () => inThread((b) => b === "Got your answer; passing it to the agent.")[0], 30_000);
+
+    // The second question is answered from the API: the thread says who answered, and what.
+    await until("the second question", () => inThread((b) => b.includes(q2))[0], 120_000);
+    const answered = await srv.api("POST", `/api/runs/${run.id}/answers`, { answer: "eu", author: "ann" });
+    expect(answered.status, JSON.stringify(answered.body)).toBe(202);
+    const done = await srv.waitFor(run.id, ["idle", "failed"], 120_000);
+    expect(done.status, done.reason).toBe("idle");
+    const note = await until("the note", () => inThread((b) => b.startsWith("Answered by"))[0], 30_000);
+    expect(note.body).toBe(`Answered by ann on the API: eu\n\n(The agent asked: ${q2})`);
+    // The first one was answered here: no note for it (the reply is in the thread already).
+    expect(inThread((b) => b.startsWith("Answered") && b.includes(q1))).toHaveLength(0);
+    const results = srv.model.requests.flatMap((r) => r.toolResults.map((t) => t.content));
+    expect(results.some((t) => t.includes(`"${q1}"="ttl"`))).toBe(true);
+    expect(results.some((t) => t.includes(`"${q2}"="eu"`))).toBe(true);
+    expect((await srv.deckhand.store.inputs(run.id)).map((i) => [i.kind, i.source])).toEqual([["prompt", "linear"], ["answer", "linear"], ["answer", "api"]]);
+    await until("the answer in the thread", () => inThread((b) => b.includes("Nothing to change."))[0], 30_000);
+  }, 240_000);
 });

@@ -6,7 +6,8 @@ import type { StoredEvent } from "../../src/events/vocabulary.ts";
 import { runView } from "../../src/runs/run-view.ts";
 import { buildPrompt, continuationPrompt } from "../../src/integrations/linear/build-prompt.ts";
 import { askRepoText, chooseRepo, repoFromAnswer, repoFromText } from "../../src/integrations/linear/choose-repo.ts";
-import { planLinearMessages, threadCommentId } from "../../src/integrations/linear/plan-messages.ts";
+import { type LinearVerbosity, planLinearMessages, threadCommentId } from "../../src/integrations/linear/plan-messages.ts";
+import type { AnswerSource } from "../../src/runs/answers.ts";
 import { todosToPlan } from "../../src/integrations/linear/todos-to-plan.ts";
 import { stableUuid } from "../../src/integrations/linear/stable-uuid.ts";
 import { assignedToBot } from "../../src/integrations/linear/on-issue-assigned.ts";
@@ -127,10 +128,12 @@ const workEvents = () => {
   ];
 };
 
-const planFor = (run: Run, events: StoredEvent[], state: Record<string, unknown> = {}) => {
+const planFor = (run: Run, events: StoredEvent[], state: Record<string, unknown> = {}, verbosity?: LinearVerbosity, answers?: AnswerSource[]) => {
   const d = digest(events);
-  return planLinearMessages({ run, view: runView(run, d, "https://deckhand.test/r/tok"), digest: d, state, now: new Date() });
+  return planLinearMessages({ run, view: runView(run, d, "https://deckhand.test/r/tok"), digest: d, state, now: new Date(), ...(answers ? { answers } : {}) }, verbosity);
 };
+const reasoning = (msg: string, part: string, t: string, done = true) =>
+  ev("message.part.updated", { part: { type: "reasoning", id: part, messageID: msg, text: t, time: { start: 1, ...(done ? { end: 2 } : {}) } } });
 const contents = (msgs: { payload: Record<string, unknown> }[]) => msgs.filter((m) => m.payload.op === "activity").map((m) => m.payload.content as any);
 
 describe("run → agent activities", () => {
@@ -202,6 +205,113 @@ describe("run → agent activities", () => {
     expect(questionElicitation(two!).content.body).toContain("Reply with one answer per line, in this order.");
   });
 
+  it("LINEAR_VERBOSITY: quiet keeps the start, the questions and the result; normal adds the progress; verbose the reasoning, made inert", () => {
+    const events = () => {
+      const w = workEvents();
+      // In seq order: the reasoning after the commentary, before the tool calls; the unfinished one last.
+      const r1 = reasoning("m1", "r1", "The SSO redirect drops the state; ping @ann at https://evil.example");
+      const r2 = reasoning("m1", "r2", "still thinking", false);
+      const all = [ev("deckhand.prompt_delivered", { inputSeq: 1 }), ...w.slice(0, 2), r1, ...w.slice(2), r2];
+      return all.map((e, i) => ({ ...e, seq: i + 1 }));
+    };
+    const run = makeRun({ status: "running" });
+    const kinds = (v: LinearVerbosity) => planFor(run, events(), {}, v).messages.map((m) => m.dedupeKey.replace(/^linear:r-test12345:/, "").replace(/:.*$/, ""));
+    const quiet = planFor(run, events(), {}, "quiet");
+    const normal = planFor(run, events(), {}, "normal");
+    const verbose = planFor(run, events(), {}, "verbose");
+    // Quiet: the start thought and no tool actions or progress thoughts (the plan stays: it is not an activity).
+    expect(contents(quiet.messages)).toEqual([{ type: "thought", body: "Starting a sandbox for api…" }]);
+    expect(kinds("quiet")).toEqual(["start", "run-link", "start-issue", "plan"]);
+    // Normal: today's activities, and no reasoning.
+    expect(contents(normal.messages)).toContainEqual({ type: "action", action: "Edited", parameter: "src/app.ts" });
+    expect(contents(normal.messages)).toContainEqual({ type: "thought", body: "Let me look at the login code first." });
+    expect(kinds("normal").includes("reasoning")).toBe(false);
+    expect(normal.messages.length).toBeGreaterThan(quiet.messages.length);
+    // Verbose: normal plus the finished reasoning, in its place (before the tool calls that followed it), inert.
+    const thoughts = verbose.messages.filter((m) => m.dedupeKey.includes(":reasoning:"));
+    expect(thoughts.map((m) => m.dedupeKey)).toEqual(["linear:r-test12345:reasoning:r1"]);
+    const body = (thoughts[0]!.payload.content as any).body as string;
+    expect(body).toBe("_Thinking:_ The SSO redirect drops the state; ping `@ann` at `https://evil.example`");
+    const keys = verbose.messages.map((m) => m.dedupeKey);
+    expect(keys.indexOf("linear:r-test12345:reasoning:r1")).toBeLessThan(keys.indexOf("linear:r-test12345:tool:c1"));
+    expect(keys.filter((k) => !k.includes(":reasoning:"))).toEqual(normal.messages.map((m) => m.dedupeKey));
+    // Once the run is no longer busy, unfinished reasoning is final too.
+    const idle = planFor(makeRun({ status: "idle" }), [...events(), ev("deckhand.agent_idle", { inputSeq: 1 })], {}, "verbose");
+    expect(idle.messages.map((m) => m.dedupeKey)).toContain("linear:r-test12345:reasoning:r2");
+    // Questions and the result still reach a quiet session.
+    seq = 100;
+    const asked = planFor(run, [ev("question.asked", { id: "que_q", questions: [{ question: "Which one?", options: [{ label: "a" }] }] })], {}, "quiet");
+    expect(asked.messages.map((m) => m.kind)).toContain("activity.elicitation");
+    const result = { summary: "Done", filesChanged: [], additions: 0, deletions: 0, branch: "b", pushed: false };
+    expect(contents(planFor(makeRun({ status: "idle", result, deliveredInputSeq: 1 }), events(), {}, "quiet").messages).map((c) => c.type)).toEqual(["thought", "response"]);
+    expect(contents(planFor(makeRun({ status: "failed", statusReason: "boom" }), events(), {}, "quiet").messages).map((c) => c.type)).toEqual(["thought", "error"]);
+  });
+
+  it("the reasoning the digest keeps is bounded: the newest snippets, each cut", () => {
+    seq = 0;
+    const start = assistant("m1");
+    const many = Array.from({ length: 30 }, (_, i) => reasoning("m1", `r${i}`, `${"x".repeat(5000)} ${i}`));
+    const d = digest([start, ...many, reasoning("m1", "r29", "updated in place")]);
+    expect(d.reasoning.map((r) => r.partId)).toEqual(Array.from({ length: 10 }, (_, i) => `r${20 + i}`));
+    expect(d.reasoning.every((r) => r.text.length <= 1500)).toBe(true);
+    expect(d.reasoning.at(-1)!.text).toBe("updated in place");
+    // Hostile shapes: no id, a non-string text, an object as time: ignored or read as text, never a throw.
+    expect(digest([ev("message.part.updated", { part: { type: "reasoning", text: "no id" } }), ev("message.part.updated", { part: { type: "reasoning", id: "z", text: { toString: 1 }, time: "x" } })]).reasoning).toEqual([]);
+  });
+
+  it("a classic run's question is a reply in its thread saying how to answer; once answered elsewhere, a note says by whom", () => {
+    seq = 0;
+    const run = makeRun({ status: "running", sourceRef: { workspaceId: "org-1", mode: "classic", issueId: "issue-42", identifier: "ENG-42" } });
+    const asked = [ev("question.asked", { id: "que_c", questions: [{ question: "Which cache, @bob?", options: [{ label: "lru", description: "the LRU one" }, { label: "ttl" }] }] })];
+    const first = planFor(run, asked);
+    const q = first.messages.find((m) => m.dedupeKey.endsWith(":question:que_c"))!;
+    expect(q.payload).toMatchObject({ op: "comment", parentId: threadCommentId(run.id) });
+    const body = q.payload.body as string;
+    expect(body).toContain("**The agent's question**");
+    expect(body).toContain("Which cache, `@bob`?");
+    expect(body).toContain("> - lru — the LRU one");
+    expect(body).toContain("Reply in this thread with one of the options (for example `lru`) or in your own words.");
+    expect(first.state).toEqual({ asked: ["que_c"] });
+    // Answered on Slack by Ann: a note in the thread; answered from Linear itself: nothing more (the reply is there).
+    const answered = [...asked, ev("question.replied", { requestID: "que_c", answers: [["ttl"]] })];
+    const settled = planFor(run, answered, first.state, "normal", [{ questionId: "que_c", author: "Ann", source: "slack" }]);
+    const note = settled.messages.find((m) => m.dedupeKey.endsWith(":settled:que_c"))!;
+    expect(note.payload).toMatchObject({ op: "comment", parentId: threadCommentId(run.id), body: "Answered by Ann on Slack: ttl\n\n(The agent asked: Which cache, `@bob`?)" });
+    expect(planFor(run, answered, first.state, "normal", [{ questionId: "que_c", author: "Ann", source: "linear" }]).messages.some((m) => m.dedupeKey.includes(":settled:"))).toBe(false);
+    // A question Linear never showed gets no note.
+    expect(planFor(run, answered, {}, "normal", [{ questionId: "que_c", author: "Ann", source: "slack" }]).messages.some((m) => m.dedupeKey.includes(":settled:"))).toBe(false);
+  });
+
+  it("an agent session's question settled elsewhere: a thought saying who and how (Linear cannot edit the elicitation)", () => {
+    seq = 0;
+    const run = makeRun({ status: "running" });
+    const asked = [
+      ev("question.asked", { id: "que_a", questions: [{ question: "Which cache?", options: [{ label: "lru" }] }] }),
+      ev("permission.asked", { id: "per_a", permission: "bash", patterns: ["git push"] }),
+      ev("question.asked", { id: "que_t", questions: [{ question: "Name?", options: [] }] }),
+    ];
+    const state = planFor(run, asked).state!;
+    expect(state).toEqual({ asked: ["que_a", "per_a", "que_t"] });
+    const settled = [
+      ...asked,
+      ev("question.replied", { requestID: "que_a", answers: [["lru"]] }),
+      ev("permission.replied", { requestID: "per_a", reply: "once" }),
+      ev("question.replied", { requestID: "que_t", answers: [["No answer: nobody replied in time. Use your best judgement and say what you assumed."]] }),
+    ];
+    const answers: AnswerSource[] = [
+      { questionId: "que_a", author: "Bo [x](https://evil.example)", source: "web" },
+      { questionId: "per_a", author: "carol", source: "cli" },
+      { questionId: "que_t", author: "deckhand", source: "timeout" },
+    ];
+    const notes = planFor(run, settled, state, "quiet", answers).messages.filter((m) => m.dedupeKey.includes(":settled:"));
+    expect(notes.map((m) => (m.payload.content as any).type)).toEqual(["thought", "thought", "thought"]);
+    expect(notes.map((m) => (m.payload.content as any).body)).toEqual([
+      "Answered by Bo x (`https://evil.example`) on the run page: lru\n\n(The agent asked: Which cache?)",
+      "Approved by carol on the CLI.\n\n(The agent asked: Approval: bash: git push)",
+      "Nobody answered in time; the agent goes on with its best judgement.\n\n(The agent asked: Name?)",
+    ]);
+  });
+
   it("idle: the PR attached and linked, then a response with the summary, files and link; the final text is not a thought", () => {
     const events = [...workEvents(), assistant("m2"), text("m2", "p9", "Fixed the SSO redirect.")];
     const result = {
@@ -251,6 +361,30 @@ describe("run → agent activities", () => {
     const comments = messages.filter((m) => m.payload.op === "comment");
     expect(comments[0]!.payload).toMatchObject({ id: threadCommentId(run.id), body: expect.stringContaining("starting a sandbox for api") });
     expect(comments[1]!.payload).toMatchObject({ parentId: threadCommentId(run.id), body: expect.stringContaining("No files were changed.") });
+  });
+
+  it("a follow-up sent elsewhere (the run page, the CLI) is shown once, attributed and inert, at every verbosity; the session's own are not", () => {
+    const run = makeRun({ status: "running" });
+    const d = digest([]);
+    const foreignPrompts = [
+      { seq: 2, text: "also fix the logout @everyone [x](https://evil.example)", author: "Ana", source: "web" },
+      { seq: 3, text: "y".repeat(900), author: null, source: "cli" },
+    ];
+    for (const verbosity of ["quiet", "normal", "verbose"] as const) {
+      const { messages } = planLinearMessages({ run, view: runView(run, d, "https://deckhand.test/r/tok"), digest: d, state: {}, now: new Date(), foreignPrompts }, verbosity);
+      const notes = messages.filter((m) => /:input:/.test(m.dedupeKey));
+      expect(notes.map((m) => m.dedupeKey)).toEqual(["linear:r-test12345:input:2", "linear:r-test12345:input:3"]);
+      expect(notes.every((m) => m.role === undefined)).toBe(true); // a person's words are never dropped as stale progress
+      const [a, b] = notes.map((m) => (m.payload.content as any).body as string);
+      expect(a).toMatch(/^Follow-up from Ana on the run page:\n\n> also fix the logout/);
+      expect(a).toContain("`@everyone`"); // code: nobody is notified
+      expect(a).not.toContain("](https://evil.example)");
+      expect(b).toMatch(/^Follow-up from someone on the CLI:/);
+      expect(b.length).toBeLessThan(600);
+    }
+    const classic = makeRun({ status: "running", sourceRef: { workspaceId: "org-1", mode: "classic", issueId: "issue-42", identifier: "ENG-42" } });
+    const c = planLinearMessages({ run: classic, view: runView(classic, d, "https://deckhand.test/r/tok"), digest: d, state: {}, now: new Date(), foreignPrompts: foreignPrompts.slice(0, 1) });
+    expect(c.messages.find((m) => /:input:2$/.test(m.dedupeKey))!.payload).toMatchObject({ op: "comment", parentId: threadCommentId(classic.id) });
   });
 
   it("not a Linear run: nothing", () => {

@@ -62,6 +62,7 @@ function generator(seed: number) {
       case "message.updated":
         return { info: maybe({ id: maybe(pick(["m1", "m2", "constructor"])), role: maybe(pick(["assistant", "user", "__proto__"])), tokens: maybe({ input: maybe(5), output: maybe(7), cache: maybe({ read: maybe(1) }) }), cost: maybe(0.01), error: maybe({ name: maybe("APIError"), data: maybe({ statusCode: maybe(429), message: maybe("slow down") }) }) }) };
       case "message.part.updated":
+        if (r() < 0.2) return { part: maybe({ type: maybe(pick(["reasoning", "constructor"])), id: maybe(pick(["r1", "r2", "constructor", "__proto__"])), text: maybe(pick(["thinking @ann https://x.example", "", "x".repeat(3000)])), time: maybe({ start: 1, end: maybe(pick([2, "3", null])) }) }) };
         return r() < 0.5
           ? { part: maybe({ type: "tool", callID: maybe(pick(["c1", "c2", "constructor", "__proto__"])), tool: maybe(pick(TOOLS)), state: maybe({ status: maybe(pick(["pending", "running", "completed", "error", "constructor"])), input: maybe({ filePath: maybe("/workspace/repo/a.ts"), command: maybe("npm test"), todos: maybe([null, { content: maybe(5), status: maybe("in_progress") }, { content: "ok", status: "constructor" }]) }), output: maybe("done"), error: maybe("boom"), title: maybe("t") }) }) }
           : { part: maybe({ type: "text", id: maybe(pick(["p1", "p2", "constructor"])), messageID: maybe(pick(["m1", "m2", "constructor"])), text: maybe("hello **world**"), synthetic: maybe(false) }) };
@@ -118,6 +119,8 @@ function renderEverything(d: RunDigest, status: string, source: keyof typeof SOU
   out.push(renderRunPage(view, null, { base: "/r/tok" }), JSON.stringify(runRegions(view)));
   out.push(renderRows([{ ...run, usage: d.usage } as never]));
   const input = { run, view: runView(run, d, view.url), digest: d, state: {}, now: t0 };
+  const answers = [{ questionId: "q1", author: "constructor", source: "__proto__" }];
+  out.push(planLinearMessages({ ...input, state: { asked: ["q1", "p1", "constructor"] }, answers }, "verbose"), planLinearMessages(input, "quiet"));
   out.push(planSlack(input), planLinearMessages(input), todosToPlan(d.todos, status === "failed"));
   out.push(statusContent(view), finalContent(view), endContent(view), statusReply(view));
   out.push(progressLine(view), summary(view));

@@ -35,7 +35,7 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
   // Installing the app in a workspace is an admin's act: a signed-in dashboard session first.
   deckhand.mountRaw("/linear/oauth/install", requireSession(deckhand.sessions, "/linear/oauth/install", oauthInstallHandler(deps)));
   deckhand.mountRaw("/linear/oauth/callback", oauthCallbackHandler(deps));
-  deckhand.outbox.register(new LinearNotifier(clients));
+  deckhand.outbox.register(new LinearNotifier(clients, c.LINEAR_VERBOSITY));
   const settled = async () => {
     while (inflight.size) await Promise.allSettled([...inflight]);
   };

@@ -1,16 +1,22 @@
 /**
  * Classic path: comments are the conversation. A reply in a run's thread steers it (continues it when idle, or
  * starts a continuation on the same branch when it is over); "stop" stops it; a reply to "which repo?" starts it.
+ * While the agent waits on a question (asked in the thread, questions.ts), a reply there answers it.
  */
 import { commandOf } from "../../intake/decide.ts";
 import type { Run } from "../../db/schema.ts";
+import { runLog } from "../../log/logger.ts";
+import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { isTerminal } from "../../runs/model.ts";
+import { RunInputError } from "../../runs/run-service.ts";
+import { neutralizeAgentMarkdown } from "../agent-words.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
 import { classicRunsForIssue, pendingStart } from "./find-runs.ts";
 import { threadCommentId } from "./plan-messages.ts";
-import { linearRef } from "./source-ref.ts";
+import { linearRef, orderingKeyOf } from "./source-ref.ts";
+import { stableUuid } from "./stable-uuid.ts";
 import { askForRepo, startLinearRun } from "./start-linear-run.ts";
 
 export type CommentTarget = { kind: "run"; run: Run } | { kind: "answer" } | null;
@@ -42,6 +48,7 @@ export async function onCommentCreated(deps: LinearDeps, payload: any, target: E
     if (!isTerminal(run.status)) await deps.service.stop(run.id, { author, source: "linear" });
     return;
   }
+  if (await answeredInThread(deps, run, String(d.id ?? ""), text, author)) return;
   if (!isTerminal(run.status)) {
     await deps.service.followUp(run.id, { text, author, source: "linear" });
     return;
@@ -52,6 +59,36 @@ export async function onCommentCreated(deps: LinearDeps, payload: any, target: E
     { workspaceId: ref.workspaceId, mode: "classic", issueId: ref.issueId, identifier: ref.identifier, title: run.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author },
     { repo: run.repo, dedupe: `comment:${d.id}`, continueFrom: run, prompt: continuationPrompt(run.prompt, text) },
   );
+}
+
+/** Answers the run's oldest open question with a reply from its thread; false when nothing is asked (the reply steers). */
+async function answeredInThread(deps: LinearDeps, run: Run, commentId: string, text: string, author: string | null): Promise<boolean> {
+  if (run.status !== "running") return false;
+  const [q] = await openQuestions(deps.service.store, run.id);
+  if (!q) return false;
+  let body: string;
+  try {
+    const done = await answerQuestion(deps.service.store, run.id, q.id, { answer: text }, { author, source: "linear" });
+    runLog(deps.log, run.id).info({ questionId: q.id, kind: q.kind }, "question answered from a Linear comment");
+    body = q.kind === "permission" ? `${done.summary}; passing that to the agent.` : "Got your answer; passing it to the agent.";
+  } catch (e) {
+    if (!(e instanceof RunInputError)) throw e;
+    // The message may name the agent's options: its words, made inert.
+    body = `That didn't answer the agent's question: ${neutralizeAgentMarkdown(e.message)}.`;
+  }
+  // Said in the run's thread, through the outbox (in order with the rest of the thread, retried).
+  const ref = linearRef(run)!;
+  const key = `linear:${run.id}:answer:${commentId || stableUuid(text)}`;
+  await deps.outbox.enqueue(run.id, "linear", [
+    {
+      dedupeKey: key,
+      orderingKey: orderingKeyOf(ref),
+      kind: "comment",
+      payload: { op: "comment", workspaceId: ref.workspaceId, issueId: ref.issueId, id: stableUuid(key), body, parentId: threadCommentId(run.id) },
+    },
+  ]);
+  deps.outbox.kick();
+  return true;
 }
 
 export async function classifyComment(deps: LinearDeps, payload: any): Promise<CommentTarget> {

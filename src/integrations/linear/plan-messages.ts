@@ -5,13 +5,19 @@
  *
  * Agent sessions get activities: a first `thought` at once, `action`s for finished tool calls, `thought`s for the
  * agent's commentary (ephemeral for progress), the todo list as the session plan, a `response` (or `error`) at
- * the end, the run page and the PR as external URLs; the agent's questions as `select` elicitations. Classic assignments get a comment thread instead.
+ * the end, the run page and the PR as external URLs; the agent's questions as `select` elicitations. Classic
+ * assignments get a comment thread instead (the agent's questions as replies in it).
+ *
+ * LINEAR_VERBOSITY: `quiet` leaves out the progress (phases, actions, commentary, status notes): the session shows
+ * the start, a note when the run waits in the queue, the plan, the questions and the result. `verbose` adds the
+ * agent's reasoning as thoughts. Classic threads are quiet at every level.
  */
 import type { OutboxMessage, Plan, PlanInput } from "../../notify/notifier.ts";
 import type { RunResult } from "../../runs/model.ts";
 import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
 import type { ActivityContent, LinearPayload, SelectSignal } from "./messages.ts";
-import { questionElicitation } from "./questions.ts";
+import { neutralizeAgentMarkdown } from "../agent-words.ts";
+import { followUpNote, questionComment, questionElicitation, settledNote } from "./questions.ts";
 import { linearRef, orderingKeyOf } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { todosToPlan } from "./todos-to-plan.ts";
@@ -32,7 +38,12 @@ export function threadCommentId(runId: string): string {
   return stableUuid(`linear:${runId}:thread`);
 }
 
-export function planLinearMessages({ run, view, digest, state }: PlanInput): Plan {
+export type LinearVerbosity = "quiet" | "normal" | "verbose";
+
+/** Questions shown in Linear remembered in the surface state (so a settled one gets its note); the newest kept. */
+const ASKED_MAX = 50;
+
+export function planLinearMessages({ run, view, digest, state, answers, foreignPrompts }: PlanInput, verbosity: LinearVerbosity = "normal"): Plan {
   const ref = linearRef(run);
   if (!ref) return { messages: [] };
   const out: OutboxMessage[] = [];
@@ -43,7 +54,7 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
   const ws = ref.workspaceId;
   // Thoughts and actions after the first are progress (dropped behind a pending answer); answers are final.
   const roleOf = (k: string, content: ActivityContent) =>
-    content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !k.startsWith("queued:") ? "progress" : undefined;
+    content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !/^(queued|input):/.test(k) ? "progress" : undefined;
   const activity = (k: string, content: ActivityContent, ephemeral?: boolean, select?: SelectSignal | null) =>
     push(key(k), `activity.${content.type}`, {
       op: "activity",
@@ -76,8 +87,16 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
     else comment(`queued:${q.waitingFor}`, q.note, threadCommentId(run.id));
   }
 
-  if (agent) {
-    // 2. Progress: phases, tool calls, commentary, the plan.
+  // Steered from elsewhere (the run page, the API, the CLI, Slack): the session or thread shows what was asked, by
+  // whom, once, at every verbosity (a person's words, not the agent's progress).
+  for (const p of foreignPrompts ?? []) {
+    const body = followUpNote(p);
+    if (agent) activity(`input:${p.seq}`, { type: "thought", body });
+    else comment(`input:${p.seq}`, body, threadCommentId(run.id));
+  }
+
+  if (agent && verbosity !== "quiet") {
+    // 2. Progress: phases, tool calls, commentary (and the agent's reasoning when verbose).
     const seen = new Set<string>();
     for (const p of run.phases) {
       const say = PHASE_THOUGHTS[p.phase];
@@ -88,7 +107,16 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
     }
     const items = digest.timeline;
     const toolAfter = (idx: number) => items.slice(idx + 1).some((x) => x.kind === "tool");
+    // Reasoning once the model finished it (or the agent is no longer working), in its place among the rest.
+    const reasoning = verbosity === "verbose" ? (digest.reasoning ?? []).filter((r) => r.done || !digest.busy) : [];
+    let r = 0;
+    const reasoningBefore = (seq: number) => {
+      for (; r < reasoning.length && reasoning[r]!.seq < seq; r++) {
+        activity(`reasoning:${reasoning[r]!.partId}`, { type: "thought", body: `_Thinking:_ ${neutralizeAgentMarkdown(reasoning[r]!.text.trim())}` });
+      }
+    };
     items.forEach((item, idx) => {
+      reasoningBefore(item.seq);
       if (item.kind === "tool") {
         const c = item.call;
         if (c.tool === "todowrite" || (c.status !== "completed" && c.status !== "error")) return;
@@ -96,23 +124,42 @@ export function planLinearMessages({ run, view, digest, state }: PlanInput): Pla
         activity(`tool:${c.callId}`, { type: "action", action: c.verb, parameter: c.target || c.tool, ...(result ? { result: result.slice(0, 300) } : {}) });
       } else if (item.kind === "message" && item.role === "assistant" && item.text.trim() && toolAfter(idx)) {
         // Commentary between tool calls; text not followed by a tool call is the answer (the `response`).
-        activity(`text:${item.partId}`, { type: "thought", body: item.text.trim().slice(0, 4000) });
+        activity(`text:${item.partId}`, { type: "thought", body: neutralizeAgentMarkdown(item.text.trim().slice(0, 4000)) });
       } else if (item.kind === "status") {
         activity(`status:${item.seq}`, { type: "thought", body: item.text }, true);
       }
     });
-    // The agent's questions and approval asks: one `select` elicitation each (the session awaits input).
-    for (const question of view.questions) {
+    reasoningBefore(Number.POSITIVE_INFINITY);
+  }
+
+  // The agent's questions and approval asks: a `select` elicitation each (the session awaits input), or a reply in
+  // the classic thread. Once settled elsewhere (web, Slack, CLI, timeout), a note saying by whom.
+  const asked = Array.isArray(state.asked) ? (state.asked as unknown[]).filter((x): x is string => typeof x === "string") : [];
+  const askedNow = [...asked];
+  for (const question of view.questions) {
+    if (agent) {
       const e = questionElicitation(question);
       activity(`question:${question.id}`, e.content, false, e.select);
-    }
+    } else comment(`question:${question.id}`, questionComment(question), threadCommentId(run.id));
+    if (!askedNow.includes(question.id)) askedNow.push(question.id);
+  }
+  for (const sq of digest.settledQuestions ?? []) {
+    if (!asked.includes(sq.id)) continue;
+    const note = settledNote(sq, answers?.find((a) => a.questionId === sq.id));
+    if (!note) continue;
+    if (agent) activity(`settled:${sq.id}`, { type: "thought", body: note });
+    else comment(`settled:${sq.id}`, note, threadCommentId(run.id));
+  }
+  if (askedNow.length !== asked.length) nextState = { asked: askedNow.slice(-ASKED_MAX) };
+
+  if (agent) {
     const stopped = run.status === "cancelled" || run.status === "failed";
     const plan = todosToPlan(digest.todos, stopped);
     if (plan.length) {
       const h = hash(JSON.stringify(plan));
       if (state.planHash !== h) {
         push(key(`plan:${h}:${digest.lastSeq}`), "session.plan", { op: "session", workspaceId: ws, sessionId: ref.agentSessionId!, input: { plan } }, true, "progress");
-        nextState = { planHash: h };
+        nextState = { ...nextState, planHash: h };
       }
     }
   }

@@ -355,7 +355,7 @@ const ECHO_MAX = 500;
 
 /**
  * The line a thread shows for a follow-up it did not see as a reply: sent with the Follow-up form, or from
- * elsewhere (`via`: "the dashboard", "the CLI"...). Pure.
+ * elsewhere (`via`: "the run page", "the CLI"...). Pure.
  */
 export function followUpEcho(author: string, text: string, via?: string): string {
   const t = text.length > ECHO_MAX ? `${text.slice(0, ECHO_MAX - 1)}…` : text;

@@ -65,7 +65,7 @@ export function planSlack({ run, view, digest, state, foreignPrompts }: PlanInpu
   const hash = hashOf(statusContent(view, { elapsed: false }), `:${Math.floor(view.durationMs / 60_000)}`);
   const hashKey = `hash:${turn}`;
 
-  // Steered from elsewhere (the dashboard, the API, the CLI): the thread shows what was asked, by whom, once.
+  // Steered from elsewhere (the run page, the API, the CLI): the thread shows what was asked, by whom, once.
   for (const p of foreignPrompts ?? []) {
     const text = followUpEcho(p.author ?? "someone", p.text, sourceName(p.source));
     messages.push({ dedupeKey: `${base}:input:${p.seq}`, orderingKey: thread, kind: "reply", payload: { ...where, text } });
