@@ -37,8 +37,36 @@ export interface PlanInput {
   /** What this surface remembered about the run (saved by a previous plan or send). */
   state: Record<string, unknown>;
   now: Date;
+  /**
+   * The latest prompts this run received from elsewhere than its own surface (the run page, the API, the CLI, or
+   * another surface), oldest first, at most FOREIGN_PROMPTS_MAX: the surface shows them, so its conversation
+   * reads whole however the run was steered.
+   */
+  foreignPrompts?: ForeignPrompt[];
   /** Who answered the run's questions and where (read only once a question was settled). */
   answers?: AnswerSource[];
+}
+
+export interface ForeignPrompt {
+  seq: number;
+  text: string;
+  author: string | null;
+  source: string;
+}
+
+export const FOREIGN_PROMPTS_MAX = 20;
+
+const SOURCE_NAMES: ReadonlyMap<string, string> = new Map([
+  ["web", "the run page"],
+  ["api", "the API"],
+  ["cli", "the CLI"],
+  ["slack", "Slack"],
+  ["linear", "Linear"],
+]);
+
+/** Where an input came from, in words ("the run page"); an unknown source is named as it is. */
+export function sourceName(source: string): string {
+  return SOURCE_NAMES.get(source) ?? source;
 }
 
 export interface Plan {

@@ -17,7 +17,7 @@ import type { RunStore } from "../runs/run-store.ts";
 import { runView } from "../runs/run-view.ts";
 import { answerSources } from "../runs/answers.ts";
 import { backoffDelayMs } from "../runs/retry.ts";
-import { RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
+import { FOREIGN_PROMPTS_MAX, RetryLater, type SendContext, type SurfaceNotifier } from "./notifier.ts";
 import { observeFirstFeedback } from "../ops/metrics.ts";
 import { RUN_ID, withSpan } from "../ops/tracing.ts";
 
@@ -137,11 +137,12 @@ export class Outbox {
     const d = await readDigest(this.o.store.db, runId);
     const queue = run.status === "queued" && this.o.queueOf ? await this.o.queueOf(run) : null;
     const view = runView(run, d, this.o.runPageUrl(run), new Date(), queue);
+    const foreignPrompts = await this.o.store.foreignPrompts(runId, run.source, FOREIGN_PROMPTS_MAX);
     const answers = d.settledQuestions.length ? await answerSources(this.o.store, runId) : undefined;
     let queued = 0;
     for (const n of interested) {
       const state = await this.getState(runId, n.surface);
-      const plan = n.plan({ run, view, digest: d, state, now: new Date(), ...(answers ? { answers } : {}) });
+      const plan = n.plan({ run, view, digest: d, state, now: new Date(), foreignPrompts, ...(answers ? { answers } : {}) });
       if (plan.state) await this.setState(runId, n.surface, plan.state);
       queued += await this.enqueue(runId, n.surface, plan.messages);
     }

@@ -1,5 +1,5 @@
 /** Runs, their inputs and events in the database. Status changes go through the pure state machine. */
-import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, max, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, max, ne, or, sql } from "drizzle-orm";
 import type { Db } from "../db/database.ts";
 import { type ConversationLink, linkConversations } from "../intake/conversations.ts";
 import { type NewRun, type Run, runEvents, runInputs, runs } from "../db/schema.ts";
@@ -163,6 +163,17 @@ export class RunStore {
 
   async inputs(runId: string) {
     return this.db.select().from(runInputs).where(eq(runInputs.runId, runId)).orderBy(asc(runInputs.seq));
+  }
+
+  /** The latest `limit` prompts of a run not sent from `source` (its own surface), oldest first. */
+  async foreignPrompts(runId: string, source: string, limit: number) {
+    const rows = await this.db
+      .select({ seq: runInputs.seq, text: runInputs.text, author: runInputs.author, source: runInputs.source })
+      .from(runInputs)
+      .where(and(eq(runInputs.runId, runId), eq(runInputs.kind, "prompt"), ne(runInputs.source, source)))
+      .orderBy(desc(runInputs.seq))
+      .limit(limit);
+    return rows.reverse().map((r) => ({ ...r, text: r.text ?? "" }));
   }
 
   async lastPromptSeq(runId: string): Promise<number> {

@@ -174,3 +174,18 @@ export async function postgresAvailable(): Promise<boolean> {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
 }
+
+/** Sign in to the web pages with the API token, as `name`: the session cookie and the page's CSRF token. */
+export async function signInToWeb(url: string, token: string, name: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await fetch(`${url}/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token, name, next: "/" }).toString(),
+  });
+  const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0]!;
+  const page = await (await fetch(`${url}/`, { headers: { cookie } })).text();
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1];
+  if (res.status !== 303 || !cookie || !csrf) throw new Error(`could not sign in to ${url} (HTTP ${res.status})`);
+  return { cookie, csrf };
+}

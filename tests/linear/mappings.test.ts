@@ -363,6 +363,30 @@ describe("run → agent activities", () => {
     expect(comments[1]!.payload).toMatchObject({ parentId: threadCommentId(run.id), body: expect.stringContaining("No files were changed.") });
   });
 
+  it("a follow-up sent elsewhere (the run page, the CLI) is shown once, attributed and inert, at every verbosity; the session's own are not", () => {
+    const run = makeRun({ status: "running" });
+    const d = digest([]);
+    const foreignPrompts = [
+      { seq: 2, text: "also fix the logout @everyone [x](https://evil.example)", author: "Ana", source: "web" },
+      { seq: 3, text: "y".repeat(900), author: null, source: "cli" },
+    ];
+    for (const verbosity of ["quiet", "normal", "verbose"] as const) {
+      const { messages } = planLinearMessages({ run, view: runView(run, d, "https://deckhand.test/r/tok"), digest: d, state: {}, now: new Date(), foreignPrompts }, verbosity);
+      const notes = messages.filter((m) => /:input:/.test(m.dedupeKey));
+      expect(notes.map((m) => m.dedupeKey)).toEqual(["linear:r-test12345:input:2", "linear:r-test12345:input:3"]);
+      expect(notes.every((m) => m.role === undefined)).toBe(true); // a person's words are never dropped as stale progress
+      const [a, b] = notes.map((m) => (m.payload.content as any).body as string);
+      expect(a).toMatch(/^Follow-up from Ana on the run page:\n\n> also fix the logout/);
+      expect(a).toContain("`@everyone`"); // code: nobody is notified
+      expect(a).not.toContain("](https://evil.example)");
+      expect(b).toMatch(/^Follow-up from someone on the CLI:/);
+      expect(b.length).toBeLessThan(600);
+    }
+    const classic = makeRun({ status: "running", sourceRef: { workspaceId: "org-1", mode: "classic", issueId: "issue-42", identifier: "ENG-42" } });
+    const c = planLinearMessages({ run: classic, view: runView(classic, d, "https://deckhand.test/r/tok"), digest: d, state: {}, now: new Date(), foreignPrompts: foreignPrompts.slice(0, 1) });
+    expect(c.messages.find((m) => /:input:2$/.test(m.dedupeKey))!.payload).toMatchObject({ op: "comment", parentId: threadCommentId(classic.id) });
+  });
+
   it("not a Linear run: nothing", () => {
     expect(planFor(makeRun({ source: "api", sourceRef: {} }), []).messages).toEqual([]);
   });

@@ -1,6 +1,7 @@
 /** The Follow-up form's decisions, without I/O: the modal, reading back its metadata and text, who may reach which run. */
 import { describe, expect, it } from "vitest";
-import { FOLLOWUP_BLOCK, FOLLOWUP_INPUT, followUpEcho, followUpModal, followUpProblem, followUpText, parseFollowUpMetadata } from "../../src/integrations/slack/followup.ts";
+import { followUpEcho } from "../../src/integrations/slack/messages.ts";
+import { FOLLOWUP_BLOCK, FOLLOWUP_INPUT, followUpModal, followUpProblem, followUpText, parseFollowUpMetadata } from "../../src/integrations/slack/followup.ts";
 
 const target = { run: "r-abc123", channel: "C0PROJECT2", thread: "1700000000.000100" };
 const run = (over: Record<string, unknown> = {}) => ({ source: "slack", status: "running", sourceRef: { channel: target.channel, threadTs: target.thread, messageTs: target.thread }, ...over }) as any;

@@ -230,6 +230,22 @@ describe("planning what the thread is owed", () => {
     expect(again.messages.map((m) => m.dedupeKey)).toEqual(p.messages.map((m) => m.dedupeKey));
   });
 
+  it("a follow-up sent from the run page, the API or the CLI owes one line in the thread, attributed and escaped", () => {
+    const run = makeRun({ status: "running" });
+    const d = emptyDigest();
+    const foreignPrompts = [
+      { seq: 2, text: "also docs <!channel>", author: "Ana", source: "web" },
+      { seq: 3, text: "and tests", author: null, source: "cli" },
+    ];
+    const p = planSlack({ run, view: view(run, d), digest: d, state: {}, now: new Date(), foreignPrompts });
+    const lines = p.messages.filter((m) => m.kind === "reply");
+    expect(lines.map((m) => [m.dedupeKey, m.orderingKey, m.payload.text])).toEqual([
+      ["slack:r-abc:input:2", "slack:C1:111.000001", ":inbox_tray: Follow-up from *Ana* (the run page): also docs &lt;!channel&gt;"],
+      ["slack:r-abc:input:3", "slack:C1:111.000001", ":inbox_tray: Follow-up from *someone* (the CLI): and tests"],
+    ]);
+    expect(lines.every((m) => m.role === undefined)).toBe(true);
+  });
+
   it("a change of what is shown owes a coalescing edit; elapsed seconds alone do not", () => {
     const first = plan(makeRun({ status: "queued" }));
     const state = { ...first.state };

@@ -8,7 +8,7 @@ import { conversations, deliveries, runs } from "../../src/db/schema.ts";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
 import type { ModelHandler } from "../fakes/model-server.ts";
 import { blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, postSlackAction, postSlackEvent, startFakeSlack, urlVerification, slackBotEnv, viewSubmissionPayload } from "../fakes/slack.ts";
-import { freshPostgres, makeRepo, postgresAvailable, startTestServer, type TestServer } from "../helpers/harness.ts";
+import { freshPostgres, makeRepo, postgresAvailable, signInToWeb, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
 
 const database = (await postgresAvailable()) ? "postgres" : "pglite";
@@ -268,9 +268,16 @@ describe(`Slack end to end (${database})`, () => {
     expect(blocksText((await finals())[2]!)).toContain("form-third.txt");
     await until("the thread line", () => fake.threadMessages(CHANNEL, env.event.ts).some((m) => m.text === ":inbox_tray: Follow-up from *user-u0human001*: form third"));
 
+    // Steered from the run page (one run, every surface): the thread shows who asked what, from where.
+    const web = await signInToWeb(srv.url, "test-api-token-0123456789", "Ana");
+    const fromPage = await fetch(`${srv.url}/runs/${run.id}/follow-up`, {
+      method: "POST",
+      headers: { cookie: web.cookie, "x-csrf-token": web.csrf, accept: "application/json", "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ text: "ASK for a name" }).toString(),
+    });
+    expect(fromPage.status).toBe(202);
+    await until("the run page's follow-up in the thread", () => fake.threadMessages(CHANNEL, env.event.ts).some((m) => m.text === ":inbox_tray: Follow-up from *Ana* (the run page): ASK for a name"));
     // The agent asks in the thread: a button per option; a click answers it; the message then says how.
-    const ask = message(CHANNEL, "ASK for a name", { thread_ts: env.event.ts });
-    expect((await postSlackEvent(url, SECRET, ask)).status).toBe(200);
     const [q] = await waitPosted(CHANNEL, env.event.ts, /:question:[^:]+$/);
     const asked = fake.messages.get(`${CHANNEL}:${q!.ts}`)!;
     expect(blocksText(asked)).toContain("Which name? &lt;!channel&gt;"); // the agent's words, inert

@@ -17,7 +17,7 @@ import type { RunResult } from "../../runs/model.ts";
 import { errorBody, responseBody, resultLink, stoppedBody } from "./describe-result.ts";
 import type { ActivityContent, LinearPayload, SelectSignal } from "./messages.ts";
 import { neutralizeAgentMarkdown } from "../agent-words.ts";
-import { questionComment, questionElicitation, settledNote } from "./questions.ts";
+import { followUpNote, questionComment, questionElicitation, settledNote } from "./questions.ts";
 import { linearRef, orderingKeyOf } from "./source-ref.ts";
 import { stableUuid } from "./stable-uuid.ts";
 import { todosToPlan } from "./todos-to-plan.ts";
@@ -43,7 +43,7 @@ export type LinearVerbosity = "quiet" | "normal" | "verbose";
 /** Questions shown in Linear remembered in the surface state (so a settled one gets its note); the newest kept. */
 const ASKED_MAX = 50;
 
-export function planLinearMessages({ run, view, digest, state, answers }: PlanInput, verbosity: LinearVerbosity = "normal"): Plan {
+export function planLinearMessages({ run, view, digest, state, answers, foreignPrompts }: PlanInput, verbosity: LinearVerbosity = "normal"): Plan {
   const ref = linearRef(run);
   if (!ref) return { messages: [] };
   const out: OutboxMessage[] = [];
@@ -54,7 +54,7 @@ export function planLinearMessages({ run, view, digest, state, answers }: PlanIn
   const ws = ref.workspaceId;
   // Thoughts and actions after the first are progress (dropped behind a pending answer); answers are final.
   const roleOf = (k: string, content: ActivityContent) =>
-    content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !k.startsWith("queued:") ? "progress" : undefined;
+    content.type === "response" || content.type === "error" ? "final" : (content.type === "thought" || content.type === "action") && k !== "start" && !/^(queued|input):/.test(k) ? "progress" : undefined;
   const activity = (k: string, content: ActivityContent, ephemeral?: boolean, select?: SelectSignal | null) =>
     push(key(k), `activity.${content.type}`, {
       op: "activity",
@@ -85,6 +85,14 @@ export function planLinearMessages({ run, view, digest, state, answers }: PlanIn
   if (run.status === "queued" && q && q.waitingFor !== "nothing") {
     if (agent) activity(`queued:${q.waitingFor}`, { type: "thought", body: q.note });
     else comment(`queued:${q.waitingFor}`, q.note, threadCommentId(run.id));
+  }
+
+  // Steered from elsewhere (the run page, the API, the CLI, Slack): the session or thread shows what was asked, by
+  // whom, once, at every verbosity (a person's words, not the agent's progress).
+  for (const p of foreignPrompts ?? []) {
+    const body = followUpNote(p);
+    if (agent) activity(`input:${p.seq}`, { type: "thought", body });
+    else comment(`input:${p.seq}`, body, threadCommentId(run.id));
   }
 
   if (agent && verbosity !== "quiet") {

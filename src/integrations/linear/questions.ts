@@ -9,6 +9,7 @@
 import type { PendingQuestion, SettledQuestion } from "../../events/questions.ts";
 import { NO_ANSWER } from "../../events/questions.ts";
 import type { AnswerSource } from "../../runs/answers.ts";
+import { type ForeignPrompt, sourceName } from "../../notify/notifier.ts";
 import { neutralizeAgentMarkdown, quoteAgent } from "../agent-words.ts";
 import type { ActivityContent, SelectSignal } from "./messages.ts";
 
@@ -63,8 +64,6 @@ export function questionComment(q: PendingQuestion): string {
   return `${quotedQuestion(q)}\n\n${how}`;
 }
 
-const SURFACES: Readonly<Record<string, string>> = { slack: "Slack", web: "the run page", api: "the API", cli: "the CLI", linear: "Linear" };
-
 /** A person's name or a surface, as one short inert phrase. */
 const inert = (s: string, n: number) => neutralizeAgentMarkdown(s.replace(/\s+/g, " ").trim().slice(0, n));
 
@@ -78,9 +77,20 @@ export function settledNote(sq: SettledQuestion, by: AnswerSource | undefined): 
   const what = asked ? `\n\n(The agent asked: ${asked})` : "";
   if (by?.source === "timeout" || (sq.how === "Answered" && sq.answer.startsWith(NO_ANSWER.slice(0, 30)))) return `Nobody answered in time; the agent goes on with its best judgement.${what}`;
   if (sq.how === "Dismissed") return `The agent stopped waiting for an answer.${what}`;
-  const where = by ? (Object.hasOwn(SURFACES, by.source) ? SURFACES[by.source]! : inert(by.source, 40)) : "";
+  const where = by ? inert(sourceName(by.source), 40) : "";
   const who = by?.author ? inert(by.author, 80) : "";
   const credit = who ? ` by ${who}${where ? ` on ${where}` : ""}` : where ? ` on ${where}` : "";
   const answer = sq.how === "Answered" && sq.answer ? `: ${inert(sq.answer, 300)}` : ".";
   return `${sq.how}${credit}${answer}${what}`;
+}
+
+/** How much of a follow-up sent elsewhere the session shows. */
+const FOLLOW_UP_NOTE_MAX = 500;
+
+/** The note that the run was given a follow-up elsewhere (the run page, the API, the CLI, Slack). Pure. */
+export function followUpNote(p: Pick<ForeignPrompt, "author" | "source" | "text">): string {
+  const who = p.author ? inert(p.author, 80) : "someone";
+  const text = p.text.length > FOLLOW_UP_NOTE_MAX ? `${p.text.slice(0, FOLLOW_UP_NOTE_MAX - 1)}…` : p.text;
+  const quoted = neutralizeAgentMarkdown(text.trim()).split("\n").map((l) => `> ${l}`).join("\n");
+  return `Follow-up from ${who} on ${inert(sourceName(p.source), 40)}:\n\n${quoted}`;
 }

@@ -17,7 +17,7 @@ import { RunInputError } from "../../runs/run-service.ts";
 import type { BoundedWork } from "../bounded-work.ts";
 import { type SlackPolicy, type SlackSpeaker, slackRefusal } from "./allowlist.ts";
 import type { SlackInbound } from "./inbound.ts";
-import { escapeMrkdwn, FOLLOWUP_ACTION } from "./messages.ts";
+import { escapeMrkdwn, FOLLOWUP_ACTION, followUpEcho } from "./messages.ts";
 import { slackRef } from "./notifier.ts";
 
 /** The modal's callback_id, its input block and the input's action id. */
@@ -28,8 +28,6 @@ export const FOLLOWUP_INPUT = "text";
 export const FOLLOWUP_MAX_CHARS = 3000;
 /** Slack's limit for private_metadata. */
 const METADATA_MAX = 3000;
-/** How much of the request the thread line shows. */
-const ECHO_MAX = 500;
 
 /** The run a form is for, and the conversation it was opened from. */
 export interface FollowUpTarget {
@@ -98,11 +96,6 @@ export function followUpProblem(target: FollowUpTarget, run: Pick<Run, "source" 
   return null;
 }
 
-/** The line the thread shows for a follow-up sent with the form. Pure. */
-export function followUpEcho(author: string, text: string): string {
-  const t = text.length > ECHO_MAX ? `${text.slice(0, ECHO_MAX - 1)}…` : text;
-  return `:inbox_tray: Follow-up from *${escapeMrkdwn(author.replace(/[*_~`\n]/g, " ").slice(0, 80))}*: ${escapeMrkdwn(t)}`;
-}
 
 export interface FollowUpDeps {
   deckhand: Deckhand;

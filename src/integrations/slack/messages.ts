@@ -349,3 +349,16 @@ export function helpText(allowed: string[]): string {
     `Repos: ${listRepos(allowed)}.`,
   ].join("\n");
 }
+
+/** How much of a follow-up the thread line shows. */
+const ECHO_MAX = 500;
+
+/**
+ * The line a thread shows for a follow-up it did not see as a reply: sent with the Follow-up form, or from
+ * elsewhere (`via`: "the run page", "the CLI"...). Pure.
+ */
+export function followUpEcho(author: string, text: string, via?: string): string {
+  const t = text.length > ECHO_MAX ? `${text.slice(0, ECHO_MAX - 1)}…` : text;
+  const who = escapeMrkdwn(author.replace(/[*_~`\n]/g, " ").slice(0, 80));
+  return `:inbox_tray: Follow-up from *${who}*${via ? ` (${escapeMrkdwn(via)})` : ""}: ${escapeMrkdwn(t)}`;
+}

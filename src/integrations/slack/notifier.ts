@@ -13,8 +13,8 @@ import crypto from "node:crypto";
 import { webApi } from "@slack/bolt";
 import type { Notification, Run } from "../../db/schema.ts";
 import type { OutboxMessage, Plan, PlanInput, SendContext, SurfaceNotifier } from "../../notify/notifier.ts";
-import { RetryLater } from "../../notify/notifier.ts";
-import { endContent, finalContent, type SlackContent, statusContent } from "./messages.ts";
+import { RetryLater, sourceName } from "../../notify/notifier.ts";
+import { endContent, finalContent, followUpEcho, type SlackContent, statusContent } from "./messages.ts";
 import { questionContent, settledContent } from "./questions.ts";
 import { isActive, type SlackSourceRef } from "../../runs/model.ts";
 
@@ -47,7 +47,7 @@ const hashOf = (c: SlackContent, extra = "") =>
  * A "turn" is one working period; its number is the run's `deliveredInputSeq` when it began (0 for the first,
  * the delivered input seq for a continuation after idle), remembered in the surface state while it works.
  */
-export function planSlack({ run, view, digest, state }: PlanInput): Plan {
+export function planSlack({ run, view, digest, state, foreignPrompts }: PlanInput): Plan {
   const ref = slackRef(run);
   if (!ref) return { messages: [] };
   const thread = `slack:${ref.channel}:${ref.threadTs}`;
@@ -64,6 +64,12 @@ export function planSlack({ run, view, digest, state }: PlanInput): Plan {
   // Elapsed seconds are left out of the comparison; whole minutes are in, so a long quiet stretch still ticks.
   const hash = hashOf(statusContent(view, { elapsed: false }), `:${Math.floor(view.durationMs / 60_000)}`);
   const hashKey = `hash:${turn}`;
+
+  // Steered from elsewhere (the run page, the API, the CLI): the thread shows what was asked, by whom, once.
+  for (const p of foreignPrompts ?? []) {
+    const text = followUpEcho(p.author ?? "someone", p.text, sourceName(p.source));
+    messages.push({ dedupeKey: `${base}:input:${p.seq}`, orderingKey: thread, kind: "reply", payload: { ...where, text } });
+  }
 
   if (working) {
     messages.push({ dedupeKey: `${base}:status:${turn}:post`, orderingKey: thread, kind: "status_post", payload: { ...where, turn, ...content } });
