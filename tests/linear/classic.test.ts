@@ -77,6 +77,12 @@ describe("classic assignment to the bot user", () => {
     );
     expect(reply.body).toBe("OK");
     await until("the reply delivered", async () => (await srv.deckhand.store.inputs(run.id)).find((i) => i.seq === 2)?.deliveredAt, 30_000);
+    // `status` is a command here as on every surface: answered in the thread, never passed to the agent.
+    const asks = await postLinearWebhook(hook, SECRET, commentCreatedPayload({ comment: { id: randomUUID(), body: "Status?", issueId: issue.id, parentId: threadId, userId: "human-1" }, organizationId: fake.organizationId }));
+    expect(asks.body).toBe("OK");
+    const said = await until("the status in the thread", () => fake.comments.find((c) => c.parentId === threadId && /^The run is running: /.test(c.body)), 10_000);
+    expect(said.body).toContain(srv.deckhand.service.runPageUrl(run));
+    expect((await srv.deckhand.store.inputs(run.id)).map((i) => i.text)).not.toContain("Status?");
     release({ text: "Looking." });
     const done = await srv.waitFor(run.id, ["idle", "failed"], 120_000);
     expect(done.status, done.reason).toBe("idle");

@@ -1,13 +1,14 @@
 /**
  * Classic path: comments are the conversation. A reply in a run's thread steers it (continues it when idle, or
- * starts a continuation on the same branch when it is over); "stop" stops it; a reply to "which repo?" starts it.
- * While the agent waits on a question (asked in the thread, questions.ts), a reply there answers it.
+ * starts a continuation on the same branch when it is over); `stop`, `status` and `help` are commands, the same
+ * words as on every surface (decideIntake); a reply to "which repo?" starts it. While the agent waits on a
+ * question (asked in the thread, questions.ts), a reply there answers it.
  */
-import { commandOf } from "../../intake/decide.ts";
+import { decideIntake } from "../../intake/decide.ts";
+import type { PendingQuestion } from "../../events/questions.ts";
 import type { Run } from "../../db/schema.ts";
 import { runLog } from "../../log/logger.ts";
 import { answerQuestion, openQuestions } from "../../runs/answers.ts";
-import { isTerminal } from "../../runs/model.ts";
 import { RunInputError } from "../../runs/run-service.ts";
 import { neutralizeAgentMarkdown } from "../agent-words.ts";
 import { continuationPrompt } from "./build-prompt.ts";
@@ -31,43 +32,60 @@ export function commentTarget(comment: { issueId?: string | null }, threadRun: R
   return null;
 }
 
+const HELP = "Reply in this thread to steer the agent or to continue when it is done; `status` says where the run is; `stop` stops it.";
+
 export async function onCommentCreated(deps: LinearDeps, payload: any, target: Exclude<CommentTarget, null>): Promise<void> {
   const d = payload.data ?? {};
   const text = String(d.body ?? "").trim();
   const author = d.user?.name ?? payload.actor?.name ?? d.userId ?? null;
+  const commentId = String(d.id ?? "");
   if (!text) return;
-  if (target.kind === "answer") {
-    const asked = await pendingStart(deps, { issueId: String(d.issueId) });
-    if (!asked) return;
-    const allowed = deps.service.repos.names();
-    const repo = repoFromAnswer(text, allowed);
-    if (!repo) return void (await askForRepo(deps, asked, { repo: null, reason: "none", allowed }, `linear:ask:${d.id}`));
-    await startLinearRun(deps, asked, { repo, dedupe: `comment:${d.id}` });
-    return;
+  const run = target.kind === "run" ? target.run : null;
+  const [question] = run?.status === "running" ? await openQuestions(deps.service.store, run.id) : [];
+  // The same intake as every surface: one list of command words, one continuation policy.
+  const decision = decideIntake({ text, addressed: true }, { run, askedRepo: target.kind === "answer", agentAsking: !!question, repo: run?.repo ?? null });
+  const say = (body: string) => (run ? sayInThread(deps, run, `linear:${run.id}:said:${commentId || stableUuid(text)}`, body) : Promise.resolve());
+  switch (decision.kind) {
+    case "ignore":
+    case "ask_repo": // a run's conversation always knows its repo
+      return;
+    case "stop":
+      if (run && decision.running) return void (await deps.service.stop(run.id, { author, source: "linear" }));
+      return say(run ? `Nothing to stop: this run is already ${run.status}.` : "Nothing to stop.");
+    case "status":
+      return say(run ? `The run is ${run.status}${run.statusReason ? ` (${neutralizeAgentMarkdown(run.statusReason)})` : ""}: ${deps.service.runPageUrl(run)}` : "There is no run here yet.");
+    case "help":
+      return say(HELP);
+    case "agent_answer":
+      return answerInThread(deps, run!, question!, commentId, text, author);
+    case "steer":
+    case "continue":
+      await deps.service.followUp(run!.id, { text, author, source: "linear" });
+      return;
+    case "repo_answer": {
+      const asked = await pendingStart(deps, { issueId: String(d.issueId) });
+      if (!asked) return;
+      const allowed = deps.service.repos.names();
+      const repo = repoFromAnswer(text, allowed);
+      if (!repo) return void (await askForRepo(deps, asked, { repo: null, reason: "none", allowed }, `linear:ask:${d.id}`));
+      await startLinearRun(deps, asked, { repo, dedupe: `comment:${d.id}` });
+      return;
+    }
+    case "start": {
+      // The run is over: a reply starts a new run in a new thread, continuing its branch (continuationOf).
+      const ref = linearRef(run!)!;
+      await startLinearRun(
+        deps,
+        { workspaceId: ref.workspaceId, mode: "classic", issueId: ref.issueId, identifier: ref.identifier, title: run!.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author },
+        { repo: run!.repo, dedupe: `comment:${d.id}`, continueFrom: run!, prompt: continuationPrompt(run!.prompt, text) },
+      );
+      return;
+    }
   }
-  const run = target.run;
-  if (commandOf(text) === "stop") {
-    if (!isTerminal(run.status)) await deps.service.stop(run.id, { author, source: "linear" });
-    return;
-  }
-  if (await answeredInThread(deps, run, String(d.id ?? ""), text, author)) return;
-  if (!isTerminal(run.status)) {
-    await deps.service.followUp(run.id, { text, author, source: "linear" });
-    return;
-  }
-  const ref = linearRef(run)!;
-  await startLinearRun(
-    deps,
-    { workspaceId: ref.workspaceId, mode: "classic", issueId: ref.issueId, identifier: ref.identifier, title: run.title.replace(/^[^:]+:\s*/, ""), url: ref.issueUrl, teamId: ref.teamId, author },
-    { repo: run.repo, dedupe: `comment:${d.id}`, continueFrom: run, prompt: continuationPrompt(run.prompt, text) },
-  );
 }
 
-/** Answers the run's oldest open question with a reply from its thread; false when nothing is asked (the reply steers). */
-async function answeredInThread(deps: LinearDeps, run: Run, commentId: string, text: string, author: string | null): Promise<boolean> {
-  if (run.status !== "running") return false;
-  const [q] = await openQuestions(deps.service.store, run.id);
-  if (!q) return false;
+/** Answers the run's oldest open question with a reply from its thread, and says so in the thread. */
+async function answerInThread(deps: LinearDeps, run: Run, q: PendingQuestion, commentId: string, text: string, author: string | null): Promise<void> {
   let body: string;
   try {
     const done = await answerQuestion(deps.service.store, run.id, q.id, { answer: text }, { author, source: "linear" });
@@ -78,9 +96,12 @@ async function answeredInThread(deps: LinearDeps, run: Run, commentId: string, t
     // The message may name the agent's options: its words, made inert.
     body = `That didn't answer the agent's question: ${neutralizeAgentMarkdown(e.message)}.`;
   }
-  // Said in the run's thread, through the outbox (in order with the rest of the thread, retried).
+  await sayInThread(deps, run, `linear:${run.id}:answer:${commentId || stableUuid(text)}`, body);
+}
+
+/** Said in the run's comment thread, through the outbox (in order with the rest of the thread, retried). */
+async function sayInThread(deps: LinearDeps, run: Run, key: string, body: string): Promise<void> {
   const ref = linearRef(run)!;
-  const key = `linear:${run.id}:answer:${commentId || stableUuid(text)}`;
   await deps.outbox.enqueue(run.id, "linear", [
     {
       dedupeKey: key,
@@ -90,7 +111,6 @@ async function answeredInThread(deps: LinearDeps, run: Run, commentId: string, t
     },
   ]);
   deps.outbox.kick();
-  return true;
 }
 
 export async function classifyComment(deps: LinearDeps, payload: any): Promise<CommentTarget> {
