@@ -38,8 +38,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
   linear.addTeam(TEAM);
   let srv: TestServer | null = null;
   try {
-    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), ...linearEnv(linear) } });
-    await mountIntegrations(srv.deckhand);
+    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), ...linearEnv(linear) }, mount: (d) => mountIntegrations(d) });
     const { store, database } = srv.deckhand;
     const rows = async (q: ReturnType<typeof sql>) => {
       const r = (await database.db.execute(q)) as unknown as Record<string, any>[] | { rows: Record<string, any>[] };

@@ -83,13 +83,14 @@ describe(`Slack end to end (${database})`, () => {
   beforeAll(async () => {
     fake = await startFakeSlack();
     repo = makeRepo({ "README.md": "# demo\n" });
+    let line = "";
     srv = await startTestServer({
       database,
       repos: { demo: repo.bare, other: makeRepo().bare },
       handler: (r) => model.handler(r),
       env: slackEnv(fake),
+      mount: async (d) => void (line = await mountSlack(d, { refreshMs: 60_000 })),
     });
-    const line = await mountSlack(srv.deckhand, { refreshMs: 60_000 });
     expect(line).toMatch(/^slack: events at .*\/slack\/events/);
     url = `${srv.url}/slack/events`;
   });
@@ -442,10 +443,9 @@ describe(`Slack end to end (${database})`, () => {
     // A second server on its own database, restarted in the middle: the outbox row survives in Postgres.
     const pg = await freshPostgres();
     const repos = { demo: makeRepo().bare };
-    let other: TestServer | null = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake) });
+    let other: TestServer | null = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake), mount: (d) => mountSlack(d, { refreshMs: 60_000 }) });
     let next: TestServer | null = null;
     try {
-      await mountSlack(other.deckhand, { refreshMs: 60_000 });
       model.reset();
       const env = mention(CHANNEL, "HOLD write restart.txt");
       expect((await postSlackEvent(`${other.url}/slack/events`, SECRET, env)).status).toBe(200);
@@ -468,8 +468,7 @@ describe(`Slack end to end (${database})`, () => {
 
       // Slack is back; a new process on the same database delivers what is owed.
       fake.clearFailures();
-      next = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake) });
-      await mountSlack(next.deckhand, { refreshMs: 60_000 });
+      next = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake), mount: (d) => mountSlack(d, { refreshMs: 60_000 }) });
       const [final] = await waitPosted(CHANNEL, env.event.ts, /:final:/, 90_000);
       expect(blocksText(final!)).toContain("`hold-write-restart-txt.txt` +1 −0");
       await sleep(2000);
