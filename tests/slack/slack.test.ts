@@ -218,7 +218,8 @@ describe(`Slack end to end (${database})`, () => {
 
     const status = message(CHANNEL, "status", { thread_ts: env.event.ts });
     expect((await postSlackEvent(url, SECRET, status)).status).toBe(200);
-    const answer = await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === env.event.ts && !c.args.metadata && /Working/.test(c.args.text));
+    // A reply (through the outbox, say.ts: its dedupe key says so), not the run's status message.
+    const answer = await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === env.event.ts && /^slack:say:/.test(c.args.metadata?.event_payload?.key ?? "") && /Working/.test(c.args.text));
     expect(answer.args.text).toMatch(/^Working: Thinking \(\d+s\) — HOLD write first\.txt/);
 
     const steer = message(CHANNEL, "also add steer", { thread_ts: env.event.ts });
@@ -404,7 +405,7 @@ describe(`Slack end to end (${database})`, () => {
     expect((await postSlackEvent(url, SECRET, answer)).status).toBe(200);
     const run = await waitRun(elsewhere, ask.event.ts);
     expect([run.repo, run.prompt]).toEqual(["other", "write asked.txt"]);
-    await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === ask.event.ts && !!c.args.metadata, 3000);
+    await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === ask.event.ts && /:status:/.test(c.args.metadata?.event_payload?.key ?? ""), 3000);
     await srv.deckhand.service.stop(run.id, { source: "test" });
   }, 150_000);
 
