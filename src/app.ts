@@ -34,11 +34,7 @@ import { listenSandboxChannel, sandboxChannelRoutes } from "./server/sandbox-cha
 import { SessionStore } from "./web/session-store.ts";
 import { restrictDataDir } from "./server/data-dir.ts";
 import { healthRoutes } from "./ops/health.ts";
-import { spanForResponse } from "./ops/tracing.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
-
-/** A handler that wants the raw Node request (signature checks over the raw body: Slack, Linear). */
-export type RawHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 export interface Deckhand {
   config: Config;
@@ -56,15 +52,10 @@ export interface Deckhand {
   outbox: Outbox;
   http: FastifyInstance;
   apiToken: string;
-  /** Dashboard sessions (raw handlers that need a signed-in person ask here). */
+  /** Dashboard sessions (integration routes that need a signed-in person ask here). */
   sessions: SessionStore;
-  /** Every route registered on the HTTP server (method + URL), collected by an onRoute hook; and the raw mounts. */
+  /** Every route registered on the HTTP server (method + URL), collected by an onRoute hook. */
   routes: { method: string; url: string }[];
-  /**
-   * Mount a raw handler at an exact path (before Fastify's routing). Only that exact spelling reaches it; every
-   * other spelling goes through Fastify's router, where no route matches (404). The handler guards itself.
-   */
-  mountRaw(pathname: string, handler: RawHandler): void;
   /** Add a result publisher (GitHub pull requests, ...). */
   addPublisher(p: ResultPublisher): void;
   /** web: HTTP only; worker: reconciler, outbox, reaper (plus health and metrics); all: both. */
@@ -166,7 +157,6 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     });
   const outbox = new Outbox({ db: database.db, store, bus, log, runPageUrl: (r) => service.runPageUrl(r), queueOf, maxBackoffMs: config.NOTIFY_MAX_BACKOFF_SECONDS * 1000 });
 
-  const raw = new Map<string, RawHandler>();
   const routes: { method: string; url: string }[] = [];
   const app = Fastify({
     // Request lines are noise at info level; errors are logged by the error handler.
@@ -175,12 +165,7 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     forceCloseConnections: true,
     bodyLimit: config.MAX_BODY_BYTES,
     serverFactory: (handler) => {
-      const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const pathname = (req.url ?? "/").split("?")[0]!;
-        const h = serveWeb ? raw.get(pathname) : undefined;
-        if (h) return spanForResponse(`webhook ${pathname}`, { "http.request.method": req.method ?? "", "url.path": pathname }, res, () => h(req, res));
-        handler(req, res);
-      };
+      const listener = (req: http.IncomingMessage, res: http.ServerResponse) => handler(req, res);
       const server = http.createServer(listener);
       // `Expect: 100-continue`: say "continue" only once a handler starts reading the body, so a body declared
       // over the limit gets its 413 before the client sends it (instead of 100 Continue, then a reset).
@@ -290,10 +275,6 @@ export async function createDeckhand(config: Config, opts: CreateOptions = {}): 
     drain: () => void (draining = true),
     get draining() {
       return draining;
-    },
-    mountRaw: (p, h) => {
-      raw.set(p, h);
-      routes.push({ method: "RAW", url: p });
     },
     addPublisher: (p) => void publishers.push(p),
     onClose: (fn) => void closers.push(fn),

@@ -1,32 +1,18 @@
 /**
- * Surfaces and integrations mounted into the server (Slack, Linear, GitHub). Each says in one line whether it is
- * configured, for the start-up log.
+ * The integrations a server runs, composed in one place: each is a Fastify plugin (integration.ts) registered on
+ * the server before it listens, in this order. None registers itself on import.
  */
 import type { Deckhand } from "../app.ts";
+import { github } from "./github/index.ts";
+import { type Integration, mountIntegration } from "./integration.ts";
+import { linear } from "./linear/index.ts";
+import { slack } from "./slack/index.ts";
 
-export type IntegrationMount = (deckhand: Deckhand) => Promise<string>;
+export const INTEGRATIONS: readonly Integration[] = [github, linear, slack];
 
-/**
- * Integrations call `registerIntegration` while this module is still loading (the import lines at the end form a
- * cycle), before a `const` here would be initialised: the list lives on a hoisted function instead.
- */
-function registered(): IntegrationMount[] {
-  const holder = registered as { list?: IntegrationMount[] };
-  return (holder.list ??= []);
-}
-
-export function registerIntegration(m: IntegrationMount): void {
-  registered().push(m);
-}
-
+/** Mount every integration; resolves with their start-up lines. */
 export async function mountIntegrations(deckhand: Deckhand): Promise<string[]> {
   const lines: string[] = [];
-  for (const m of registered()) lines.push(await m(deckhand));
-  if (!lines.some((l) => l.startsWith("slack"))) lines.push("slack: not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)");
-  if (!lines.some((l) => l.startsWith("linear"))) lines.push("linear: not configured (set LINEAR_WEBHOOK_SECRET and LINEAR_ACCESS_TOKEN)");
+  for (const plugin of INTEGRATIONS) lines.push(await mountIntegration(deckhand, plugin));
   return lines;
 }
-
-import "./github/index.ts";
-import "./linear/index.ts";
-import "./slack/index.ts";

@@ -108,9 +108,11 @@ describe(`an install upgraded to the conversations table (${usePostgres ? "postg
       noReconciler: true, // the old runs stay as they are; inputs are only queued
       repos: { demo: makeRepo().bare, api: makeRepo().bare },
       env: { ...slackBotEnv(slack, SLACK_SECRET), LINEAR_WEBHOOK_SECRET: LINEAR_SECRET, LINEAR_ACCESS_TOKEN: linear.token, LINEAR_API_URL: linear.apiUrl },
+      mount: async (d) => {
+        await mountSlack(d, { refreshMs: 60_000 });
+        await mountLinear(d);
+      },
     });
-    await mountSlack(srv.deckhand, { refreshMs: 60_000 });
-    await mountLinear(srv.deckhand);
   }, 300_000);
   afterAll(async () => {
     await srv?.close();

@@ -50,9 +50,11 @@ describe("fuzzing every endpoint", () => {
     linear.addTeam(TEAM);
     // The fuzz sends many wrong tokens from one address: lift the brute-force lockout (tested in tests/web/front-door.test.ts)
     // so every case reaches the validation it is meant to probe instead of a 429.
-    srv = await startTestServer({ noReconciler: true, env: { MAX_BODY_BYTES: String(MAX_BODY), AUTH_FAILURES_PER_WINDOW: "100000", ...slackEnv(slack), ...linearEnv(linear) } });
-    await mountSlack(srv.deckhand);
-    await mountLinear(srv.deckhand);
+    srv = await startTestServer({ noReconciler: true, env: { MAX_BODY_BYTES: String(MAX_BODY), AUTH_FAILURES_PER_WINDOW: "100000", ...slackEnv(slack), ...linearEnv(linear) }, mount: async (d) => {
+        await mountSlack(d);
+        await mountLinear(d);
+      },
+    });
     const run = await srv.deckhand.store.create({ repo: "demo", prompt: "fuzz target", source: "api" });
     await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(RELAY_TOKEN) });
     runId = run.id;

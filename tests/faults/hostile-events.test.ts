@@ -49,8 +49,7 @@ describe("hostile and large events from a sandbox", () => {
 
   beforeAll(async () => {
     slack = await startFakeSlack();
-    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), MAX_RUN_EVENTS: String(MAX_RUN_EVENTS), MAX_EVENT_BYTES: String(MAX_EVENT_BYTES), MAX_LIVE_PER_RUN: String(MAX_LIVE_PER_RUN), MAX_LIVE_TOTAL: String(MAX_LIVE_TOTAL) } });
-    await mountSlack(srv.deckhand);
+    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), MAX_RUN_EVENTS: String(MAX_RUN_EVENTS), MAX_EVENT_BYTES: String(MAX_EVENT_BYTES), MAX_LIVE_PER_RUN: String(MAX_LIVE_PER_RUN), MAX_LIVE_TOTAL: String(MAX_LIVE_TOTAL) }, mount: (d) => mountSlack(d) });
   });
   afterAll(async () => {
     await srv?.close();

@@ -44,9 +44,11 @@ describe(`a provider that keeps failing (${database})`, () => {
       PROVIDER_BREAKER_THRESHOLD: "3",
       PROVIDER_BREAKER_COOLDOWN_SECONDS: "4",
     };
-    srv = await startTestServer({ database, env: { ...env, ...slackEnv(slack), ...linearEnv(linear) } });
-    await mountLinear(srv.deckhand);
-    await mountSlack(srv.deckhand);
+    srv = await startTestServer({ database, env: { ...env, ...slackEnv(slack), ...linearEnv(linear) }, mount: async (d) => {
+        await mountLinear(d);
+        await mountSlack(d);
+      },
+    });
     if (database === "postgres") {
       other = await startTestServer({ databaseUrl: srv.deckhand.config.DATABASE_URL, noReconciler: true, env: { ...env, DECKHAND_ROLE: "web" } });
     }
@@ -137,8 +139,8 @@ describe(`per-repo concurrency and the queue position (${database})`, () => {
       handler,
       repos: { demo: makeRepo().bare, other: makeRepo().bare },
       env: { MAX_CONCURRENT_RUNS: "3", REPO_MAX_CONCURRENT_RUNS: "1", ...linearEnv(linear, "demo") },
+      mount: (d) => mountLinear(d),
     });
-    await mountLinear(srv.deckhand);
   });
   afterAll(async () => {
     for (const g of holds.values()) g.open();

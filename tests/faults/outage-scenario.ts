@@ -11,10 +11,10 @@ import { sql } from "drizzle-orm";
 import { digest } from "../../src/events/fold.ts";
 import { mountIntegrations } from "../../src/integrations/index.ts";
 import { type FakeLinear, startFakeLinear } from "../fakes/linear.ts";
-import { type FakeSlack, startFakeSlack } from "../fakes/slack.ts";
+import { type FakeSlack, mentionEnvelope, postSlackEvent, startFakeSlack } from "../fakes/slack.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 import { sleep, until } from "./helpers.ts";
-import { linearEnv, linearSession, slackEnv, slackMention, TEAM } from "./surfaces.ts";
+import { CHANNEL, linearEnv, linearSession, SLACK_SECRET, slackEnv, slackMention, TEAM } from "./surfaces.ts";
 
 export interface OutageFigures {
   outageMs: number;
@@ -29,6 +29,18 @@ export interface OutageFigures {
   progressSentBeforeFinal: { slack: number; linear: number };
   /** Requests each surface refused during the outage (how hard we retried). */
   refused: { slack: number; linear: number };
+  /** Slack replies owed without a run, asked for during the outage ("help", "which repo?"): what each thread got. */
+  replies: { help: string[]; whichRepo: string[] };
+}
+
+/** A mention in `channel` (seeded in the fake), delivered signed; and the bot's messages in its thread. */
+function mentionIn(fake: FakeSlack, channel: string, text: string) {
+  const env = mentionEnvelope({ text, channel, botUserId: fake.botUserId });
+  fake.seedMessage({ channel, text: env.event.text, ts: env.event.ts });
+  return {
+    deliver: (baseUrl: string) => postSlackEvent(`${baseUrl}/slack/events`, SLACK_SECRET, env),
+    botTexts: () => fake.threadMessages(channel, env.event.ts).filter((m) => m.user === fake.botUserId).map((m) => m.text),
+  };
 }
 
 export async function runOutageScenario(o: { outageMs: number; log?: (s: string) => void }): Promise<OutageFigures> {
@@ -38,8 +50,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
   linear.addTeam(TEAM);
   let srv: TestServer | null = null;
   try {
-    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), ...linearEnv(linear) } });
-    await mountIntegrations(srv.deckhand);
+    srv = await startTestServer({ noReconciler: true, env: { ...slackEnv(slack), ...linearEnv(linear) }, mount: (d) => mountIntegrations(d) });
     const { store, database } = srv.deckhand;
     const rows = async (q: ReturnType<typeof sql>) => {
       const r = (await database.db.execute(q)) as unknown as Record<string, any>[] | { rows: Record<string, any>[] };
@@ -62,6 +73,10 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
     linear.failNext("*", 1_000_000, { status: 500 });
     const downAt = Date.now();
     say("surfaces down");
+    // People ask for help, and mention the bot where no repo is known, while Slack is down: owed replies, no run.
+    const help = mentionIn(slack, CHANNEL, "help");
+    const whichRepo = mentionIn(slack, "C0NOREPO01", "write asked.txt");
+    for (const m of [help, whichRepo]) if ((await m.deliver(srv.url)).status !== 200) throw new Error("a Slack mention was refused during the outage");
     for (const run of [slackRun, linearRun]) {
       await store.transition(run.id, { type: "claim" });
       await store.phase(run.id, { phase: "sandbox_created", sandboxId: `outage-${run.id}` });
@@ -92,6 +107,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
     const response = await until("the Linear response", () => session.activities().find((a) => a.content.type === "response"), 120_000, 50);
     const linearAt = Math.max(upAt, Math.min(Date.now(), response.at));
     const slackAt = slackFinalAt;
+    await until("the replies owed from the outage", () => help.botTexts().length > 0 && whichRepo.botTexts().length > 0, 60_000, 50);
     await sleep(1500); // anything still queued behind the finals goes out now
     const ids = stale.map((r) => Number(r.id));
     const staleSent = ids.length ? await rows(sql`select id from notifications where state = 'sent' and response->>'superseded' is null and id in ${ids}`) : [];
@@ -105,6 +121,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
       staleProgressSent: staleSent.length,
       progressSentBeforeFinal: { slack: progressSlack, linear: progressLinear },
       refused,
+      replies: { help: help.botTexts(), whichRepo: whichRepo.botTexts() },
     };
   } finally {
     await srv?.close();

@@ -1,7 +1,8 @@
 /**
  * After an outage, results land fast: Slack and Linear answer 500 while two runs make progress and finish; when
  * they answer again, each owed final result lands within 10 s, and the stale progress owed from the outage is
- * dropped rather than sent first (it used to hold the final back behind its own growing backoff).
+ * dropped rather than sent first (it used to hold the final back behind its own growing backoff). Slack's replies
+ * without a run (help, "which repo?") asked for during the outage arrive after it.
  */
 import { describe, expect, it } from "vitest";
 import { runOutageScenario } from "./outage-scenario.ts";
@@ -18,5 +19,9 @@ describe("surfaces recovering from an outage", () => {
     expect(f.linearResponseAfterRecoveryMs).toBeLessThan(10_000);
     expect(f.staleProgressSent).toBe(0);
     expect(f.progressSentBeforeFinal).toEqual({ slack: 0, linear: 0 });
+    // Replies without a run go through the outbox too: asked for during the outage, each arrives once afterwards.
+    expect(f.replies.help).toHaveLength(1);
+    expect(f.replies.help[0]).toMatch(/Mention me with a task/i);
+    expect(f.replies.whichRepo).toEqual(["Which repo should I work in? Reply in this thread with `repo=<name>` (or mention me again with it). Allowed: `demo`."]);
   }, 120_000);
 });

@@ -70,9 +70,9 @@ describe(`sandbox and relay faults (${database})`, () => {
         RETRY_BASE_SECONDS: "1",
         ...linearEnv(fake),
       },
+      mount: (d) => mountLinear(d),
     });
     front.backends.push(srv.url);
-    await mountLinear(srv.deckhand);
   });
   afterAll(async () => {
     for (const g of holds.values()) g.open();

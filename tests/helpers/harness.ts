@@ -90,6 +90,8 @@ export async function startTestServer(opts: {
   log?: import("../../src/log/logger.ts").Logger;
   /** Serve HTTP only: no reconciler (tests that drive runs by hand). */
   noReconciler?: boolean;
+  /** Mount integrations (mountSlack, mountLinear, mountIntegrations...) before the server listens. */
+  mount?: (deckhand: Deckhand) => Promise<unknown>;
 } = {}): Promise<TestServer> {
   const model = opts.model ?? (await startModelServer({ handler: opts.handler }));
   const port = await freePort();
@@ -117,6 +119,10 @@ export async function startTestServer(opts: {
   };
   const config = loadConfig(env);
   const deckhand = await createDeckhand(config, { log: opts.log ?? createLogger({ level: env.LOG_LEVEL }), reconcileIntervalMs: opts.reconcileIntervalMs ?? 1000, noReconciler: opts.noReconciler });
+  await opts.mount?.(deckhand).catch(async (e) => {
+    await deckhand.close();
+    throw e;
+  });
   const url = await deckhand.listen();
   const api = async (method: string, p: string, body?: unknown, token: string | null = config.API_TOKEN!) => {
     const send = () => fetch(`${url}${p}`, {

@@ -40,8 +40,8 @@ describe("Linear agent sessions drive runs", () => {
         LINEAR_API_URL: fake.apiUrl,
         LINEAR_TEAM_REPOS: "ENG=api",
       },
+      mount: async (d) => void (linear = (await mountLinear(d))!),
     });
-    linear = (await mountLinear(srv.deckhand))!;
     hook = `${srv.url}/linear/webhook`;
   });
   afterAll(async () => {

@@ -40,8 +40,8 @@ describe(`Linear organisation allowlist end to end (${database})`, () => {
       noReconciler: true,
       repos: { api: makeRepo().bare },
       env: { LINEAR_WEBHOOK_SECRET: SECRET, LINEAR_ACCESS_TOKEN: fake.token, LINEAR_API_URL: fake.apiUrl, LINEAR_TEAM_REPOS: "ENG=api", LINEAR_ALLOWED_ORGANIZATIONS: "some-other-org" },
+      mount: async (d) => void (linear = (await mountLinear(d))!),
     });
-    linear = (await mountLinear(srv.deckhand))!;
   }, 240_000);
   afterAll(async () => {
     await srv?.close();

@@ -26,8 +26,8 @@ describe("classic assignment to the bot user", () => {
     srv = await startTestServer({
       repos: { api: makeRepo().bare, web: makeRepo({ "index.html": "<h1>hi</h1>\n" }).bare },
       env: { LINEAR_WEBHOOK_SECRET: SECRET, LINEAR_API_KEY: fake.apiKey, LINEAR_API_URL: fake.apiUrl, LINEAR_BOT_USER_ID: BOT, LINEAR_TEAM_REPOS: "ENG=api,WEB=web" },
+      mount: (d) => mountLinear(d),
     });
-    await mountLinear(srv.deckhand);
     hook = `${srv.url}/linear/webhook`;
   });
   afterAll(async () => {

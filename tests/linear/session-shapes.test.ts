@@ -30,8 +30,8 @@ describe("Linear agent sessions: real-world shapes", () => {
       noReconciler: true,
       repos: { api: makeRepo().bare, web: makeRepo().bare },
       env: { LINEAR_WEBHOOK_SECRET: SECRET, LINEAR_ACCESS_TOKEN: fake.token, LINEAR_API_URL: fake.apiUrl, DEFAULT_REPO: "api" },
+      mount: (d) => mountLinear(d),
     });
-    await mountLinear(srv.deckhand);
     hook = `${srv.url}/linear/webhook`;
   });
   afterAll(async () => {

@@ -31,8 +31,8 @@ describe("LINEAR_VERBOSITY=quiet", () => {
     srv = await startTestServer({
       repos: { api: makeRepo({ "README.md": "# api\n", "src/app.ts": "export const x = 1;\n" }).bare },
       env: { LINEAR_WEBHOOK_SECRET: SECRET, LINEAR_ACCESS_TOKEN: fake.token, LINEAR_API_URL: fake.apiUrl, LINEAR_TEAM_REPOS: "ENG=api", LINEAR_VERBOSITY: "quiet" },
+      mount: (d) => mountLinear(d),
     });
-    await mountLinear(srv.deckhand);
     hook = `${srv.url}/linear/webhook`;
   });
   afterAll(async () => {

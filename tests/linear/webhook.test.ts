@@ -33,8 +33,8 @@ describe("POST /linear/webhook and the OAuth install", () => {
         LINEAR_CLIENT_SECRET: "client-secret-0123456789",
         LINEAR_TEAM_REPOS: "ENG=api",
       },
+      mount: async (d) => void (linear = (await mountLinear(d))!),
     });
-    linear = (await mountLinear(srv.deckhand))!;
     hook = `${srv.url}/linear/webhook`;
   });
   afterAll(async () => {

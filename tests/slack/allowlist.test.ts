@@ -48,8 +48,8 @@ describe(`Slack allowlists end to end (${database})`, () => {
         SLACK_ALLOWED_USERS: ALLOWED,
         SLACK_ALLOWED_CHANNELS: OK_CHANNEL,
       },
+      mount: (d) => mountSlack(d, { refreshMs: 60_000 }),
     });
-    await mountSlack(srv.deckhand, { refreshMs: 60_000 });
     url = `${srv.url}/slack/events`;
   }, 240_000);
   afterAll(async () => {

@@ -27,8 +27,8 @@ describe("Slack interactivity", () => {
       noReconciler: true,
       repos: { demo: makeRepo().bare },
       env: { ...slackBotEnv(fake, SECRET), SLACK_CHANNEL_REPOS: `${CHANNEL}=demo`, SLACK_ALLOWED_USERS: ADA },
+      mount: (d) => mountSlack(d, { refreshMs: 60_000, minIntervalMs: 50 }),
     });
-    await mountSlack(srv.deckhand, { refreshMs: 60_000, minIntervalMs: 50 });
     url = `${srv.url}/slack/events`;
   });
   afterAll(async () => {

@@ -24,8 +24,8 @@ describe("Slack: real-world message shapes", () => {
         ...slackBotEnv(fake, SECRET),
                 DEFAULT_REPO: "demo",
       },
+      mount: (d) => mountSlack(d, { refreshMs: 60_000 }),
     });
-    await mountSlack(srv.deckhand, { refreshMs: 60_000 });
     url = `${srv.url}/slack/events`;
   });
   afterAll(async () => {

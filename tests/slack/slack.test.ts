@@ -84,13 +84,14 @@ describe(`Slack end to end (${database})`, () => {
   beforeAll(async () => {
     fake = await startFakeSlack();
     repo = makeRepo({ "README.md": "# demo\n" });
+    let line = "";
     srv = await startTestServer({
       database,
       repos: { demo: repo.bare, other: makeRepo().bare },
       handler: (r) => model.handler(r),
       env: slackEnv(fake),
+      mount: async (d) => void (line = await mountSlack(d, { refreshMs: 60_000 })),
     });
-    const line = await mountSlack(srv.deckhand, { refreshMs: 60_000 });
     expect(line).toMatch(/^slack: events at .*\/slack\/events/);
     url = `${srv.url}/slack/events`;
   });
@@ -218,7 +219,8 @@ describe(`Slack end to end (${database})`, () => {
 
     const status = message(CHANNEL, "status", { thread_ts: env.event.ts });
     expect((await postSlackEvent(url, SECRET, status)).status).toBe(200);
-    const answer = await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === env.event.ts && !c.args.metadata && /Working/.test(c.args.text));
+    // A reply (through the outbox, say.ts: its dedupe key says so), not the run's status message.
+    const answer = await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === env.event.ts && /^slack:say:/.test(c.args.metadata?.event_payload?.key ?? "") && /Working/.test(c.args.text));
     expect(answer.args.text).toMatch(/^Working: Thinking \(\d+s\) — HOLD write first\.txt/);
 
     const steer = message(CHANNEL, "also add steer", { thread_ts: env.event.ts });
@@ -431,7 +433,7 @@ describe(`Slack end to end (${database})`, () => {
     expect((await postSlackEvent(url, SECRET, answer)).status).toBe(200);
     const run = await waitRun(elsewhere, ask.event.ts);
     expect([run.repo, run.prompt]).toEqual(["other", "write asked.txt"]);
-    await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === ask.event.ts && !!c.args.metadata, 3000);
+    await fake.waitFor((c) => c.method === "chat.postMessage" && c.args.thread_ts === ask.event.ts && /:status:/.test(c.args.metadata?.event_payload?.key ?? ""), 3000);
     await srv.deckhand.service.stop(run.id, { source: "test" });
   }, 150_000);
 
@@ -470,10 +472,9 @@ describe(`Slack end to end (${database})`, () => {
     // A second server on its own database, restarted in the middle: the outbox row survives in Postgres.
     const pg = await freshPostgres();
     const repos = { demo: makeRepo().bare };
-    let other: TestServer | null = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake) });
+    let other: TestServer | null = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake), mount: (d) => mountSlack(d, { refreshMs: 60_000 }) });
     let next: TestServer | null = null;
     try {
-      await mountSlack(other.deckhand, { refreshMs: 60_000 });
       model.reset();
       const env = mention(CHANNEL, "HOLD write restart.txt");
       expect((await postSlackEvent(`${other.url}/slack/events`, SECRET, env)).status).toBe(200);
@@ -496,8 +497,7 @@ describe(`Slack end to end (${database})`, () => {
 
       // Slack is back; a new process on the same database delivers what is owed.
       fake.clearFailures();
-      next = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake) });
-      await mountSlack(next.deckhand, { refreshMs: 60_000 });
+      next = await startTestServer({ databaseUrl: pg.url, repos, handler: (r) => model.handler(r), env: slackEnv(fake), mount: (d) => mountSlack(d, { refreshMs: 60_000 }) });
       const [final] = await waitPosted(CHANNEL, env.event.ts, /:final:/, 90_000);
       expect(blocksText(final!)).toContain("`hold-write-restart-txt.txt` +1 −0");
       await sleep(2000);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type BreakerRow, describeBreaker, evaluateBreaker, justOpened } from "../../src/runs/circuit-breaker.ts";
 import { describeQueue } from "../../src/runs/queue.ts";
-import { slackRequestProblem } from "../../src/integrations/slack/guard.ts";
+import { parseSlackBody, retryOf, timestampProblem } from "../../src/integrations/slack/guard.ts";
 
 describe("provider circuit breaker (pure evaluation of its shared row)", () => {
   const cfg = { threshold: 3, cooldownMs: 10_000 };
@@ -41,14 +41,35 @@ describe("queue position", () => {
 
 describe("Slack request guard", () => {
   const now = 1_800_000_000;
-  it("refuses timestamps more than 5 minutes away either way, and JSON bodies that are not objects", () => {
-    const h = (ts: number) => ({ "x-slack-request-timestamp": String(ts), "content-type": "application/json" });
-    expect(slackRequestProblem(h(now + 301), null, now)?.status).toBe(401);
-    expect(slackRequestProblem(h(now - 301), null, now)?.status).toBe(401);
-    expect(slackRequestProblem(h(now + 10), Buffer.from("null"), now)?.status).toBe(400);
-    expect(slackRequestProblem(h(now), Buffer.from("[1]"), now)?.status).toBe(400);
-    expect(slackRequestProblem(h(now), Buffer.from('{"type":"event_callback","event":{"type":"app_mention"}}'), now)).toBeNull();
-    expect(slackRequestProblem(h(now), Buffer.from('{"type":"event_callback"}'), now)?.status).toBe(400); // no event object
-    expect(slackRequestProblem(h(now), Buffer.from("{broken"), now)).toBeNull(); // Bolt answers that one
+  const problem = (type: string, text: string) => {
+    const p = parseSlackBody(type, text);
+    return "problem" in p ? p.problem.status : null;
+  };
+  it("refuses timestamps more than 5 minutes away either way, and bodies Bolt could not read", () => {
+    const h = (ts: string | number) => ({ "x-slack-request-timestamp": String(ts) });
+    expect(timestampProblem(h(now + 301), now)?.status).toBe(401);
+    expect(timestampProblem(h(now - 301), now)?.status).toBe(401);
+    expect(timestampProblem(h("1e9"), now)?.status).toBe(401);
+    expect(timestampProblem(h(now - 10), now)).toBeNull();
+    expect(timestampProblem({}, now)).toBeNull(); // left to the signature check
+    const json = "application/json";
+    expect(problem(json, "null")).toBe(400);
+    expect(problem(json, "[1]")).toBe(400);
+    expect(problem(json, '{"type":"event_callback","event":{"type":"app_mention"}}')).toBeNull();
+    expect(problem(json, '{"type":"event_callback"}')).toBe(400); // no event object
+    expect(problem(json, '{"type":"event_callback","event":{"type":7}}')).toBe(400);
+    expect(problem(json, "{broken")).toBe(400);
+    expect(problem("text/xml", "<a/>")).toBe(415);
+    const form = "application/x-www-form-urlencoded; charset=utf-8";
+    expect(problem(form, `payload=${encodeURIComponent("[1]")}`)).toBe(400);
+    expect(parseSlackBody(form, `payload=${encodeURIComponent('{"type":"block_actions"}')}`)).toEqual({ kind: "form", body: { type: "block_actions" } });
+    const command = parseSlackBody(form, "command=%2Fdeckhand&text=status&__proto__=x");
+    expect(command).toMatchObject({ kind: "form", body: { command: "/deckhand", text: "status" } });
+    expect(Object.getPrototypeOf(("body" in command && command.body) || {})).toBe(Object.prototype);
+  });
+  it("reads Slack's retry headers, bounded", () => {
+    expect(retryOf({ "x-slack-retry-num": "2", "x-slack-retry-reason": "http_timeout" })).toEqual({ retryNum: 2, retryReason: "http_timeout" });
+    expect(retryOf({ "x-slack-retry-num": "-1" })).toEqual({});
+    expect(retryOf({})).toEqual({});
   });
 });

@@ -1,7 +1,7 @@
-/** GitHub delivery (see mount.ts), registered for `deckhand serve`. */
-import { registerIntegration } from "../index.ts";
+/** GitHub delivery (see mount.ts) as an integration: no routes, credentials and the pull-request publisher. */
+import type { Integration } from "../integration.ts";
 import { mountGitHub } from "./mount.ts";
 
-registerIntegration((deckhand) => mountGitHub(deckhand));
+export const github: Integration = async (_f, o) => o.said(await mountGitHub(o.deckhand));
 
 export { mountGitHub };

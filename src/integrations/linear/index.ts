@@ -1,17 +1,17 @@
 /**
  * Linear: delegate an issue to Deckhand (or mention it) → a run; replies steer it; progress shows as agent
- * activities. Mounts `POST /linear/webhook`, the OAuth install routes, and the Linear notifier on the outbox.
+ * activities. Serves `POST /linear/webhook` and the OAuth install routes, and puts the Linear notifier on the outbox.
  */
 import type { Deckhand } from "../../app.ts";
 import { ConversationStore } from "../../intake/conversations.ts";
-import { requireSession } from "../../server/raw-guards.ts";
+import { requireSession } from "../../server/session-guard.ts";
 import { BoundedWork } from "../bounded-work.ts";
-import { registerIntegration } from "../index.ts";
+import { type Integration, mountIntegration } from "../integration.ts";
 import type { LinearDeps } from "./deps.ts";
 import { LinearClients } from "./linear-clients.ts";
 import { LinearNotifier } from "./linear-notifier.ts";
 import { oauthCallbackHandler, oauthInstallHandler } from "./oauth.ts";
-import { linearWebhookHandler } from "./webhook-handler.ts";
+import { linearWebhookRoutes, WEBHOOK_PATH } from "./webhook-handler.ts";
 
 export interface LinearMount {
   deps: LinearDeps;
@@ -19,10 +19,20 @@ export interface LinearMount {
   settled(): Promise<void>;
 }
 
-/** Mount the Linear integration; null when LINEAR_WEBHOOK_SECRET is not set. */
+const NOT_CONFIGURED = "linear: not configured (set LINEAR_WEBHOOK_SECRET and LINEAR_ACCESS_TOKEN)";
+const INSTALL_PATH = "/linear/oauth/install";
+
+/** Mount Linear on `deckhand`'s server (before it listens); null when LINEAR_WEBHOOK_SECRET is not set. */
 export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | null> {
+  let m: LinearMount | null = null;
+  await mountIntegration(deckhand, linear, { mounted: (x: LinearMount) => void (m = x) });
+  return m;
+}
+
+/** The Linear integration (integration.ts); `mounted` (tests) receives what was built. */
+export const linear: Integration<{ mounted?: (m: LinearMount) => void }> = async (f, { deckhand, said, mounted }) => {
   const c = deckhand.config;
-  if (!c.LINEAR_WEBHOOK_SECRET) return null;
+  if (!c.LINEAR_WEBHOOK_SECRET) return said(NOT_CONFIGURED);
   const clients = new LinearClients(deckhand.database.db, c);
   const deps: LinearDeps = { db: deckhand.database.db, config: c, service: deckhand.service, outbox: deckhand.outbox, clients, conversations: new ConversationStore(deckhand.database.db), log: deckhand.log.child({ surface: "linear" }) };
   const inflight = new Set<Promise<unknown>>();
@@ -32,23 +42,23 @@ export async function mountLinear(deckhand: Deckhand): Promise<LinearMount | nul
   };
   // Acknowledged first, handled a few at a time (bounded-work.ts).
   const work = new BoundedWork({ concurrency: c.INBOUND_CONCURRENCY, maxQueued: c.INBOUND_MAX_QUEUED, log: deps.log });
-  deckhand.mountRaw("/linear/webhook", linearWebhookHandler(deps, c.LINEAR_WEBHOOK_SECRET, track, work));
-  // Installing the app in a workspace is an admin's act: a signed-in dashboard session first.
-  deckhand.mountRaw("/linear/oauth/install", requireSession(deckhand.sessions, "/linear/oauth/install", oauthInstallHandler(deps)));
-  deckhand.mountRaw("/linear/oauth/callback", oauthCallbackHandler(deps));
+  if (deckhand.role !== "worker") {
+    await f.register(linearWebhookRoutes(deps, c.LINEAR_WEBHOOK_SECRET, track, work));
+    // Installing the app in a workspace is an admin's act: a signed-in dashboard session first.
+    await f.register(async (admin) => {
+      admin.addHook("onRequest", requireSession(deckhand.sessions, INSTALL_PATH));
+      admin.get(INSTALL_PATH, oauthInstallHandler(deps));
+    });
+    // Linear sends the admin back here; the signed `state` is what guards it.
+    f.get("/linear/oauth/callback", oauthCallbackHandler(deps));
+  }
   deckhand.outbox.register(new LinearNotifier(clients, c.LINEAR_VERBOSITY));
   const settled = async () => {
     while (inflight.size) await Promise.allSettled([...inflight]);
   };
   deckhand.onClose(settled);
-  return { deps, settled };
-}
-
-registerIntegration(async (deckhand) => {
-  const c = deckhand.config;
-  const m = await mountLinear(deckhand);
-  if (!m) return "linear: not configured (set LINEAR_WEBHOOK_SECRET and LINEAR_ACCESS_TOKEN)";
+  mounted?.({ deps, settled });
   const auth = c.LINEAR_ACCESS_TOKEN ? "app token" : c.LINEAR_API_KEY ? "API key" : c.LINEAR_CLIENT_ID ? "OAuth installs only" : "no token yet (install via /linear/oauth/install)";
   const teams = Object.keys(c.LINEAR_TEAM_REPOS);
-  return `linear: webhook at ${c.PUBLIC_URL}/linear/webhook (${auth}${c.LINEAR_BOT_USER_ID ? ", classic assignment on" : ""}${teams.length ? `, team repos ${teams.join(", ")}` : ""})`;
-});
+  said(`linear: webhook at ${c.PUBLIC_URL}${WEBHOOK_PATH} (${auth}${c.LINEAR_BOT_USER_ID ? ", classic assignment on" : ""}${teams.length ? `, team repos ${teams.join(", ")}` : ""})`);
+};

@@ -5,9 +5,8 @@
  * the token). The token endpoint sits at LINEAR_API_URL's origin (`/oauth/token`), so tests can point it at a fake.
  */
 import crypto from "node:crypto";
-import type http from "node:http";
 import { sql } from "drizzle-orm";
-import type { RawHandler } from "../../app.ts";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { installations } from "../../db/schema.ts";
 import type { LinearDeps } from "./deps.ts";
 import { LINEAR_SURFACE } from "./linear-clients.ts";
@@ -31,15 +30,15 @@ export function checkState(secret: string, state: string | null, now = Date.now(
   return want.length === sig.length && crypto.timingSafeEqual(Buffer.from(want), Buffer.from(sig));
 }
 
-function page(res: http.ServerResponse, status: number, text: string) {
-  res.statusCode = status;
-  res.setHeader("content-type", "text/html; charset=utf-8");
+type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+
+function page(reply: FastifyReply, status: number, text: string): FastifyReply {
   const esc = text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-  res.end(`<!doctype html><meta charset="utf-8"><title>Deckhand for Linear</title><p>${esc}</p>`);
+  return reply.code(status).type("text/html; charset=utf-8").send(`<!doctype html><meta charset="utf-8"><title>Deckhand for Linear</title><p>${esc}</p>`);
 }
 
-export function oauthInstallHandler(deps: LinearDeps): RawHandler {
-  return (_req, res) => {
+export function oauthInstallHandler(deps: LinearDeps): Handler {
+  return async (_req, res) => {
     const { LINEAR_CLIENT_ID: id, LINEAR_CLIENT_SECRET: secret, PUBLIC_URL } = deps.config;
     if (!id || !secret) return page(res, 404, "Linear OAuth is not configured (set LINEAR_CLIENT_ID and LINEAR_CLIENT_SECRET).");
     const u = new URL("https://linear.app/oauth/authorize");
@@ -49,19 +48,16 @@ export function oauthInstallHandler(deps: LinearDeps): RawHandler {
     u.searchParams.set("scope", LINEAR_SCOPES.join(","));
     u.searchParams.set("actor", "app");
     u.searchParams.set("state", makeState(secret));
-    res.statusCode = 302;
-    res.setHeader("location", u.toString());
-    res.end();
+    return res.code(302).header("location", u.toString()).send();
   };
 }
 
-export function oauthCallbackHandler(deps: LinearDeps): RawHandler {
+export function oauthCallbackHandler(deps: LinearDeps): Handler {
   const log = deps.log.child({ component: "linear-oauth" });
-  return (req, res) => {
-    void (async () => {
+  return async (req, res) => {
+    try {
       const { LINEAR_CLIENT_ID: id, LINEAR_CLIENT_SECRET: secret, PUBLIC_URL } = deps.config;
       if (!id || !secret) return page(res, 404, "Linear OAuth is not configured (set LINEAR_CLIENT_ID and LINEAR_CLIENT_SECRET).");
-      if (req.method !== "GET") return page(res, 405, "Method not allowed");
       const q = new URL(req.url ?? "/", "http://x").searchParams;
       if (q.get("error")) return page(res, 400, `Linear did not authorize the install: ${q.get("error_description") ?? q.get("error")}`);
       const code = q.get("code");
@@ -90,10 +86,10 @@ export function oauthCallbackHandler(deps: LinearDeps): RawHandler {
           set: { accessToken: tok.access_token, appUserId: viewer.id, data, updatedAt: sql`now()` },
         });
       log.info({ workspaceId: org.id, appUserId: viewer.id }, "Linear workspace installed");
-      page(res, 200, `Deckhand is installed in ${org.name}. Delegate an issue to it or mention it in a comment.`);
-    })().catch((e) => {
+      return page(res, 200, `Deckhand is installed in ${org.name}. Delegate an issue to it or mention it in a comment.`);
+    } catch (e) {
       log.error({ err: (e as Error).message }, "Linear install failed");
-      if (!res.headersSent) page(res, 502, "The install failed while talking to Linear. Try again.");
-    });
+      return page(res, 502, "The install failed while talking to Linear. Try again.");
+    }
   };
 }

@@ -19,6 +19,7 @@ import { type SlackPolicy, type SlackSpeaker, slackRefusal } from "./allowlist.t
 import type { SlackInbound } from "./inbound.ts";
 import { escapeMrkdwn, FOLLOWUP_ACTION, followUpEcho } from "./messages.ts";
 import { slackRef } from "./notifier.ts";
+import { slackSay } from "./say.ts";
 
 /** The modal's callback_id, its input block and the input's action id. */
 export const FOLLOWUP_VIEW = "deckhand_followup";
@@ -116,10 +117,8 @@ export function registerFollowUp(app: App, d: FollowUpDeps): void {
     if (!w.user || !w.channel) return;
     await d.client.chat.postEphemeral({ channel: w.channel, user: w.user, text, ...(threadTs ? { thread_ts: threadTs } : {}) }).catch((e) => log.warn({ err: (e as Error).message }, "could not answer in Slack"));
   };
-  /** The one place this module posts in a thread. */
-  const say = async (channel: string, threadTs: string, text: string) => {
-    await d.client.chat.postMessage({ channel, thread_ts: threadTs, text, unfurl_links: false, unfurl_media: false }).catch((e) => log.warn({ err: (e as Error).message, channel }, "could not post in Slack"));
-  };
+  /** The one place this module posts in a thread: through the outbox, in order with the run's own messages. */
+  const say = slackSay(d.deckhand.outbox);
   /** A person's name for the run's input and the thread line, best effort (users:read). */
   const nameOf = async (user: string, fallback?: string): Promise<string> => {
     const info = await Promise.race([d.client.users.info({ user }).catch(() => null), new Promise<null>((r) => setTimeout(() => r(null), 1500).unref())]);

@@ -1,70 +1,79 @@
 /**
- * A guard in front of Bolt's HTTP receiver for what Bolt lets through: a request timestamp more than five minutes
- * in the future (Bolt only refuses old ones), and a signed body that is JSON but not an object (`null` makes Bolt
- * throw outside any handler: the request would hang), or an event callback whose `event` is not an object. The body is read once (bounded) and handed on to Bolt as
- * an equivalent request stream.
+ * What a request to `POST /slack/events` must be before Bolt sees it. Pure: the receiver (receiver.ts) reads the
+ * headers and the raw body and asks here.
+ *
+ * - The request timestamp within five minutes of now, either way (Bolt's own check refuses only old ones).
+ * - The body a JSON object (Events API), a form with a `payload` JSON object (interactivity), or a form of fields
+ *   (slash commands); an event callback's `event` an object with a string `type` (Bolt and our listeners read it).
  */
 import type http from "node:http";
-import { Readable } from "node:stream";
 
 const MAX_SKEW_SEC = 5 * 60;
 
-/** Why to refuse the request (status and message), or null to pass it on. Pure. */
-export function slackRequestProblem(headers: http.IncomingHttpHeaders, body: Buffer | null, nowSec = Math.floor(Date.now() / 1000)): { status: number; error: string } | null {
-  const ts = Number(headers["x-slack-request-timestamp"]);
-  if (headers["x-slack-request-timestamp"] !== undefined && (!Number.isFinite(ts) || Math.abs(nowSec - ts) > MAX_SKEW_SEC)) {
-    return { status: 401, error: "request timestamp is too far from now" };
-  }
-  if (body && /^application\/json/i.test(String(headers["content-type"] ?? ""))) {
-    try {
-      const v = JSON.parse(body.toString("utf8"));
-      if (!v || typeof v !== "object" || Array.isArray(v)) return { status: 400, error: "the body must be a JSON object" };
-      // An event callback's `event` is read by Bolt and our handlers as an object with a string type.
-      if (v.type === "event_callback") {
-        const e = v.event;
-        if (!e || typeof e !== "object" || Array.isArray(e)) return { status: 400, error: "event must be an object" };
-        if (typeof e.type !== "string") return { status: 400, error: "event.type must be a string" };
-      }
-    } catch {
-      return null; // Bolt answers malformed JSON itself (after checking the signature)
-    }
-  }
+export interface Problem {
+  status: number;
+  error: string;
+}
+
+/** A present but unusable or stale `x-slack-request-timestamp` (a missing one is left to the signature check). */
+export function timestampProblem(headers: http.IncomingHttpHeaders, nowSec = Math.floor(Date.now() / 1000)): Problem | null {
+  const raw = headers["x-slack-request-timestamp"];
+  if (raw === undefined) return null;
+  const ts = typeof raw === "string" && /^\d{1,12}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(ts) || Math.abs(nowSec - ts) > MAX_SKEW_SEC) return { status: 401, error: "request timestamp is too far from now (x-slack-request-timestamp)" };
   return null;
 }
 
-/** Wraps Bolt's request listener with the guard; bodies over `limit` bytes get 413 without reaching Bolt. */
-export function guardSlackRequests(next: (req: http.IncomingMessage, res: http.ServerResponse) => void, limit: number) {
-  return (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const refuse = (status: number, error: string) => {
-      if (!res.headersSent) res.writeHead(status, { "content-type": "application/json", connection: "close" }).end(JSON.stringify({ error }));
-    };
-    const early = slackRequestProblem(req.headers, null);
-    if (early) return refuse(early.status, early.error);
-    if (req.method !== "POST") return next(req, res);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > limit) over = true;
-      else chunks.push(c);
-    });
-    req.on("error", () => refuse(400, "request aborted"));
-    req.on("end", () => {
-      if (over) return refuse(413, `body over ${limit} bytes`);
-      const body = Buffer.concat(chunks);
-      const problem = slackRequestProblem(req.headers, body);
-      if (problem) return refuse(problem.status, problem.error);
-      // Bolt reads the body from the request stream: give it the same request with the bytes we read.
-      const replay = Object.assign(Readable.from([body]), {
-        headers: req.headers,
-        method: req.method,
-        url: req.url,
-        httpVersion: req.httpVersion,
-        socket: req.socket,
-        connection: req.socket,
-      }) as unknown as http.IncomingMessage;
-      next(replay, res);
-    });
-  };
+export type Parsed = { kind: "form" | "json"; body: Record<string, unknown> } | { problem: Problem };
+
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+
+function jsonObject(text: string, what: string): Parsed {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return { problem: { status: 400, error: `${what} is not valid JSON` } };
+  }
+  if (!isObject(v)) return { problem: { status: 400, error: `${what} must be a JSON object` } };
+  if (v.type === "event_callback") {
+    if (!isObject(v.event)) return { problem: { status: 400, error: "event must be an object" } };
+    if (typeof v.event.type !== "string") return { problem: { status: 400, error: "event.type must be a string" } };
+  }
+  return { kind: "json", body: v };
+}
+
+/** The media type of a Content-Type header, lower case, without parameters. */
+export function mediaType(contentType: string | undefined): string {
+  return String(contentType ?? "")
+    .split(";")[0]!
+    .trim()
+    .toLowerCase();
+}
+
+/** The body Bolt gets: interactivity's `payload` JSON, a slash command's fields, or an Events API JSON object. */
+export function parseSlackBody(contentType: string | undefined, text: string): Parsed {
+  const type = mediaType(contentType);
+  if (type === "application/x-www-form-urlencoded") {
+    const form = new URLSearchParams(text);
+    const payload = form.get("payload");
+    if (payload !== null) {
+      const p = jsonObject(payload, "payload");
+      return "problem" in p ? p : { kind: "form", body: p.body };
+    }
+    // Slash command fields, one value each (the last wins, like Slack never repeating one).
+    const body: Record<string, unknown> = {};
+    for (const [k, v] of form) Object.defineProperty(body, k, { value: v, enumerable: true, writable: true, configurable: true });
+    return { kind: "form", body };
+  }
+  if (type === "application/json" || type === "") return jsonObject(text, "the body");
+  return { problem: { status: 415, error: `unsupported content type ${type.slice(0, 80)}: Slack sends application/json or application/x-www-form-urlencoded` } };
+}
+
+/** `x-slack-retry-num` / `x-slack-retry-reason`: Slack's retry of a delivery it thinks failed. */
+export function retryOf(headers: http.IncomingHttpHeaders): { retryNum?: number; retryReason?: string } {
+  const num = [headers["x-slack-retry-num"]].flat()[0];
+  const reason = [headers["x-slack-retry-reason"]].flat()[0];
+  const n = typeof num === "string" && /^\d{1,6}$/.test(num) ? Number(num) : undefined;
+  return { ...(n !== undefined ? { retryNum: n } : {}), ...(typeof reason === "string" && reason ? { retryReason: reason.slice(0, 100) } : {}) };
 }

@@ -21,6 +21,7 @@ import { askRepoContent, escapeMrkdwn, helpText, statusReply, unknownRepoText } 
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import { type SlackRef, slackRef } from "./notifier.ts";
 import { decodeAnswer } from "./questions.ts";
+import { slackSay } from "./say.ts";
 import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { chooseRepo, parseMessage, type ParsedMessage } from "./parse.ts";
 
@@ -118,10 +119,9 @@ export class SlackInbound {
     return name;
   }
 
+  /** Through the outbox (say.ts): ordered with the thread's run messages; a Slack outage delays it, never loses it. */
   private async reply(channel: string, threadTs: string, text: string, blocks?: unknown[]): Promise<void> {
-    await this.o.client.chat
-      .postMessage({ channel, thread_ts: threadTs, text, ...(blocks ? { blocks } : {}), unfurl_links: false } as never)
-      .catch((e) => this.o.log.warn({ err: (e as Error).message, channel }, "could not answer in Slack"));
+    await slackSay(this.o.deckhand.outbox)(channel, threadTs, text, blocks);
   }
 
   private async react(channel: string, ts: string, name: string): Promise<void> {
@@ -272,6 +272,9 @@ export class SlackInbound {
     const v = decodeAnswer(click.value);
     if (!v || !click.channel) return;
     const thread = click.threadTs;
+    // Ephemeral (only the person who clicked sees it): sent directly. The outbox cannot carry it: an ephemeral
+    // message is not in the thread's history, so a retry could not find whether it was already posted, and it is
+    // only useful at once; Bolt's client retries it a few times.
     const tell = async (text: string) => {
       if (!click.user) return;
       await this.o.client.chat.postEphemeral({ channel: click.channel!, user: click.user, text, ...(thread ? { thread_ts: thread } : {}) }).catch((e) => this.o.log.warn({ err: (e as Error).message }, "could not answer in Slack"));

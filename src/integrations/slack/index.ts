@@ -1,16 +1,16 @@
 /**
  * Slack: mention the bot to start a run, reply in the thread to steer it, see progress and the result in place.
  *
- * Events arrive at `POST /slack/events` (Bolt's HTTPReceiver mounted raw in our server, signature and timestamp
- * verified by Bolt) or over socket mode when SLACK_APP_TOKEN is set. What the thread is told goes through the
+ * Events arrive at `POST /slack/events` (our Bolt receiver on Fastify, receiver.ts: signature and timestamp checked,
+ * then `app.processEvent`) or over socket mode when SLACK_APP_TOKEN is set. What the thread is told goes through the
  * notification outbox (`SlackNotifier`), so a Slack outage or a restart delays a message but never loses it.
  */
-import { App, HTTPReceiver, LogLevel, webApi } from "@slack/bolt";
+import { App, LogLevel, webApi } from "@slack/bolt";
 import type { Deckhand } from "../../app.ts";
 import type { Logger } from "../../log/logger.ts";
 import { BoundedWork } from "../bounded-work.ts";
-import { registerIntegration } from "../index.ts";
-import { guardSlackRequests } from "./guard.ts";
+import { type Integration, mountIntegration } from "../integration.ts";
+import { EVENTS_PATH, FastifyReceiver } from "./receiver.ts";
 import { type Incoming, SlackInbound } from "./inbound.ts";
 import { slackMessageText } from "./message-text.ts";
 import { SlackNotifier, SURFACE } from "./notifier.ts";
@@ -18,7 +18,7 @@ import { ANSWER_ACTION } from "./questions.ts";
 import { registerInteractivity } from "./interactive.ts";
 import { WORKING_STATUSES } from "../../runs/model.ts";
 
-export const EVENTS_PATH = "/slack/events";
+export { EVENTS_PATH };
 
 export interface SlackMountOptions {
   /** Minimum time between two posts/edits in one thread (default 1000 ms). */
@@ -49,16 +49,23 @@ function boltLogger(log: Logger) {
 /** `message` subtypes that are a person saying something (others are edits, deletions, joins...). */
 const SPOKEN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
 
-export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {}): Promise<string> {
+/** Mount Slack on `deckhand`'s server (before it listens); resolves with the start-up line. */
+export function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {}): Promise<string> {
+  return mountIntegration(deckhand, slack, opts);
+}
+
+/** The Slack integration (integration.ts): the events route, the notifier, socket mode when configured. */
+export const slack: Integration<SlackMountOptions> = async (f, { deckhand, said, ...opts }) => {
   const c = deckhand.config;
   const socketMode = !!c.SLACK_APP_TOKEN;
   if (!c.SLACK_BOT_TOKEN || (!c.SLACK_SIGNING_SECRET && !socketMode)) {
-    return "slack: not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)";
+    return said("slack: not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)");
   }
   const log = deckhand.log.child({ component: "slack" });
   const slackApiUrl = c.SLACK_API_URL ? c.SLACK_API_URL.replace(/\/*$/, "/") : undefined;
   const logger = boltLogger(log);
-  const receiver = socketMode ? undefined : new HTTPReceiver({ signingSecret: c.SLACK_SIGNING_SECRET!, endpoints: EVENTS_PATH, logger });
+  // Too much waiting already: Slack is told 503 and retries later; nothing is read or stored.
+  const receiver = socketMode ? undefined : new FastifyReceiver({ signingSecret: c.SLACK_SIGNING_SECRET!, bodyLimit: c.MAX_BODY_BYTES, log, busy: () => work.full() });
   const app = new App({
     token: c.SLACK_BOT_TOKEN,
     ...(receiver ? { receiver } : { socketMode: true, appToken: c.SLACK_APP_TOKEN }),
@@ -131,22 +138,8 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   });
 
   if (receiver) {
-    const guarded = guardSlackRequests((req, res) => {
-        try {
-          receiver.requestListener(req, res);
-        } catch {
-          // Not a POST to the events path (Bolt defers those to the caller).
-          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route for ${req.method} ${EVENTS_PATH}` }));
-        }
-      }, c.MAX_BODY_BYTES);
-    deckhand.mountRaw(EVENTS_PATH, (req, res) => {
-      // Too much waiting already: Slack retries a 503 later; nothing was read or stored.
-      if (req.method === "POST" && work.full()) {
-        req.resume();
-        return void res.writeHead(503, { "content-type": "application/json", "retry-after": "30" }).end(JSON.stringify({ error: "busy, retry later" }));
-      }
-      guarded(req, res);
-    });
+    // Served only by the web role (a worker answers no HTTP besides health and metrics).
+    if (deckhand.role !== "worker") await f.register(receiver.plugin);
   } else {
     // Connect in the background: an unreachable Slack must not keep the server from starting.
     app
@@ -170,9 +163,9 @@ export async function mountSlack(deckhand: Deckhand, opts: SlackMountOptions = {
   deckhand.onClose(() => clearInterval(refresh));
 
   const repos = Object.entries(c.SLACK_CHANNEL_REPOS).map(([ch, r]) => `${ch}→${r}`);
-  return socketMode
-    ? `slack: socket mode${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`
-    : `slack: events at ${c.PUBLIC_URL}${EVENTS_PATH}${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`;
-}
-
-registerIntegration(mountSlack);
+  said(
+    socketMode
+      ? `slack: socket mode${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`
+      : `slack: events at ${c.PUBLIC_URL}${EVENTS_PATH}${repos.length ? ` (channel repos: ${repos.join(", ")})` : ""}`,
+  );
+};

@@ -50,6 +50,9 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
   const queue = (what: string, fn: () => Promise<void>) => {
     if (!d.work.push(() => fn().catch((e) => log.error({ err: (e as Error).message }, `${what} failed`)))) log.error(`Slack ${what} dropped: the inbound queue is full`);
   };
+  // Private answers (chat.postEphemeral) are sent directly, not through the outbox: an ephemeral message is not in
+  // the thread's history (a retry could not tell whether it was already posted) and is only useful at once. Bolt's
+  // client retries them a few times. What the whole thread sees goes through the outbox (say.ts, notifier.ts).
   const tell = async (w: Who, text: string, threadTs?: string) => {
     if (!w.user || !w.channel) return;
     await d.client.chat.postEphemeral({ channel: w.channel, user: w.user, text, ...(threadTs ? { thread_ts: threadTs } : {}) }).catch((e) => log.warn({ err: (e as Error).message }, "could not answer in Slack"));
@@ -106,6 +109,8 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
         if (!arg) return void (await ack({ response_type: "ephemeral", text: "Usage: `/deckhand run [repo=<name>] <task>`" }));
         await ack({ response_type: "ephemeral", text: "On it: I'll post your request here and work in its thread." });
         return queue("/deckhand run", async () => {
+          // Direct, not through the outbox: this message becomes the run's thread, so its ts is needed before the
+          // run exists. If Slack refuses it (after the client's retries), the person is told and nothing starts.
           const posted = await d.client.chat.postMessage({ channel: w.channel!, text: `<@${w.user}> asked me: ${escapeMrkdwn(arg.slice(0, 3000))}`, unfurl_links: false }).catch((e: Error) => {
             void tell(w, `I can't post in this channel (${e.message}). Invite me first (/invite @Deckhand), or mention me with the task.`);
             return null;
@@ -163,6 +168,7 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
         { type: "section", text: { type: "mrkdwn", text: recent.length ? recent.map((r) => line(r, service.runPageUrl(r))).join("\n") : "No runs yet. Mention me with a task in a channel, DM me, or use `/deckhand run <task>`." } },
         { type: "context", elements: [{ type: "mrkdwn", text: `Repos: ${deckhand.repos.names().map((n) => `\`${escapeMrkdwn(n)}\``).join(", ") || "none"}` }] },
       ];
+      // Direct: the Home tab is drawn again every time it is opened (nothing is lost if Slack is down now).
       await d.client.views.publish({ user_id: user, view: { type: "home", blocks } as never });
     });
   });

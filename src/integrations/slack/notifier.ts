@@ -30,6 +30,9 @@ export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | nul
   return { channel: r.channel, threadTs: r.threadTs, messageTs: typeof r.messageTs === "string" ? r.messageTs : r.threadTs, team: r.team, user: r.user };
 }
 
+/** The ordering key of everything said in one thread (a run's reports and replies without a run, say.ts). */
+export const threadOrderingKey = (channel: string, threadTs: string) => `slack:${channel}:${threadTs}`;
+
 const REACTION_WORKING = "eyes";
 const REACTION_DONE = "white_check_mark";
 const REACTION_FAILED = "x";
@@ -50,7 +53,7 @@ const hashOf = (c: SlackContent, extra = "") =>
 export function planSlack({ run, view, digest, state, foreignPrompts }: PlanInput): Plan {
   const ref = slackRef(run);
   if (!ref) return { messages: [] };
-  const thread = `slack:${ref.channel}:${ref.threadTs}`;
+  const thread = threadOrderingKey(ref.channel, ref.threadTs);
   const reactOrder = `slack-react:${ref.channel}:${ref.messageTs}`;
   const base = `slack:${run.id}`;
   const messages: OutboxMessage[] = [];
