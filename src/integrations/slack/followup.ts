@@ -7,19 +7,16 @@
  * against the run (it must be that channel's and thread's run), the person must pass the allowlist for that
  * channel, and the text must be there and fit. A refusal is shown on the form (or privately for a click).
  */
-import type { App, webApi } from "@slack/bolt";
-import type { Deckhand } from "../../app.ts";
+import type { App } from "@slack/bolt";
 import type { Run } from "../../db/schema.ts";
-import type { Logger } from "../../log/logger.ts";
 import { runLog } from "../../log/logger.ts";
 import { isTerminal } from "../../runs/model.ts";
 import { RunInputError } from "../../runs/run-service.ts";
-import type { BoundedWork } from "../bounded-work.ts";
-import { type SlackPolicy, type SlackSpeaker, slackRefusal } from "./allowlist.ts";
-import type { SlackInbound } from "./inbound.ts";
+import { type SlackSpeaker, slackRefusal } from "./allowlist.ts";
 import { escapeMrkdwn, FOLLOWUP_ACTION, followUpEcho } from "./messages.ts";
 import { slackRef } from "./notifier.ts";
 import { slackSay } from "./say.ts";
+import type { InteractiveDeps } from "./interactive.ts";
 
 /** The modal's callback_id, its input block and the input's action id. */
 export const FOLLOWUP_VIEW = "deckhand_followup";
@@ -98,14 +95,8 @@ export function followUpProblem(target: FollowUpTarget, run: Pick<Run, "source" 
 }
 
 
-export interface FollowUpDeps {
-  deckhand: Deckhand;
-  client: InstanceType<typeof webApi.WebClient>;
-  inbound: SlackInbound;
-  work: BoundedWork;
-  log: Logger;
-  policy?: SlackPolicy;
-}
+/** What the Follow-up button and form need: the same as the rest of Slack's interactivity. */
+export type FollowUpDeps = InteractiveDeps;
 
 type Body = { trigger_id?: unknown; user?: { id?: string; name?: string; team_id?: string }; team?: { id?: string } | null; channel?: { id?: string }; message?: { ts?: string; thread_ts?: string } };
 
