@@ -192,6 +192,24 @@ describe("Slack interactivity", () => {
     expect((await postSlackAction(url, SECRET, blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } }))).status).toBe(200);
     const run = await until("a run", async () => (await runsOf(ADA)).find((r) => /tidy up the README/.test(r.prompt)));
     expect(run).toMatchObject({ repo: "demo", sourceRef: { channel: "C0NOREPO01", threadTs: env.event.ts } });
+
+    // The same picker clicked again once the run exists (or after it ended): it answered its question already, so
+    // the repo's name never reaches the run as a follow-up, and no second run starts.
+    let clicks = 0;
+    const again = () => {
+      const p = blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } });
+      p.actions[0].action_ts = `${Math.floor(Date.now() / 1000)}.${String(900_000 + ++clicks)}`; // a click of its own
+      return postSlackAction(url, SECRET, p);
+    };
+    expect((await again()).status).toBe(200);
+    await srv.deckhand.service.stop(run.id, { author: "test", source: "api" });
+    expect((await again()).status).toBe(200);
+    // A mention in the same thread still works after the stale clicks (the queue has handled them by then).
+    const later = messageEnvelope({ text: "status", channel: "C0NOREPO01", user: ADA, thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, later)).status).toBe(200);
+    await until("status answered", () => fake.threadMessages("C0NOREPO01", env.event.ts).find((m) => m.user === fake.botUserId && /cancelled|Cancelled/.test(m.text)));
+    expect((await srv.deckhand.store.inputs(run.id)).filter((i) => i.kind === "prompt").map((i) => i.text)).not.toContain("demo");
+    expect((await runsOf(ADA)).filter((r) => r.sourceRef && (r.sourceRef as any).threadTs === env.event.ts)).toHaveLength(1);
   });
 
   it("a group DM: a mention starts a run there, and a reply in its thread steers it", async () => {

@@ -40,6 +40,8 @@ export interface Incoming {
   channelType?: string;
   /** Arrived as app_mention, or mentions the bot. */
   mentioned: boolean;
+  /** A click on the "which repo?" picker (interactive.ts): it answers that question, and nothing else. */
+  repoPick?: boolean;
 }
 
 export interface InboundOptions {
@@ -158,6 +160,8 @@ export class SlackInbound {
       repo: run ? (parsed.repo ?? run.repo) : this.repoFor(m, parsed),
     });
     if (decision.kind === "ignore" && decision.why === "not addressed") return; // channel chatter
+    // A picker clicked after its question was answered (the thread has a run now): not a reply to the run.
+    if (m.repoPick && decision.kind !== "repo_answer") return;
 
     // Deduplicate: Slack's retries share the event_id; a mention also delivered as a message shares channel+ts.
     if (m.eventId) {

@@ -93,7 +93,7 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
     if (!repo || !w.channel || !root) return;
     // A click has no message ts of its own: the action's time stands in (deduplicates Slack's retries of it).
     const ts = String(a.action_ts ?? Date.now() / 1000);
-    queue("repo picker", () => d.inbound.handle({ channel: w.channel!, ts, threadTs: root, user: w.user, workspace: w.workspace, userTeam: w.userTeam, text: repo, mentioned: false }, undefined));
+    queue("repo picker", () => d.inbound.handle({ channel: w.channel!, ts, threadTs: root, user: w.user, workspace: w.workspace, userTeam: w.userTeam, text: repo, mentioned: false, repoPick: true }, undefined));
   });
 
   // `/deckhand run|status|stop|help`: answered privately at once; `run` posts the request in the channel and the
