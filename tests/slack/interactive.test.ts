@@ -8,6 +8,8 @@ import { mountSlack } from "../../src/integrations/slack/index.ts";
 import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
+import { hashToken } from "../../src/runs/tokens.ts";
 
 const SECRET = "slack-signing-secret-for-tests-0002";
 const CHANNEL = "C0PROJECT2";
@@ -210,6 +212,30 @@ describe("Slack interactivity", () => {
     await until("status answered", () => fake.threadMessages("C0NOREPO01", env.event.ts).find((m) => m.user === fake.botUserId && /cancelled|Cancelled/.test(m.text)));
     expect((await srv.deckhand.store.inputs(run.id)).filter((i) => i.kind === "prompt").map((i) => i.text)).not.toContain("demo");
     expect((await runsOf(ADA)).filter((r) => r.sourceRef && (r.sourceRef as any).threadTs === env.event.ts)).toHaveLength(1);
+  });
+
+  it("the agent's question: a reply that is none of its options is told so in the thread, the agent's words escaped (no @channel)", async () => {
+    const env = mentionEnvelope({ text: "repo=demo pick a cache", channel: CHANNEL, user: ADA, botUserId: fake.botUserId });
+    expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
+    const run = await until("a run", async () => (await runsOf(ADA)).find((r) => r.prompt === "pick a cache"));
+    // Its sandbox (played over the relay's own endpoint) asks, with options the agent wrote to ping everyone.
+    const token = "relay-token-slack-question-0123456789";
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(token) });
+    const events = [{ seq: 1, type: "question.asked", at: new Date().toISOString(), data: { id: "que_ping", questions: [{ question: "Which cache, <!here>?", options: [{ label: "<!channel>" }, { label: "<https://evil.example|lru>" }], custom: false }] } }];
+    const pushed = await fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events }) });
+    expect(pushed.status).toBeLessThan(300);
+    const reply = messageEnvelope({ text: "neither", channel: CHANNEL, user: ADA, thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, reply)).status).toBe(200);
+    const told = await until("told", () => fake.threadMessages(CHANNEL, env.event.ts).find((m) => m.user === fake.botUserId && /didn't answer/.test(m.text)));
+    expect(told.text).toContain("&lt;!channel&gt;");
+    // The question's own message (and its edit once answered) carries the agent's words escaped, fallback text too.
+    const asked = await until("the question's message", () => fake.threadMessages(CHANNEL, env.event.ts).find((m) => m.user === fake.botUserId && /agent asks/i.test(m.text)));
+    expect(asked.text).toBe("The agent asks: Which cache, &lt;!here&gt;?");
+    const settled = [{ seq: 2, type: "question.replied", at: new Date().toISOString(), data: { requestID: "que_ping", answers: [["<!channel>"]] } }];
+    expect((await fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events: settled }) })).status).toBeLessThan(300);
+    await srv.deckhand.outbox.planRun(run.id);
+    await until("the question's message edited", () => /Answered/.test(fake.messages.get(`${CHANNEL}:${asked.ts}`)!.text));
+    for (const m of fake.threadMessages(CHANNEL, env.event.ts).filter((x) => x.user === fake.botUserId)) expect(JSON.stringify([m.text, m.blocks])).not.toMatch(/<!channel>|<!here>|<https:/);
   });
 
   it("a group DM: a mention starts a run there, and a reply in its thread steers it", async () => {

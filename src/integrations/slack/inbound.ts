@@ -245,7 +245,8 @@ export class SlackInbound {
       await this.react(m.channel, m.ts, "ballot_box_with_check");
     } catch (e) {
       if (!(e instanceof RunInputError)) throw e;
-      await this.reply(m.channel, root, `That didn't answer the agent's question: ${e.message}.`);
+      // The message may name the agent's options: its words, escaped (an option `<!channel>` pings nobody).
+      await this.reply(m.channel, root, `That didn't answer the agent's question: ${escapeMrkdwn(e.message)}.`);
     }
   }
 
@@ -295,7 +296,7 @@ export class SlackInbound {
       runLog(this.o.log, run.id).info({ user: click.user, questionId: done.question.id }, "question answered with a Slack button");
     } catch (e) {
       if (!(e instanceof RunInputError)) throw e;
-      await tell(e.message);
+      await tell(escapeMrkdwn(e.message));
     }
   }
 
