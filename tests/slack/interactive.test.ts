@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
+import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, signSlackRequest, slackBotEnv, triggerId, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
 import { forceRunRow } from "../helpers/force-run-row.ts";
@@ -162,6 +162,13 @@ describe("Slack interactivity", () => {
     expect((await srv.deckhand.store.get(run.id))!.status).toBe("cancelled");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "stop", channel: CHANNEL, user: ADA })).body).text).toBe("You have no runs in progress.");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "", channel: CHANNEL, user: ADA })).body).text).toContain("/deckhand run");
+    // The same signed request twice (replayed within Slack's five minutes): one request posted, one run.
+    const body = new URLSearchParams({ team_id: "T0DECK0001", channel_id: CHANNEL, channel_name: "project", user_id: ADA, user_name: "ada", command: "/deckhand", text: "run replayed task", trigger_id: triggerId() }).toString();
+    const headers = { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(SECRET, body) };
+    for (let i = 0; i < 2; i++) expect((await fetch(url, { method: "POST", headers, body })).status).toBe(200);
+    await until("the replayed task's run", async () => (await runsOf(ADA)).find((r) => r.prompt === "replayed task"));
+    await sleep(300);
+    expect([...fake.messages.values()].filter((m: any) => /asked me: replayed task/.test(m.text))).toHaveLength(1);
     // Unsigned: refused before anything happens.
     const forged = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "command=%2Fdeckhand&text=run+x&user_id=U0ADA00001" });
     expect(forged.status).toBe(401);

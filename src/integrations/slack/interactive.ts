@@ -109,6 +109,9 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
         if (!arg) return void (await ack({ response_type: "ephemeral", text: "Usage: `/deckhand run [repo=<name>] <task>`" }));
         await ack({ response_type: "ephemeral", text: "On it: I'll post your request here and work in its thread." });
         return queue("/deckhand run", async () => {
+          // One post per command: the same signed request again (a replay within Slack's five minutes) posts nothing.
+          const trigger = typeof command.trigger_id === "string" && command.trigger_id ? command.trigger_id.slice(0, 200) : null;
+          if (trigger && !(await d.inbound.claim(`slack:command:${trigger}`))) return;
           // Direct, not through the outbox: this message becomes the run's thread, so its ts is needed before the
           // run exists. If Slack refuses it (after the client's retries), the person is told and nothing starts.
           const posted = await d.client.chat.postMessage({ channel: w.channel!, text: `<@${w.user}> asked me: ${escapeMrkdwn(arg.slice(0, 3000))}`, unfurl_links: false }).catch((e: Error) => {
