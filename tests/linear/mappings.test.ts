@@ -185,6 +185,8 @@ describe("run → agent activities", () => {
     expect(q.content.body).toContain("Pick an option, or reply with your own answer.");
     expect(p.signalMetadata).toEqual({ options: [{ label: "Approve", value: "Approve" }, { label: "Reject", value: "Reject" }] });
     expect(p.content.body).toContain("> bash: git push origin main");
+    // Every other activity repeating the agent's words (the "Waiting for an answer: ..." progress thought) too.
+    for (const m of plan.messages) expect(JSON.stringify(m.payload)).not.toMatch(/\]\(https:|[^`]@ann/);
     // Planned again: the same keys (sent once); a stopped run asks nothing.
     expect(planFor(run, events).messages.filter((m) => m.kind === "activity.elicitation").map((m) => m.dedupeKey)).toEqual(asks.map((m) => m.dedupeKey));
     expect(planFor(makeRun({ status: "cancelled" }), events).messages.some((m) => m.kind === "activity.elicitation")).toBe(false);

@@ -126,7 +126,8 @@ export function planLinearMessages({ run, view, digest, state, answers, foreignP
         // Commentary between tool calls; text not followed by a tool call is the answer (the `response`).
         activity(`text:${item.partId}`, { type: "thought", body: neutralizeAgentMarkdown(item.text.trim().slice(0, 4000)) });
       } else if (item.kind === "status") {
-        activity(`status:${item.seq}`, { type: "thought", body: item.text }, true);
+        // Status lines repeat the agent's words ("Waiting for an answer: <its question>", the answer, a provider's error).
+        activity(`status:${item.seq}`, { type: "thought", body: neutralizeAgentMarkdown(item.text) }, true);
       }
     });
     reasoningBefore(Number.POSITIVE_INFINITY);
