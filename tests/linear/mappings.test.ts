@@ -157,6 +157,9 @@ describe("run → agent activities", () => {
     // Still running: not yet an action; the todo tool is the plan, not an action.
     expect(acts.some((a) => a.parameter === "npm run lint")).toBe(false);
     expect(acts.some((a) => a.action === "Updated the plan")).toBe(false);
+    // A command's output is the agent's (Linear renders an action's result as Markdown): its links and mentions inert.
+    const hostile = contents(planFor(run, [...workEvents(), tool("c9", "bash", "completed", { command: "cat notes" }, "see [the fix](https://evil.example/x) @ann\nmore")]).messages);
+    expect(hostile).toContainEqual({ type: "action", action: "Ran", parameter: "cat notes", result: "see the fix (`https://evil.example/x`) `@ann`" });
     const planMsg = plan.messages.find((m) => m.kind === "session.plan")!;
     expect(planMsg.payload.input).toEqual({ plan: [{ content: "Fix login", status: "inProgress" }, { content: "Run tests", status: "pending" }] });
     expect(planMsg.coalesce).toBe(true);
