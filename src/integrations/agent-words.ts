@@ -19,9 +19,16 @@ export function neutralizeAgentMarkdown(text: string): string {
   s = s.replace(/</g, "&lt;").replace(/>/g, "&gt;");
   // Images: ![alt](url) → [image: alt]
   s = s.replace(/!\[([^\]]*)\]\([^)]*\)/g, (_m, alt: string) => `[image: ${alt.replace(/[[\]]/g, "")}]`);
-  // Links: [text](url) → text (`url`)
-  s = s.replace(/\[([^\]]*)\]\(([^)\s]*)[^)]*\)/g, (_m, label: string, url: string) => `${label} (${code(url)})`);
-  // Bare URLs (autolinked by GitHub and Linear); also breaks reference-style definitions `[x]: url`.
+  // Links: [text](url) → text (`url`); again while a link's label held another (`[[x](u)](//evil)` left a live link).
+  for (let i = 0, before = ""; i < 20 && before !== s; i++) {
+    before = s;
+    s = s.replace(/\[([^\]]*)\]\(([^)\s]*)[^)]*\)/g, (_m, label: string, url: string) => `${label} (${code(url)})`);
+  }
+  // Whatever still reads as `[label](target)` (brackets in the label, `[[x]](//evil)`): the `(` escaped, so no link.
+  s = s.replace(/\]\(/g, "]\\(");
+  // Reference-style definitions (`[1]: //evil.example`, then `[click][1]`): shown as text, never a link target.
+  s = s.replace(/^( {0,3})\[([^\]\n]*)\]:/gm, (_m, indent: string, label: string) => `${indent}\\[${label}]:`);
+  // Bare URLs (autolinked by GitHub and Linear).
   s = s.replace(/(?<!`)\b((?:https?|ftp|mailto|javascript|data):[^\s`)]+)/gi, (_m, url: string) => code(url));
   s = s.replace(/(?<![\w`/])(www\.[^\s`)]+)/gi, (_m, url: string) => code(url));
   // @mentions (people, teams) and #references are written as code: nobody is notified.

@@ -157,6 +157,9 @@ describe("run → agent activities", () => {
     // Still running: not yet an action; the todo tool is the plan, not an action.
     expect(acts.some((a) => a.parameter === "npm run lint")).toBe(false);
     expect(acts.some((a) => a.action === "Updated the plan")).toBe(false);
+    // A command's output is the agent's (Linear renders an action's result as Markdown): its links and mentions inert.
+    const hostile = contents(planFor(run, [...workEvents(), tool("c9", "bash", "completed", { command: "cat notes" }, "see [the fix](https://evil.example/x) @ann\nmore")]).messages);
+    expect(hostile).toContainEqual({ type: "action", action: "Ran", parameter: "cat notes", result: "see the fix (`https://evil.example/x`) `@ann`" });
     const planMsg = plan.messages.find((m) => m.kind === "session.plan")!;
     expect(planMsg.payload.input).toEqual({ plan: [{ content: "Fix login", status: "inProgress" }, { content: "Run tests", status: "pending" }] });
     expect(planMsg.coalesce).toBe(true);
@@ -185,6 +188,8 @@ describe("run → agent activities", () => {
     expect(q.content.body).toContain("Pick an option, or reply with your own answer.");
     expect(p.signalMetadata).toEqual({ options: [{ label: "Approve", value: "Approve" }, { label: "Reject", value: "Reject" }] });
     expect(p.content.body).toContain("> bash: git push origin main");
+    // Every other activity repeating the agent's words (the "Waiting for an answer: ..." progress thought) too.
+    for (const m of plan.messages) expect(JSON.stringify(m.payload)).not.toMatch(/\]\(https:|[^`]@ann/);
     // Planned again: the same keys (sent once); a stopped run asks nothing.
     expect(planFor(run, events).messages.filter((m) => m.kind === "activity.elicitation").map((m) => m.dedupeKey)).toEqual(asks.map((m) => m.dedupeKey));
     expect(planFor(makeRun({ status: "cancelled" }), events).messages.some((m) => m.kind === "activity.elicitation")).toBe(false);

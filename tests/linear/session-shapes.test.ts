@@ -10,6 +10,8 @@ import { mountLinear } from "../../src/integrations/linear/index.ts";
 import { agentSessionCreatedPayload, agentSessionPromptedPayload, postLinearWebhook, startFakeLinear, type FakeLinear } from "../fakes/linear.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
+import { hashToken } from "../../src/runs/tokens.ts";
 
 const SECRET = "linear-webhook-secret-for-tests";
 
@@ -89,6 +91,26 @@ describe("Linear agent sessions: real-world shapes", () => {
     expect(await runsOf(second)).toEqual([]);
     expect((await srv.deckhand.store.list({ source: "linear" })).filter((r: Run) => (r.sourceRef as any).issueId === issue.id)).toHaveLength(1);
     expect(await prompts(run!.id)).toEqual([run!.prompt, "@deckhand also add a test"]);
+  });
+
+  it("in a session, what is said back about the agent's question and the run's reason keeps the agent's words inert (no links, no mentions)", async () => {
+    const issue = newIssue();
+    const sessionId = randomUUID();
+    await postLinearWebhook(hook, SECRET, agentSessionCreatedPayload({ sessionId, issue, comment: { id: randomUUID(), body: "pick a cache" }, ...ids() }));
+    const [run] = await until("a run", () => runsOf(sessionId).then((r) => (r.length ? r : null)));
+    // Its sandbox (played over the relay's own endpoint) asks, with options the agent wrote to plant a link and a mention.
+    const token = "relay-token-linear-question-0123456789";
+    await forceRunRow(srv.deckhand.store.db, run!.id, { status: "running", relayTokenHash: hashToken(token), statusReason: "[see the fix](https://evil.example/fix) @everyone" });
+    const events = [{ seq: 1, type: "question.asked", at: new Date().toISOString(), data: { id: "que_inert", questions: [{ question: "Which cache?", options: [{ label: "[claim](https://evil.example/x)" }, { label: "@everyone" }], custom: false }] } }];
+    expect((await fetch(`${srv.url}/relay/v1/runs/${run!.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events }) })).status).toBeLessThan(300);
+    await postLinearWebhook(hook, SECRET, agentSessionPromptedPayload({ sessionId, issueId: issue.id, body: "neither", ...ids() }));
+    const told = await until("told", () => activitiesOf(sessionId).find((a) => /didn't answer/.test(a.content.body ?? "")));
+    expect(told.content.body).toContain("claim (`https://evil.example/x`)");
+    await postLinearWebhook(hook, SECRET, agentSessionPromptedPayload({ sessionId, issueId: issue.id, body: "status", ...ids() }));
+    const status = await until("status", () => activitiesOf(sessionId).find((a) => /The run is running/.test(a.content.body ?? "")));
+    for (const body of [told.content.body, status.content.body]) {
+      expect(body).not.toMatch(/\]\(https:|(^|[^`])@everyone/);
+    }
   });
 
   it("prompted without an activity id: two different prompts are both delivered; a redelivery is still a duplicate", async () => {

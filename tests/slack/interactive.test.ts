@@ -5,9 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountSlack } from "../../src/integrations/slack/index.ts";
-import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, slackBotEnv, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
+import { appHomeOpenedEnvelope, blockActionsPayload, type FakeSlack, mentionEnvelope, messageEnvelope, messageShortcutPayload, postSlackAction, postSlackEvent, postSlashCommand, signSlackRequest, slackBotEnv, triggerId, startFakeSlack, viewSubmissionPayload } from "../fakes/slack.ts";
 import { makeRepo, startTestServer, type TestServer } from "../helpers/harness.ts";
 import { until } from "../helpers/until.ts";
+import { forceRunRow } from "../helpers/force-run-row.ts";
+import { hashToken } from "../../src/runs/tokens.ts";
 
 const SECRET = "slack-signing-secret-for-tests-0002";
 const CHANNEL = "C0PROJECT2";
@@ -160,6 +162,13 @@ describe("Slack interactivity", () => {
     expect((await srv.deckhand.store.get(run.id))!.status).toBe("cancelled");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "stop", channel: CHANNEL, user: ADA })).body).text).toBe("You have no runs in progress.");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "", channel: CHANNEL, user: ADA })).body).text).toContain("/deckhand run");
+    // The same signed request twice (replayed within Slack's five minutes): one request posted, one run.
+    const body = new URLSearchParams({ team_id: "T0DECK0001", channel_id: CHANNEL, channel_name: "project", user_id: ADA, user_name: "ada", command: "/deckhand", text: "run replayed task", trigger_id: triggerId() }).toString();
+    const headers = { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(SECRET, body) };
+    for (let i = 0; i < 2; i++) expect((await fetch(url, { method: "POST", headers, body })).status).toBe(200);
+    await until("the replayed task's run", async () => (await runsOf(ADA)).find((r) => r.prompt === "replayed task"));
+    await sleep(300);
+    expect([...fake.messages.values()].filter((m: any) => /asked me: replayed task/.test(m.text))).toHaveLength(1);
     // Unsigned: refused before anything happens.
     const forged = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "command=%2Fdeckhand&text=run+x&user_id=U0ADA00001" });
     expect(forged.status).toBe(401);
@@ -192,6 +201,48 @@ describe("Slack interactivity", () => {
     expect((await postSlackAction(url, SECRET, blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } }))).status).toBe(200);
     const run = await until("a run", async () => (await runsOf(ADA)).find((r) => /tidy up the README/.test(r.prompt)));
     expect(run).toMatchObject({ repo: "demo", sourceRef: { channel: "C0NOREPO01", threadTs: env.event.ts } });
+
+    // The same picker clicked again once the run exists (or after it ended): it answered its question already, so
+    // the repo's name never reaches the run as a follow-up, and no second run starts.
+    let clicks = 0;
+    const again = () => {
+      const p = blockActionsPayload({ user: ADA, channel: "C0NOREPO01", message: { ts: ask.ts, thread_ts: env.event.ts, blocks: ask.blocks }, button: { action_id: button.action_id, value: button.value, text: "demo" } });
+      p.actions[0].action_ts = `${Math.floor(Date.now() / 1000)}.${String(900_000 + ++clicks)}`; // a click of its own
+      return postSlackAction(url, SECRET, p);
+    };
+    expect((await again()).status).toBe(200);
+    await srv.deckhand.service.stop(run.id, { author: "test", source: "api" });
+    expect((await again()).status).toBe(200);
+    // A mention in the same thread still works after the stale clicks (the queue has handled them by then).
+    const later = messageEnvelope({ text: "status", channel: "C0NOREPO01", user: ADA, thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, later)).status).toBe(200);
+    await until("status answered", () => fake.threadMessages("C0NOREPO01", env.event.ts).find((m) => m.user === fake.botUserId && /cancelled|Cancelled/.test(m.text)));
+    expect((await srv.deckhand.store.inputs(run.id)).filter((i) => i.kind === "prompt").map((i) => i.text)).not.toContain("demo");
+    expect((await runsOf(ADA)).filter((r) => r.sourceRef && (r.sourceRef as any).threadTs === env.event.ts)).toHaveLength(1);
+  });
+
+  it("the agent's question: a reply that is none of its options is told so in the thread, the agent's words escaped (no @channel)", async () => {
+    const env = mentionEnvelope({ text: "repo=demo pick a cache", channel: CHANNEL, user: ADA, botUserId: fake.botUserId });
+    expect((await postSlackEvent(url, SECRET, env)).status).toBe(200);
+    const run = await until("a run", async () => (await runsOf(ADA)).find((r) => r.prompt === "pick a cache"));
+    // Its sandbox (played over the relay's own endpoint) asks, with options the agent wrote to ping everyone.
+    const token = "relay-token-slack-question-0123456789";
+    await forceRunRow(srv.deckhand.store.db, run.id, { status: "running", relayTokenHash: hashToken(token) });
+    const events = [{ seq: 1, type: "question.asked", at: new Date().toISOString(), data: { id: "que_ping", questions: [{ question: "Which cache, <!here>?", options: [{ label: "<!channel>" }, { label: "<https://evil.example|lru>" }], custom: false }] } }];
+    const pushed = await fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events }) });
+    expect(pushed.status).toBeLessThan(300);
+    const reply = messageEnvelope({ text: "neither", channel: CHANNEL, user: ADA, thread_ts: env.event.ts });
+    expect((await postSlackEvent(url, SECRET, reply)).status).toBe(200);
+    const told = await until("told", () => fake.threadMessages(CHANNEL, env.event.ts).find((m) => m.user === fake.botUserId && /didn't answer/.test(m.text)));
+    expect(told.text).toContain("&lt;!channel&gt;");
+    // The question's own message (and its edit once answered) carries the agent's words escaped, fallback text too.
+    const asked = await until("the question's message", () => fake.threadMessages(CHANNEL, env.event.ts).find((m) => m.user === fake.botUserId && /agent asks/i.test(m.text)));
+    expect(asked.text).toBe("The agent asks: Which cache, &lt;!here&gt;?");
+    const settled = [{ seq: 2, type: "question.replied", at: new Date().toISOString(), data: { requestID: "que_ping", answers: [["<!channel>"]] } }];
+    expect((await fetch(`${srv.url}/relay/v1/runs/${run.id}/events`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ events: settled }) })).status).toBeLessThan(300);
+    await srv.deckhand.outbox.planRun(run.id);
+    await until("the question's message edited", () => /Answered/.test(fake.messages.get(`${CHANNEL}:${asked.ts}`)!.text));
+    for (const m of fake.threadMessages(CHANNEL, env.event.ts).filter((x) => x.user === fake.botUserId)) expect(JSON.stringify([m.text, m.blocks])).not.toMatch(/<!channel>|<!here>|<https:/);
   });
 
   it("a group DM: a mention starts a run there, and a reply in its thread steers it", async () => {

@@ -100,6 +100,12 @@ describe("the Bolt receiver on Fastify", () => {
     const notObject = await postSlackEvent(url, SECRET, "[1,2]");
     expect(notObject.status).toBe(400);
     expect((await fetch(url)).status).toBe(404);
+    // Signed, but without what Bolt reads to route them (a form without its view, a payload with neither team nor
+    // user, an event whose authorizations are not objects): 400, not Bolt's TypeError as a 500.
+    for (const bad of [{ type: "view_submission", user: { id: "U1" } }, { type: "view_closed", view: null, team: { id: "T1" } }, { type: "message_action", callback_id: "x" }, { type: "block_suggestion", team: null, user: "U1" }]) {
+      expect((await postSlackAction(url, SECRET, bad)).status, JSON.stringify(bad)).toBe(400);
+    }
+    expect((await postSlackEvent(url, SECRET, { ...env, authorizations: [null] })).status).toBe(400);
     expect(seen.length).toBe(before);
   });
 

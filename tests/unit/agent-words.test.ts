@@ -15,7 +15,12 @@ describe("neutralizeAgentMarkdown", () => {
     expect(neutralizeAgentMarkdown("go to https://evil.example/login now")).toBe("go to `https://evil.example/login` now");
     expect(neutralizeAgentMarkdown("![tracker](https://evil.example/p.png)")).toBe("[image: tracker]");
     expect(neutralizeAgentMarkdown('<img src="https://evil.example/p.png">')).not.toMatch(/<img/);
-    expect(neutralizeAgentMarkdown("[x]: https://evil.example")).toBe("[x]: `https://evil.example`");
+    expect(neutralizeAgentMarkdown("[x]: https://evil.example")).toBe("\\[x]: `https://evil.example`");
+    // Links whose label holds brackets or another link, and reference-style links to a scheme-less target: no link.
+    expect(neutralizeAgentMarkdown("[[x](u)](//evil.example)")).toBe("x (`u`) (`//evil.example`)");
+    expect(neutralizeAgentMarkdown("[[claim]](//evil.example)")).toBe("[[claim]]\\(//evil.example)");
+    expect(neutralizeAgentMarkdown("[![a](b)](//evil.example)")).toBe("[[image: a]]\\(//evil.example)");
+    expect(neutralizeAgentMarkdown("see [the fix][1]\n\n[1]: //evil.example")).toBe("see [the fix][1]\n\n\\[1]: //evil.example");
   });
   it("quoteAgent attributes the words to the agent and quotes every line", () => {
     const q = quoteAgent("Done.\nAll tests pass @boss");

@@ -10,6 +10,7 @@ import { runLog } from "../../log/logger.ts";
 import type { PendingQuestion } from "../../events/questions.ts";
 import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { RunInputError } from "../../runs/run-service.ts";
+import { neutralizeAgentMarkdown } from "../agent-words.ts";
 import { continuationPrompt } from "./build-prompt.ts";
 import { repoFromAnswer } from "./choose-repo.ts";
 import type { LinearDeps } from "./deps.ts";
@@ -44,7 +45,8 @@ export async function onSessionPrompted(deps: LinearDeps, payload: any): Promise
       if (run && decision.running) return void (await deps.service.stop(run.id, { author, source: "linear" }));
       return say("Stopped. Nothing was running.", "response");
     case "status":
-      return say(run ? `The run is ${run.status}${run.statusReason ? ` (${run.statusReason})` : ""}: ${deps.service.runPageUrl(run)}` : "There is no run in this session yet.");
+      // The reason may carry the agent's or a person's words (a failure, "Stopped by ..."): made inert.
+      return say(run ? `The run is ${run.status}${run.statusReason ? ` (${neutralizeAgentMarkdown(run.statusReason)})` : ""}: ${deps.service.runPageUrl(run)}` : "There is no run in this session yet.");
     case "help":
       return say(HELP);
     case "ignore":
@@ -111,6 +113,7 @@ async function answerAgent(deps: LinearDeps, run: Run, q: PendingQuestion, text:
     await say(q.kind === "permission" ? `${done.summary}; passing that to the agent.` : "Got your answer; passing it to the agent.");
   } catch (e) {
     if (!(e instanceof RunInputError)) throw e;
-    await say(`That didn't answer the agent's question: ${e.message}.`);
+    // The message may name the agent's options: its words, made inert (as in a classic thread).
+    await say(`That didn't answer the agent's question: ${neutralizeAgentMarkdown(e.message)}.`);
   }
 }

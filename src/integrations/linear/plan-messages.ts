@@ -121,12 +121,14 @@ export function planLinearMessages({ run, view, digest, state, answers, foreignP
         const c = item.call;
         if (c.tool === "todowrite" || (c.status !== "completed" && c.status !== "error")) return;
         const result = c.status === "error" ? `Failed: ${c.result ?? "error"}` : c.result;
-        activity(`tool:${c.callId}`, { type: "action", action: c.verb, parameter: c.target || c.tool, ...(result ? { result: result.slice(0, 300) } : {}) });
+        // The result is the tool's output (the agent's), rendered as Markdown by Linear: made inert.
+        activity(`tool:${c.callId}`, { type: "action", action: c.verb, parameter: c.target || c.tool, ...(result ? { result: neutralizeAgentMarkdown(result.slice(0, 300)) } : {}) });
       } else if (item.kind === "message" && item.role === "assistant" && item.text.trim() && toolAfter(idx)) {
         // Commentary between tool calls; text not followed by a tool call is the answer (the `response`).
         activity(`text:${item.partId}`, { type: "thought", body: neutralizeAgentMarkdown(item.text.trim().slice(0, 4000)) });
       } else if (item.kind === "status") {
-        activity(`status:${item.seq}`, { type: "thought", body: item.text }, true);
+        // Status lines repeat the agent's words ("Waiting for an answer: <its question>", the answer, a provider's error).
+        activity(`status:${item.seq}`, { type: "thought", body: neutralizeAgentMarkdown(item.text) }, true);
       }
     });
     reasoningBefore(Number.POSITIVE_INFINITY);

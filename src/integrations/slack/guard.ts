@@ -40,7 +40,18 @@ function jsonObject(text: string, what: string): Parsed {
     if (!isObject(v.event)) return { problem: { status: 400, error: "event must be an object" } };
     if (typeof v.event.type !== "string") return { problem: { status: 400, error: "event.type must be a string" } };
   }
+  // Bolt reads the first authorization's team (events) without checking it.
+  if (v.authorizations !== undefined && (!Array.isArray(v.authorizations) || !v.authorizations.every(isObject))) return { problem: { status: 400, error: "authorizations must be a list of objects" } };
   return { kind: "json", body: v };
+}
+
+/** Interactivity types Bolt routes by team (else the user's team_id), and a modal's by its view (Bolt's buildSource). */
+const VIEW_TYPES = new Set(["view_submission", "view_closed"]);
+
+function interactivityProblem(p: Record<string, unknown>): Problem | null {
+  if (VIEW_TYPES.has(String(p.type)) && !isObject(p.view)) return { status: 400, error: "view must be an object" };
+  if ((p.team === undefined || p.team === null) && !isObject(p.user)) return { status: 400, error: "payload has neither team nor user" };
+  return null;
 }
 
 /** The media type of a Content-Type header, lower case, without parameters. */
@@ -59,7 +70,9 @@ export function parseSlackBody(contentType: string | undefined, text: string): P
     const payload = form.get("payload");
     if (payload !== null) {
       const p = jsonObject(payload, "payload");
-      return "problem" in p ? p : { kind: "form", body: p.body };
+      if ("problem" in p) return p;
+      const problem = interactivityProblem(p.body);
+      return problem ? { problem } : { kind: "form", body: p.body };
     }
     // Slash command fields, one value each (the last wins, like Slack never repeating one).
     const body: Record<string, unknown> = {};

@@ -40,6 +40,8 @@ export interface Incoming {
   channelType?: string;
   /** Arrived as app_mention, or mentions the bot. */
   mentioned: boolean;
+  /** A click on the "which repo?" picker (interactive.ts): it answers that question, and nothing else. */
+  repoPick?: boolean;
 }
 
 export interface InboundOptions {
@@ -158,6 +160,8 @@ export class SlackInbound {
       repo: run ? (parsed.repo ?? run.repo) : this.repoFor(m, parsed),
     });
     if (decision.kind === "ignore" && decision.why === "not addressed") return; // channel chatter
+    // A picker clicked after its question was answered (the thread has a run now): not a reply to the run.
+    if (m.repoPick && decision.kind !== "repo_answer") return;
 
     // Deduplicate: Slack's retries share the event_id; a mention also delivered as a message shares channel+ts.
     if (m.eventId) {
@@ -241,7 +245,8 @@ export class SlackInbound {
       await this.react(m.channel, m.ts, "ballot_box_with_check");
     } catch (e) {
       if (!(e instanceof RunInputError)) throw e;
-      await this.reply(m.channel, root, `That didn't answer the agent's question: ${e.message}.`);
+      // The message may name the agent's options: its words, escaped (an option `<!channel>` pings nobody).
+      await this.reply(m.channel, root, `That didn't answer the agent's question: ${escapeMrkdwn(e.message)}.`);
     }
   }
 
@@ -291,7 +296,7 @@ export class SlackInbound {
       runLog(this.o.log, run.id).info({ user: click.user, questionId: done.question.id }, "question answered with a Slack button");
     } catch (e) {
       if (!(e instanceof RunInputError)) throw e;
-      await tell(e.message);
+      await tell(escapeMrkdwn(e.message));
     }
   }
 

@@ -93,7 +93,7 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
     if (!repo || !w.channel || !root) return;
     // A click has no message ts of its own: the action's time stands in (deduplicates Slack's retries of it).
     const ts = String(a.action_ts ?? Date.now() / 1000);
-    queue("repo picker", () => d.inbound.handle({ channel: w.channel!, ts, threadTs: root, user: w.user, workspace: w.workspace, userTeam: w.userTeam, text: repo, mentioned: false }, undefined));
+    queue("repo picker", () => d.inbound.handle({ channel: w.channel!, ts, threadTs: root, user: w.user, workspace: w.workspace, userTeam: w.userTeam, text: repo, mentioned: false, repoPick: true }, undefined));
   });
 
   // `/deckhand run|status|stop|help`: answered privately at once; `run` posts the request in the channel and the
@@ -109,6 +109,9 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
         if (!arg) return void (await ack({ response_type: "ephemeral", text: "Usage: `/deckhand run [repo=<name>] <task>`" }));
         await ack({ response_type: "ephemeral", text: "On it: I'll post your request here and work in its thread." });
         return queue("/deckhand run", async () => {
+          // One post per command: the same signed request again (a replay within Slack's five minutes) posts nothing.
+          const trigger = typeof command.trigger_id === "string" && command.trigger_id ? command.trigger_id.slice(0, 200) : null;
+          if (trigger && !(await d.inbound.claim(`slack:command:${trigger}`))) return;
           // Direct, not through the outbox: this message becomes the run's thread, so its ts is needed before the
           // run exists. If Slack refuses it (after the client's retries), the person is told and nothing starts.
           const posted = await d.client.chat.postMessage({ channel: w.channel!, text: `<@${w.user}> asked me: ${escapeMrkdwn(arg.slice(0, 3000))}`, unfurl_links: false }).catch((e: Error) => {

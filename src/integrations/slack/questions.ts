@@ -66,14 +66,15 @@ export function questionContent(runId: string, q: PendingQuestion): { text: stri
         : "";
   if (how) blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: how }] });
   const first = q.items[0]?.question ?? "";
-  return { text: `${q.kind === "permission" ? "Approval needed" : "The agent asks"}: ${first.slice(0, 300)}`, blocks };
+  // The fallback text (notifications) is mrkdwn too: the agent's words escaped there as well.
+  return { text: `${q.kind === "permission" ? "Approval needed" : "The agent asks"}: ${escapeMrkdwn(first.slice(0, 300))}`, blocks };
 }
 
 /** The question's message once settled: the question, and how it was answered; no buttons any more. */
 export function settledContent(s: SettledQuestion): { text: string; blocks: Block[] } {
   const line = `${s.how}${s.answer ? `: ${s.answer}` : ""}`;
   return {
-    text: `${s.question.slice(0, 300)} — ${line}`,
+    text: escapeMrkdwn(`${s.question.slice(0, 300)} — ${line}`),
     blocks: [
       { type: "section", text: { type: "mrkdwn", text: `> ${escapeMrkdwn(s.question).replace(/\n/g, "\n> ")}`.slice(0, 2900) } },
       { type: "context", elements: [{ type: "mrkdwn", text: `✅ ${escapeMrkdwn(line).slice(0, 2000)}` }] },
