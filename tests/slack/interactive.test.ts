@@ -162,6 +162,11 @@ describe("Slack interactivity", () => {
     expect((await srv.deckhand.store.get(run.id))!.status).toBe("cancelled");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "stop", channel: CHANNEL, user: ADA })).body).text).toBe("You have no runs in progress.");
     expect(JSON.parse((await postSlashCommand(url, SECRET, { text: "", channel: CHANNEL, user: ADA })).body).text).toContain("/deckhand run");
+    // A command without a `text` field at all (Slack always sends one; a hostile client need not): the help, no crash.
+    const bare = new URLSearchParams({ team_id: "T0DECK0001", channel_id: CHANNEL, channel_name: "project", user_id: ADA, user_name: "ada", command: "/deckhand", trigger_id: triggerId() }).toString();
+    const bareRes = await fetch(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(SECRET, bare) }, body: bare });
+    expect(bareRes.status).toBe(200);
+    expect(JSON.parse(await bareRes.text()).text).toContain("/deckhand run");
     // The same signed request twice (replayed within Slack's five minutes): one request posted, one run.
     const body = new URLSearchParams({ team_id: "T0DECK0001", channel_id: CHANNEL, channel_name: "project", user_id: ADA, user_name: "ada", command: "/deckhand", text: "run replayed task", trigger_id: triggerId() }).toString();
     const headers = { "content-type": "application/x-www-form-urlencoded", ...signSlackRequest(SECRET, body) };

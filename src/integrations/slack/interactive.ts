@@ -100,7 +100,7 @@ export function registerInteractivity(app: App, d: InteractiveDeps): void {
   // run lives in that message's thread.
   app.command(COMMAND, async ({ ack, command }) => {
     const w: Who = { user: command.user_id, channel: command.channel_id, workspace: command.team_id, userTeam: command.team_id };
-    const [verb = "", ...rest] = command.text.trim().split(/\s+/);
+    const [verb = "", ...rest] = String(command.text ?? "").trim().split(/\s+/);
     const arg = rest.join(" ").trim();
     const no = refusal(w);
     if (no) return void (await ack({ response_type: "ephemeral", text: no }));
