@@ -1,20 +1,42 @@
 /**
- * The shape of a signed Linear webhook, checked before anything reads it: a signature proves who sent it, not that
- * its fields have the types the handlers read. Pure: a plain-words problem (answered 400, nothing stored) or null.
+ * Linear's parser: the shape of a signed webhook, checked (zod) before anything reads it. A signature proves who
+ * sent it, not that its fields have the types the handlers read. Fields Deckhand does not read pass through
+ * unchecked (Linear adds fields over time). Pure: a plain-words problem (answered 400, nothing stored) or null.
  */
-const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === "object" && !Array.isArray(x);
+import { z } from "zod";
+
+/** A JSON object (not an array, not null). */
+const object = z.record(z.string(), z.unknown());
+
+const agentSessionEvent = z.looseObject({
+  type: z.literal("AgentSessionEvent"),
+  action: z.string(),
+  agentSession: z.looseObject({
+    id: z.string().min(1),
+    issue: object.nullish(),
+    comment: object.nullish(),
+    creator: object.nullish(),
+  }),
+  agentActivity: object.nullish(),
+});
+
+/** Issue and Comment events: handlers read `data`. */
+const dataEvent = z.looseObject({ type: z.enum(["Issue", "Comment"]), data: object });
+
+/** Anything else Linear sends (OAuthApp, AppUserNotification...): a type, the rest read by its own handler. */
+const otherEvent = z.looseObject({ type: z.string() });
+
+function schemaFor(type: unknown) {
+  if (type === "AgentSessionEvent") return agentSessionEvent;
+  if (type === "Issue" || type === "Comment") return dataEvent;
+  return otherEvent;
+}
 
 export function linearPayloadProblem(payload: unknown): string | null {
-  if (!isObject(payload)) return "the webhook body must be a JSON object";
-  if (typeof payload.type !== "string") return "the webhook has no type";
-  if (payload.type === "AgentSessionEvent") {
-    const s = payload.agentSession;
-    if (!isObject(s)) return "agentSession must be an object";
-    if (typeof s.id !== "string" || !s.id) return "agentSession.id must be a string";
-    if (typeof payload.action !== "string") return "action must be a string";
-    for (const k of ["issue", "comment", "creator"] as const) if (s[k] != null && !isObject(s[k])) return `agentSession.${k} must be an object`;
-    if (payload.agentActivity != null && !isObject(payload.agentActivity)) return "agentActivity must be an object";
-  }
-  if ((payload.type === "Issue" || payload.type === "Comment") && !isObject(payload.data)) return "data must be an object";
-  return null;
+  if (!object.safeParse(payload).success) return "the webhook body must be a JSON object";
+  const r = schemaFor((payload as { type?: unknown }).type).safeParse(payload);
+  if (r.success) return null;
+  const issue = r.error.issues[0]!;
+  const where = issue.path.length ? issue.path.join(".") : "the webhook";
+  return `${where}: ${issue.message.replace(/^Invalid input: /, "")}`;
 }
