@@ -62,7 +62,18 @@ describe("Slack request guard", () => {
     expect(problem("text/xml", "<a/>")).toBe(415);
     const form = "application/x-www-form-urlencoded; charset=utf-8";
     expect(problem(form, `payload=${encodeURIComponent("[1]")}`)).toBe(400);
-    expect(parseSlackBody(form, `payload=${encodeURIComponent('{"type":"block_actions"}')}`)).toEqual({ kind: "form", body: { type: "block_actions" } });
+    expect(parseSlackBody(form, `payload=${encodeURIComponent('{"type":"block_actions","team":{"id":"T1"}}')}`)).toEqual({ kind: "form", body: { type: "block_actions", team: { id: "T1" } } });
+    // What Bolt routes by must be there (its buildSource reads it unchecked): said in words, naming the field.
+    const said = (type: string, text: string) => {
+      const p = parseSlackBody(type, text);
+      return "problem" in p ? p.problem.error : null;
+    };
+    expect(said(form, `payload=${encodeURIComponent('{"type":"block_actions"}')}`)).toBe("payload: it has neither team nor user");
+    expect(said(form, `payload=${encodeURIComponent('{"type":"view_submission","user":{"id":"U1"}}')}`)).toBe("view: a modal's payload must have its view");
+    expect(said(json, '{"type":"event_callback","event":"x"}')).toBe("event: expected object, received string");
+    expect(said(json, '{"type":"event_callback","event":{"type":"app_mention"},"authorizations":[1]}')).toBe("authorizations.0: expected record, received number");
+    // A slash command without `text` (Slack always sends it; a hostile client need not) reads as an empty one.
+    expect(parseSlackBody(form, "command=%2Fdeckhand&user_id=U1")).toEqual({ kind: "form", body: { command: "/deckhand", user_id: "U1", text: "" } });
     const command = parseSlackBody(form, "command=%2Fdeckhand&text=status&__proto__=x");
     expect(command).toMatchObject({ kind: "form", body: { command: "/deckhand", text: "status" } });
     expect(Object.getPrototypeOf(("body" in command && command.body) || {})).toBe(Object.prototype);

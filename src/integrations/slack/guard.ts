@@ -7,6 +7,7 @@
  *   (slash commands); an event callback's `event` an object with a string `type` (Bolt and our listeners read it).
  */
 import type http from "node:http";
+import { z } from "zod";
 
 const MAX_SKEW_SEC = 5 * 60;
 
@@ -28,7 +29,31 @@ export type Parsed = { kind: "form" | "json"; body: Record<string, unknown> } | 
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
 
-function jsonObject(text: string, what: string): Parsed {
+/**
+ * Slack's parser: the parts of Slack's payloads that Bolt and our listeners read without checking, in zod. Fields
+ * nobody reads pass through (Slack adds fields over time).
+ */
+const object = z.record(z.string(), z.unknown());
+/** Bolt reads the first authorization's team (events) without checking it. */
+const authorizations = z.array(object).optional();
+const eventCallback = z.looseObject({ type: z.literal("event_callback"), event: z.looseObject({ type: z.string() }), authorizations });
+/** url_verification, ssl_check, app_rate_limited...: read by Bolt by their type. */
+const otherEventsApi = z.looseObject({ type: z.string().optional(), authorizations });
+/** Interactivity types Bolt routes by team (else the user's team_id), and a modal's by its view (Bolt's buildSource). */
+const interactivity = z
+  .looseObject({ type: z.string().optional(), view: object.optional(), team: z.unknown().optional(), user: object.optional() })
+  .refine((p) => !["view_submission", "view_closed"].includes(String(p.type)) || p.view !== undefined, { message: "a modal's payload must have its view", path: ["view"] })
+  .refine((p) => (p.team !== undefined && p.team !== null) || p.user !== undefined, { message: "it has neither team nor user" });
+/** A slash command's fields (one string each; Slack always sends `text`, a hostile client need not: added empty). */
+const slashCommand = z.looseObject({ command: z.string().optional(), text: z.string().optional() });
+
+function problemOf(e: z.ZodError, what: string): Problem {
+  const issue = e.issues[0]!;
+  const where = issue.path.length ? `${issue.path.join(".")}: ` : what === "request body" ? "" : `${what}: `;
+  return { status: 400, error: `${where}${issue.message.replace(/^Invalid input: /, "")}` };
+}
+
+function jsonObject(text: string, what: string): { body: Record<string, unknown> } | { problem: Problem } {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -36,22 +61,13 @@ function jsonObject(text: string, what: string): Parsed {
     return { problem: { status: 400, error: `${what} is not valid JSON` } };
   }
   if (!isObject(v)) return { problem: { status: 400, error: `${what} must be a JSON object` } };
-  if (v.type === "event_callback") {
-    if (!isObject(v.event)) return { problem: { status: 400, error: "event must be an object" } };
-    if (typeof v.event.type !== "string") return { problem: { status: 400, error: "event.type must be a string" } };
-  }
-  // Bolt reads the first authorization's team (events) without checking it.
-  if (v.authorizations !== undefined && (!Array.isArray(v.authorizations) || !v.authorizations.every(isObject))) return { problem: { status: 400, error: "authorizations must be a list of objects" } };
-  return { kind: "json", body: v };
+  return { body: v };
 }
 
-/** Interactivity types Bolt routes by team (else the user's team_id), and a modal's by its view (Bolt's buildSource). */
-const VIEW_TYPES = new Set(["view_submission", "view_closed"]);
-
-function interactivityProblem(p: Record<string, unknown>): Problem | null {
-  if (VIEW_TYPES.has(String(p.type)) && !isObject(p.view)) return { status: 400, error: "view must be an object" };
-  if ((p.team === undefined || p.team === null) && !isObject(p.user)) return { status: 400, error: "payload has neither team nor user" };
-  return null;
+/** The body itself once it fits (not zod's copy: a key like `__proto__` must stay a plain field). */
+function checked(schema: z.ZodType, body: Record<string, unknown>, kind: "form" | "json", what: string): Parsed {
+  const r = schema.safeParse(body);
+  return r.success ? { kind, body } : { problem: problemOf(r.error, what) };
 }
 
 /** The media type of a Content-Type header, lower case, without parameters. */
@@ -70,16 +86,19 @@ export function parseSlackBody(contentType: string | undefined, text: string): P
     const payload = form.get("payload");
     if (payload !== null) {
       const p = jsonObject(payload, "payload");
-      if ("problem" in p) return p;
-      const problem = interactivityProblem(p.body);
-      return problem ? { problem } : { kind: "form", body: p.body };
+      return "problem" in p ? p : checked(interactivity, p.body, "form", "payload");
     }
     // Slash command fields, one value each (the last wins, like Slack never repeating one).
     const body: Record<string, unknown> = {};
-    for (const [k, v] of form) Object.defineProperty(body, k, { value: v, enumerable: true, writable: true, configurable: true });
-    return { kind: "form", body };
+    const field = (k: string, v: string) => Object.defineProperty(body, k, { value: v, enumerable: true, writable: true, configurable: true });
+    for (const [k, v] of form) field(k, v);
+    if (!Object.hasOwn(body, "text")) field("text", "");
+    return checked(slashCommand, body, "form", "request body");
   }
-  if (type === "application/json" || type === "") return jsonObject(text, "the body");
+  if (type === "application/json" || type === "") {
+    const j = jsonObject(text, "the body");
+    return "problem" in j ? j : checked(j.body.type === "event_callback" ? eventCallback : otherEventsApi, j.body, "json", "request body");
+  }
   return { problem: { status: 415, error: `unsupported content type ${type.slice(0, 80)}: Slack sends application/json or application/x-www-form-urlencoded` } };
 }
 
