@@ -21,7 +21,7 @@ import { askRepoContent, escapeMrkdwn, helpText, statusReply, unknownRepoText } 
 import { type SlackPolicy, slackRefusal } from "./allowlist.ts";
 import { type SlackRef, slackRef } from "./notifier.ts";
 import { decodeAnswer } from "./questions.ts";
-import { slackSay } from "./say.ts";
+import { slackReact, slackSay } from "./say.ts";
 import { answerQuestion, openQuestions } from "../../runs/answers.ts";
 import { chooseRepo, parseMessage, type ParsedMessage } from "./parse.ts";
 
@@ -127,7 +127,7 @@ export class SlackInbound {
   }
 
   private async react(channel: string, ts: string, name: string): Promise<void> {
-    await this.o.client.reactions.add({ channel, timestamp: ts, name }).catch(() => {});
+    await slackReact(this.o.deckhand.outbox)(channel, ts, name);
   }
 
   private allowed(): string[] {

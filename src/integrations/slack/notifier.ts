@@ -32,6 +32,8 @@ export function slackRef(run: Pick<Run, "source" | "sourceRef">): SlackRef | nul
 
 /** The ordering key of everything said in one thread (a run's reports and replies without a run, say.ts). */
 export const threadOrderingKey = (channel: string, threadTs: string) => `slack:${channel}:${threadTs}`;
+/** The ordering key of the reactions on one message (added and removed in order, apart from the thread's posts). */
+export const reactOrderingKey = (channel: string, ts: string) => `slack-react:${channel}:${ts}`;
 
 const REACTION_WORKING = "eyes";
 const REACTION_DONE = "white_check_mark";
@@ -54,7 +56,7 @@ export function planSlack({ run, view, digest, state, foreignPrompts }: PlanInpu
   const ref = slackRef(run);
   if (!ref) return { messages: [] };
   const thread = threadOrderingKey(ref.channel, ref.threadTs);
-  const reactOrder = `slack-react:${ref.channel}:${ref.messageTs}`;
+  const reactOrder = reactOrderingKey(ref.channel, ref.messageTs);
   const base = `slack:${run.id}`;
   const messages: OutboxMessage[] = [];
   const next: Record<string, unknown> = {};
