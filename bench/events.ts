@@ -18,15 +18,20 @@ const pct = (xs: number[], p: number) => {
 };
 const mb = (n: number) => Math.round(n / 1048576);
 
-/** A realistic mix: tool calls (running, then completed), text parts, plan updates. */
-/** A realistic event (a tool call, its result, text, a todo list) for sequence number `seq`. */
+/**
+ * A realistic event for sequence number `seq`, in a mix of five: a tool call, its result, text, the model's
+ * reasoning (folded for LINEAR_VERBOSITY=verbose; a reasoning model streams it), a todo list.
+ */
 export function eventAt(seq: number) {
   const at = new Date().toISOString();
-  const k = seq % 4;
-  const call = `call-${Math.floor(seq / 4)}`;
+  // BENCH_REASONING=0: the earlier mix of four, without reasoning (to compare with results from before it).
+  const kinds = process.env.BENCH_REASONING === "0" ? 4 : 5;
+  const k = seq % kinds === 3 && kinds === 4 ? 4 : seq % kinds;
+  const call = `call-${Math.floor(seq / kinds)}`;
   if (k === 0) return { seq, type: "message.part.updated", at, data: { part: { type: "tool", callID: call, tool: "bash", state: { status: "running", input: { command: `npm test -- ${seq}` } } } } };
   if (k === 1) return { seq, type: "message.part.updated", at, data: { part: { type: "tool", callID: call, tool: "bash", state: { status: "completed", input: { command: `npm test -- ${seq}` }, output: "ok\n".repeat(50) } } } };
   if (k === 2) return { seq, type: "message.part.updated", at, data: { part: { type: "text", id: `p${seq}`, messageID: `m${Math.floor(seq / 40)}`, text: "Working on it. ".repeat(20) } } };
+  if (k === 3) return { seq, type: "message.part.updated", at, data: { part: { type: "reasoning", id: `r${Math.floor(seq / 20)}`, messageID: `m${Math.floor(seq / 40)}`, text: "Considering the options. ".repeat(1 + (seq % 60)), time: { start: 1, ...(seq % 20 > 15 ? { end: 2 } : {}) } } } };
   return { seq, type: "todo.updated", at, data: { todos: [{ content: "Read the code", status: "completed" }, { content: `Step ${seq}`, status: "in_progress" }] } };
 }
 
