@@ -11,7 +11,7 @@ import { sql } from "drizzle-orm";
 import { digest } from "../../src/events/fold.ts";
 import { mountIntegrations } from "../../src/integrations/index.ts";
 import { type FakeLinear, startFakeLinear } from "../fakes/linear.ts";
-import { type FakeSlack, mentionEnvelope, postSlackEvent, startFakeSlack } from "../fakes/slack.ts";
+import { type FakeSlack, mentionEnvelope, messageEnvelope, postSlackEvent, startFakeSlack } from "../fakes/slack.ts";
 import { startTestServer, type TestServer } from "../helpers/harness.ts";
 import { sleep, until } from "./helpers.ts";
 import { CHANNEL, linearEnv, linearSession, SLACK_SECRET, slackEnv, slackMention, TEAM } from "./surfaces.ts";
@@ -31,6 +31,8 @@ export interface OutageFigures {
   refused: { slack: number; linear: number };
   /** Slack replies owed without a run, asked for during the outage ("help", "which repo?"): what each thread got. */
   replies: { help: string[]; whichRepo: string[] };
+  /** A thread reply steering the working Slack run during the outage: its 📥 on the person's message afterwards. */
+  steerAcknowledged: string[];
 }
 
 /** A mention in `channel` (seeded in the fake), delivered signed; and the bot's messages in its thread. */
@@ -86,6 +88,11 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
       await store.phase(run.id, { phase: "repo_cloned", baseCommit: "0".repeat(40) });
       await store.transition(run.id, { type: "sandbox_ready" });
     }
+    // Someone steers the working Slack run in its thread: the follow-up is taken; its 📥 is owed to Slack.
+    const steer = messageEnvelope({ text: "also this", channel: CHANNEL, thread_ts: mention.ts, botUserId: slack.botUserId });
+    slack.seedMessage({ channel: CHANNEL, text: steer.event.text, ts: steer.event.ts, thread_ts: mention.ts });
+    if ((await postSlackEvent(`${srv.url}/slack/events`, SLACK_SECRET, steer)).status !== 200) throw new Error("the Slack reply was refused during the outage");
+    await until("the reply taken as a follow-up", async () => (await store.inputs(slackRun.id)).some((i) => i.text === "also this"), 10_000);
     await sleep(Math.min(3000, o.outageMs / 4));
     const result = (branch: string) => ({ summary: "Wrote outage.txt.", filesChanged: [], additions: 0, deletions: 0, branch, commit: null, pushed: false, usage: digest([]).usage, error: null });
     for (const run of [slackRun, linearRun]) {
@@ -108,6 +115,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
     const linearAt = Math.max(upAt, Math.min(Date.now(), response.at));
     const slackAt = slackFinalAt;
     await until("the replies owed from the outage", () => help.botTexts().length > 0 && whichRepo.botTexts().length > 0, 60_000, 50);
+    await until("the steer's reaction", () => slack.reactionsOn(CHANNEL, steer.event.ts).length > 0, 60_000, 50);
     await sleep(1500); // anything still queued behind the finals goes out now
     const ids = stale.map((r) => Number(r.id));
     const staleSent = ids.length ? await rows(sql`select id from notifications where state = 'sent' and response->>'superseded' is null and id in ${ids}`) : [];
@@ -122,6 +130,7 @@ export async function runOutageScenario(o: { outageMs: number; log?: (s: string)
       progressSentBeforeFinal: { slack: progressSlack, linear: progressLinear },
       refused,
       replies: { help: help.botTexts(), whichRepo: whichRepo.botTexts() },
+      steerAcknowledged: slack.reactionsOn(CHANNEL, steer.event.ts),
     };
   } finally {
     await srv?.close();

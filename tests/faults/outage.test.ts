@@ -22,6 +22,8 @@ describe("surfaces recovering from an outage", () => {
     // Replies without a run go through the outbox too: asked for during the outage, each arrives once afterwards.
     expect(f.replies.help).toHaveLength(1);
     expect(f.replies.help[0]).toMatch(/Mention me with a task/i);
+    // So are the reactions acknowledging a person's message: a reply steering the run during the outage gets its 📥.
+    expect(f.steerAcknowledged).toEqual(["inbox_tray"]);
     expect(f.replies.whichRepo).toEqual(["Which repo should I work in? Reply in this thread with `repo=<name>` (or mention me again with it). Allowed: `demo`."]);
   }, 120_000);
 });
