@@ -12,6 +12,7 @@ import { opencodeVersion, templateDockerfile } from "../../src/sandbox/e2b/templ
 import { opencodeBinary } from "../../src/sandbox/index.ts";
 import { RUN_LABEL, SandboxError } from "../../src/sandbox/provider.ts";
 import { type FakeE2B, startFakeE2B } from "../fakes/e2b/index.ts";
+import { until } from "../helpers/until.ts";
 import { scripts } from "../fakes/model-server.ts";
 import { makeRepo, startTestServer } from "../helpers/harness.ts";
 
@@ -129,7 +130,8 @@ describe("lifetime, pause and resume", () => {
     const { pid } = await sb.startBackground(["/bin/sh", "-c", "while true; do date +%s%N >> ticks; sleep 0.1; done"], { cwd: sb.paths.home, logFile: `${sb.paths.control}/ticks.log` });
     expect(await sb.suspendWhileIdle!()).toBe(true);
     expect((await p.list()).find((s) => s.id === sb.id)?.state).toBe("paused");
-    expect(stateOf(pid)).toBe("T");
+    // Stopped: a process caught in a disk write ('D') when the signal came stops as soon as the write ends.
+    await until("the process stopped", () => stateOf(pid) === "T", 5000, 20);
     const woken = (await p.get(sb.id))!;
     expect(fake.sandboxes().find((s) => s.id === sb.id)!.state).toBe("running");
     expect(stateOf(pid)).not.toBe("T");
