@@ -7,7 +7,7 @@
  */
 import { RELAY_EVENT } from "../relay/protocol.ts";
 import { type PendingQuestion, questionFromEvent, questionLine, QUESTIONS_MAX, type SettledQuestion, settle, settledId, withQuestion } from "./questions.ts";
-import { num, obj, own, text } from "./safe.ts";
+import { clip, num, obj, own, text } from "./safe.ts";
 import { describeTool, explainError, firstLine, type ReasoningSnippet, type RunDigest, type StoredEvent, type TimelineItem, type Todo, type ToolStatus, type Usage } from "./vocabulary.ts";
 
 export const TIMELINE_MAX = 500;
@@ -96,7 +96,7 @@ const add = (a: Usage, b: Usage): Usage => ({
 
 /** A reasoning part's newest text into the bounded list (in place): cut to REASONING_CHARS, the newest REASONING_MAX kept. */
 function foldReasoning(list: ReasoningSnippet[], partId: string, body: string, done: boolean, seq: number, at: string): void {
-  const cutText = body.length > REASONING_CHARS ? `${body.slice(0, REASONING_CHARS - 1)}…` : body;
+  const cutText = clip(body, REASONING_CHARS);
   const existing = list.find((r) => r.partId === partId);
   if (existing) {
     existing.text = cutText;

@@ -5,6 +5,11 @@
  * through an object's prototype.
  */
 
+/** `s` cut to at most `n` characters, the cut marked with "…". */
+export function clip(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
 /** A plain JSON object (not an array, not null), else an empty object. */
 export function obj(x: unknown): Record<string, unknown> {
   return x !== null && typeof x === "object" && !Array.isArray(x) ? (x as Record<string, unknown>) : {};

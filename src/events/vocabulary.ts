@@ -5,7 +5,7 @@
  * Every field of an event was written by the agent: read them with safe.ts, never as trusted shapes.
  */
 import type { PendingQuestion, SettledQuestion } from "./questions.ts";
-import { lookup, obj, own, text } from "./safe.ts";
+import { clip, lookup, obj, own, text } from "./safe.ts";
 
 export interface StoredEvent {
   seq: number;
@@ -91,7 +91,7 @@ export const firstLine = (s: unknown, n = 160) => {
     .split("\n")
     .map((l) => l.trim())
     .find(Boolean);
-  return line ? (line.length > n ? `${line.slice(0, n - 1)}…` : line) : "";
+  return line ? clip(line, n) : "";
 };
 
 /** Relative, readable path: strips the sandbox's repo prefix. */

@@ -7,6 +7,7 @@
  */
 import type { Run } from "../../db/schema.ts";
 import type { RunResult } from "../../runs/model.ts";
+import { clip } from "../../events/safe.ts";
 import { quoteAgent } from "../agent-words.ts";
 
 /** GitHub refuses bodies over 65536 characters and titles over 256. */
@@ -67,7 +68,7 @@ export function pullRequestTitle(run: Pick<Run, "title" | "source" | "sourceRef"
   let title = oneLine(run.title) || "Deckhand changes";
   const id = sourceLink(run)?.linearIdentifier;
   if (id && !title.toUpperCase().includes(id.toUpperCase())) title = `${id}: ${title}`;
-  return title.length > MAX_TITLE ? `${title.slice(0, MAX_TITLE - 1)}…` : title;
+  return clip(title, MAX_TITLE);
 }
 
 export function pullRequestBody(

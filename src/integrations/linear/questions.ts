@@ -8,6 +8,7 @@
  */
 import type { PendingQuestion, SettledQuestion } from "../../events/questions.ts";
 import { NO_ANSWER } from "../../events/questions.ts";
+import { clip } from "../../events/safe.ts";
 import type { AnswerSource } from "../../runs/answers.ts";
 import { type ForeignPrompt, sourceName } from "../../notify/notifier.ts";
 import { neutralizeAgentMarkdown, quoteAgent } from "../agent-words.ts";
@@ -90,7 +91,7 @@ const FOLLOW_UP_NOTE_MAX = 500;
 /** The note that the run was given a follow-up elsewhere (the run page, the API, the CLI, Slack). Pure. */
 export function followUpNote(p: Pick<ForeignPrompt, "author" | "source" | "text">): string {
   const who = p.author ? inert(p.author, 80) : "someone";
-  const text = p.text.length > FOLLOW_UP_NOTE_MAX ? `${p.text.slice(0, FOLLOW_UP_NOTE_MAX - 1)}…` : p.text;
+  const text = clip(p.text, FOLLOW_UP_NOTE_MAX);
   const quoted = neutralizeAgentMarkdown(text.trim()).split("\n").map((l) => `> ${l}`).join("\n");
   return `Follow-up from ${who} on ${inert(sourceName(p.source), 40)}:\n\n${quoted}`;
 }

@@ -6,6 +6,7 @@
  */
 import type { RunView } from "../../runs/run-view.ts";
 import { describeFailure, isActive, isTerminal } from "../../runs/model.ts";
+import { clip } from "../../events/safe.ts";
 
 /** A Block Kit block (plain JSON). */
 export type Block = { type: string; [key: string]: any };
@@ -52,10 +53,7 @@ export function fmtCount(n: number): string {
   return `${(n / 1_000_000).toFixed(1)}M`;
 }
 
-const oneLine = (s: string, n: number) => {
-  const l = s.replace(/\s+/g, " ").trim();
-  return l.length > n ? `${l.slice(0, n - 1)}…` : l;
-};
+const oneLine = (s: string, n: number) => clip(s.replace(/\s+/g, " ").trim(), n);
 
 /** Cut `s` to at most `max` characters at a line or word boundary, marking the cut with "…". */
 export function cut(s: string, max: number): { text: string; cut: boolean } {
@@ -223,7 +221,7 @@ export function statusContent(v: RunView, opts: { elapsed?: boolean } = {}): Sla
   if (v.status === "failed" || v.status === "cancelled") head += `: ${escapeMrkdwn(failureReason(v).reason)}`;
   blocks.push(section(head));
   const todos = todoLines(v);
-  if (todos && (working || v.status === "idle")) blocks.push(section(todos.length > SECTION_MAX ? `${todos.slice(0, SECTION_MAX - 1)}…` : todos));
+  if (todos && (working || v.status === "idle")) blocks.push(section(clip(todos, SECTION_MAX)));
   const live = isActive(v.status);
   const buttons: Block[] = [];
   if (live) {
@@ -358,7 +356,7 @@ const ECHO_MAX = 500;
  * elsewhere (`via`: "the run page", "the CLI"...). Pure.
  */
 export function followUpEcho(author: string, text: string, via?: string): string {
-  const t = text.length > ECHO_MAX ? `${text.slice(0, ECHO_MAX - 1)}…` : text;
+  const t = clip(text, ECHO_MAX);
   const who = escapeMrkdwn(author.replace(/[*_~`\n]/g, " ").slice(0, 80));
   return `:inbox_tray: Follow-up from *${who}*${via ? ` (${escapeMrkdwn(via)})` : ""}: ${escapeMrkdwn(t)}`;
 }
