@@ -40,8 +40,7 @@ export interface AnswerSource {
 /** The answers queued for a run's questions, oldest first (surfaces say who settled a question they showed). */
 export async function answerSources(store: RunStore, runId: string): Promise<AnswerSource[]> {
   const out: AnswerSource[] = [];
-  for (const i of await store.inputs(runId)) {
-    if (i.kind !== "answer") continue;
+  for (const i of await store.inputs(runId, "answer")) {
     const [id] = answeredIds([i]);
     if (id) out.push({ questionId: id, author: i.author, source: i.source });
   }
@@ -52,7 +51,7 @@ export async function answerSources(store: RunStore, runId: string): Promise<Ans
 export async function openQuestions(store: RunStore, runId: string): Promise<PendingQuestion[]> {
   const d = await readDigest(store.db, runId);
   if (!d.questions.length) return [];
-  const done = answeredIds(await store.inputs(runId));
+  const done = answeredIds(await store.inputs(runId, "answer"));
   return d.questions.filter((q) => !done.has(q.id));
 }
 

@@ -161,8 +161,10 @@ export class RunStore {
       .orderBy(asc(runInputs.seq));
   }
 
-  async inputs(runId: string) {
-    return this.db.select().from(runInputs).where(eq(runInputs.runId, runId)).orderBy(asc(runInputs.seq));
+  /** A run's inputs in order; only those of one kind when `kind` is given (answers, read often, are few). */
+  async inputs(runId: string, kind?: "prompt" | "stop" | "answer") {
+    const where = kind ? and(eq(runInputs.runId, runId), eq(runInputs.kind, kind)) : eq(runInputs.runId, runId);
+    return this.db.select().from(runInputs).where(where).orderBy(asc(runInputs.seq));
   }
 
   /** The latest `limit` prompts of a run not sent from `source` (its own surface), oldest first. */
