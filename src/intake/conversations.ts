@@ -89,11 +89,6 @@ export class ConversationStore {
     return (await this.get(surface, key))?.pending ?? null;
   }
 
-  /** A run started in these conversations: it is now their run, and any question asked there is settled. */
-  async link(surface: Surface, keys: string | string[], runId: string): Promise<void> {
-    await linkConversations(this.db, { surface, keys: Array.isArray(keys) ? keys : [keys] }, runId);
-  }
-
   /** We asked a question here (a run cannot start before the answer); the run, if any, stays. */
   async ask(surface: Surface, key: string, pending: AskedQuestion): Promise<void> {
     checkKey(key);
